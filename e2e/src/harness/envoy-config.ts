@@ -1,0 +1,103 @@
+/**
+ * The one Envoy bootstrap used everywhere: e2e tests, `make demo`/`make up`, benchmarks and
+ * (rendered with container host names) docker-compose. Every request goes to the LLM upstream;
+ * the Wasm filter decides which ones are rate-limited, as an Istio sidecar would.
+ */
+export const RLS_SERVICE = 'asm-llm-token-rate-limit-example.default.svc.cluster.local';
+export const RLS_PORT = 80;
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface EnvoyConfigOptions {
+  listen: Endpoint;
+  admin: Endpoint;
+  llm: Endpoint;
+  /** Where the rate-limit service really listens (reached through the Istio-style cluster name). */
+  rateLimitService: Endpoint;
+  /** Path of plugin.wasm as Envoy sees it; omit for a plain Envoy without the plugin (baseline). */
+  wasmPath?: string;
+  /** The plugin's configuration object (the WasmPlugin's pluginConfig). */
+  pluginConfig?: unknown;
+}
+
+function cluster(name: string, ep: Endpoint, extra: Record<string, unknown> = {}) {
+  return {
+    name,
+    type: 'STRICT_DNS',
+    dns_lookup_family: 'V4_ONLY',
+    connect_timeout: '1s',
+    lb_policy: 'ROUND_ROBIN',
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ep.host, port_value: ep.port } } } }] }],
+    },
+    ...extra,
+  };
+}
+
+export function envoyConfig(o: EnvoyConfigOptions): object {
+  const filters: object[] = [];
+  if (o.wasmPath) {
+    filters.push({
+      name: 'envoy.filters.http.wasm',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm',
+        config: {
+          name: 'llm-token-ratelimit',
+          // Istio leaves root_id empty when the WasmPlugin has no pluginName: do the same.
+          root_id: '',
+          configuration: {
+            '@type': 'type.googleapis.com/google.protobuf.StringValue',
+            value: JSON.stringify(o.pluginConfig ?? {}),
+          },
+          vm_config: {
+            vm_id: 'llm-token-ratelimit',
+            runtime: 'envoy.wasm.runtime.v8',
+            code: { local: { filename: o.wasmPath } },
+          },
+          // Like the WasmPlugin's FAIL_OPEN: a crashed plugin lets traffic through.
+          fail_open: true,
+        },
+      },
+    });
+  }
+  filters.push({ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } });
+
+  return {
+    admin: { address: { socket_address: { address: o.admin.host, port_value: o.admin.port } } },
+    static_resources: {
+      listeners: [
+        {
+          name: 'llm_egress',
+          address: { socket_address: { address: o.listen.host, port_value: o.listen.port } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  typed_config: {
+                    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                    stat_prefix: 'llm_egress',
+                    route_config: {
+                      name: 'llm',
+                      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'llm_upstream', timeout: '120s' } }] }],
+                    },
+                    http_filters: filters,
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      clusters: [
+        cluster('llm_upstream', o.llm),
+        // The name an Istio sidecar gives the service's cluster: the seed's pluginConfig works unchanged.
+        cluster(`outbound|${RLS_PORT}||${RLS_SERVICE}`, o.rateLimitService),
+      ],
+    },
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * The whole chain on one machine: mock LLM ← Envoy (+ plugin) → rate-limit service → store.
+ * Everything on free loopback ports; stop() ends every process this started, by PID.
+ */
+import { createMockLlm, MockLlm } from '../mock-llm';
+import { Envoy, startEnvoy } from './envoy';
+import { PLUGIN_CONFIG_FILE, PLUGIN_WASM, RULES_FILE, readJson, requireBuilt } from './paths';
+import { Service, startService } from './service';
+
+export interface StackOptions {
+  pluginConfig?: unknown;
+  rules?: unknown;
+  redisUrl?: string;
+  /** false: plain Envoy without the plugin (benchmark baseline). */
+  plugin?: boolean;
+  serviceEnv?: Record<string, string>;
+  /** An upstream other than the mock LLM (host:port), e.g. for `make up` against a real endpoint. */
+  upstream?: { host: string; port: number };
+}
+
+export interface Stack {
+  envoy: Envoy;
+  service: Service;
+  mock?: MockLlm;
+  stop(): Promise<void>;
+}
+
+export async function startStack(o: StackOptions = {}): Promise<Stack> {
+  const withPlugin = o.plugin !== false;
+  if (withPlugin) requireBuilt(PLUGIN_WASM, 'make plugin');
+  const started: { stop(): Promise<void> }[] = [];
+  const stopAll = async () => {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+  };
+  try {
+    const mock = o.upstream ? undefined : await createMockLlm();
+    if (mock) started.push({ stop: () => mock.close() });
+    const service = await startService({ rules: o.rules ?? readJson(RULES_FILE), redisUrl: o.redisUrl, env: o.serviceEnv });
+    started.push(service);
+    const envoy = await startEnvoy({
+      llm: o.upstream ?? { host: '127.0.0.1', port: mock!.port },
+      rateLimitService: { host: '127.0.0.1', port: service.port },
+      wasmPath: withPlugin ? PLUGIN_WASM : undefined,
+      pluginConfig: o.pluginConfig ?? readJson(PLUGIN_CONFIG_FILE),
+    });
+    started.push(envoy);
+    return { envoy, service, mock, stop: stopAll };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}

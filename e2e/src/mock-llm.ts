@@ -1,0 +1,136 @@
+/**
+ * A local OpenAI-compatible chat-completions server standing in for the paid LLM API.
+ * It answers any POST path (the seed posts to "/", DashScope's compatible mode uses
+ * /compatible-mode/v1/chat/completions, OpenAI /v1/chat/completions), plain JSON or SSE,
+ * with a deterministic usage: by default the seed's prompt 10, completion 95, total 105.
+ *
+ * Per-request controls (request headers), so that e2e scenarios are reproducible:
+ *   x-mock-usage: "P,C"          usage to report (total = P + C)
+ *   x-mock-omit-usage: "1"       no usage object at all (and no usage chunk when streaming)
+ *   x-mock-status: "500"         answer with this status and an OpenAI-style error body, no usage
+ *   x-mock-delay-ms: "N"         wait before the response headers
+ *   x-mock-chunk-delay-ms: "N"   wait between SSE events
+ *   x-mock-chunks: "N"           number of content events when streaming (default 5)
+ */
+import * as http from 'http';
+import { AddressInfo } from 'net';
+
+export interface MockLlm {
+  port: number;
+  /** Requests received so far (every path), newest last. */
+  requests: { method: string; path: string; headers: http.IncomingHttpHeaders; body: string }[];
+  close(): Promise<void>;
+}
+
+export const SEED_USAGE = { prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 };
+const ANSWER = '我是通义千问，由阿里云开发的大规模语言模型。我可以回答问题、创作文字、编写代码，也可以表达观点、玩游戏等。';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function num(h: string | string[] | undefined, dflt: number): number {
+  const v = Number(Array.isArray(h) ? h[0] : h);
+  return Number.isFinite(v) && v >= 0 ? v : dflt;
+}
+
+function usageFor(req: http.IncomingMessage) {
+  const spec = req.headers['x-mock-usage'];
+  if (typeof spec === 'string') {
+    const [p, c] = spec.split(',').map((s) => Number(s.trim()));
+    if (Number.isInteger(p) && Number.isInteger(c)) return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
+  }
+  return { ...SEED_USAGE };
+}
+
+export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
+  const requests: MockLlm['requests'] = [];
+  let seq = 0;
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body });
+
+    if (req.method === 'GET' && req.url === '/__mock/requests') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ count: requests.length - 1 }));
+      requests.pop();
+      return;
+    }
+    await sleep(num(req.headers['x-mock-delay-ms'], 0));
+
+    const status = num(req.headers['x-mock-status'], 200);
+    if (status !== 200) {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: `mock error ${status}`, type: 'mock_error', code: status } }));
+      return;
+    }
+    let parsed: { stream?: boolean; model?: string; stream_options?: { include_usage?: boolean } } = {};
+    try {
+      parsed = body ? JSON.parse(body) : {};
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'request body is not JSON', type: 'invalid_request_error' } }));
+      return;
+    }
+    const id = `chatcmpl-mock-${++seq}`;
+    const model = parsed.model ?? 'qwen-plus';
+    const created = Math.floor(Date.now() / 1000);
+    const omitUsage = req.headers['x-mock-omit-usage'] === '1';
+    const usage = usageFor(req);
+
+    if (parsed.stream) {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      const n = Math.max(1, num(req.headers['x-mock-chunks'], 5));
+      const delay = num(req.headers['x-mock-chunk-delay-ms'], 0);
+      const piece = Math.ceil(ANSWER.length / n);
+      const event = (o: object) => res.write(`data: ${JSON.stringify(o)}\n\n`);
+      for (let i = 0; i < n; i++) {
+        const delta = i === 0 ? { role: 'assistant', content: ANSWER.slice(0, piece) } : { content: ANSWER.slice(i * piece, (i + 1) * piece) };
+        event({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
+        if (delay) await sleep(delay);
+      }
+      event({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+      // As OpenAI does: the usage chunk only when the client asked for it, with empty choices.
+      if (parsed.stream_options?.include_usage && !omitUsage) {
+        event({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
+      }
+      res.end('data: [DONE]\n\n');
+      return;
+    }
+
+    const completion: Record<string, unknown> = {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [{ index: 0, message: { role: 'assistant', content: ANSWER }, finish_reason: 'stop' }],
+    };
+    if (!omitUsage) completion.usage = usage; // last, as in the seed's example body
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(completion));
+  });
+  return new Promise((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(port, host, () => {
+      resolve({
+        port: (server.address() as AddressInfo).port,
+        requests,
+        close: () =>
+          new Promise<void>((r) => {
+            server.closeAllConnections();
+            server.close(() => r());
+          }),
+      });
+    });
+  });
+}
+
+// CLI: node e2e/dist/mock-llm.js [port]
+if (require.main === module) {
+  createMockLlm(Number(process.argv[2] ?? 0)).then((m) => {
+    console.log(JSON.stringify({ msg: 'listening', service: 'mock-llm', port: m.port }));
+    const stop = () => m.close().then(() => process.exit(0));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
