@@ -57,10 +57,10 @@ demo: build envoy
 	node e2e/dist/demo.js
 
 up: build envoy
-	node e2e/dist/stack.js up
+	node e2e/dist/stack-cli.js up
 
 down:
-	node e2e/dist/stack.js down
+	node e2e/dist/stack-cli.js down
 
 bench: bench-service bench-plugin
 

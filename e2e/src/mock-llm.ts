@@ -125,9 +125,9 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
   });
 }
 
-// CLI: node e2e/dist/mock-llm.js [port]
+// CLI: node e2e/dist/mock-llm.js [port] [host]   (host 0.0.0.0 in a container)
 if (require.main === module) {
-  createMockLlm(Number(process.argv[2] ?? 0)).then((m) => {
+  createMockLlm(Number(process.argv[2] ?? 0), process.argv[3] ?? '127.0.0.1').then((m) => {
     console.log(JSON.stringify({ msg: 'listening', service: 'mock-llm', port: m.port }));
     const stop = () => m.close().then(() => process.exit(0));
     process.on('SIGTERM', stop);

@@ -9,6 +9,8 @@ export const RLS_PORT = 80;
 export interface Endpoint {
   host: string;
   port: number;
+  /** Originate TLS to this endpoint (a real LLM API over https), with SNI and Host set to `host`. */
+  tls?: boolean;
 }
 
 export interface EnvoyConfigOptions {
@@ -23,7 +25,15 @@ export interface EnvoyConfigOptions {
   pluginConfig?: unknown;
 }
 
-function cluster(name: string, ep: Endpoint, extra: Record<string, unknown> = {}) {
+function cluster(name: string, ep: Endpoint) {
+  const tls = ep.tls
+    ? {
+        transport_socket: {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: ep.host },
+        },
+      }
+    : {};
   return {
     name,
     type: 'STRICT_DNS',
@@ -34,7 +44,7 @@ function cluster(name: string, ep: Endpoint, extra: Record<string, unknown> = {}
       cluster_name: name,
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ep.host, port_value: ep.port } } } }] }],
     },
-    ...extra,
+    ...tls,
   };
 }
 
@@ -83,7 +93,7 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
                     stat_prefix: 'llm_egress',
                     route_config: {
                       name: 'llm',
-                      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'llm_upstream', timeout: '120s' } }] }],
+                      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'llm_upstream', timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } }] }],
                     },
                     http_filters: filters,
                   },
