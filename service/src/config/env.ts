@@ -1,0 +1,68 @@
+/** Service settings from the environment (names compatible with the reference service). */
+import type { Level } from '../log';
+
+export interface Settings {
+  port: number;
+  host?: string;
+  configText?: string;
+  configFile?: string;
+  redis?: {
+    urls: string[];
+    cluster: boolean;
+    password?: string;
+    database?: number;
+    commandTimeoutMs: number;
+  };
+  logLevel: Level;
+  memoryMaxKeys: number;
+  configPollMs: number;
+  shutdownTimeoutMs: number;
+}
+
+export class EnvError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new EnvError(`${name}=${JSON.stringify(v)}: must be an integer >= ${min}`);
+  return n;
+}
+
+export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
+  const port = int(env, 'PORT', 8080);
+  if (port > 65535) throw new EnvError(`PORT=${env.PORT}: must be <= 65535`);
+  const configText = env.RATE_LIMIT_CONFIG || undefined;
+  const configFile = env.RATE_LIMIT_CONFIG_FILE || undefined;
+  if (!configText && !configFile) {
+    throw new EnvError('no rules: set RATE_LIMIT_CONFIG (JSON) or RATE_LIMIT_CONFIG_FILE (path)');
+  }
+  if (configText && configFile) {
+    throw new EnvError('set only one of RATE_LIMIT_CONFIG and RATE_LIMIT_CONFIG_FILE');
+  }
+  let redis: Settings['redis'];
+  const cluster = /^(1|true|yes)$/i.test(env.REDIS_CLUSTER ?? '');
+  const commandTimeoutMs = int(env, 'REDIS_TIMEOUT_MS', 500, 1);
+  const database = int(env, 'REDIS_DB_INDEX', 0);
+  const password = env.REDIS_PASSWORD || undefined;
+  if (env.REDIS_URL) {
+    redis = { urls: env.REDIS_URL.split(',').map((s) => s.trim()).filter(Boolean), cluster, password, database, commandTimeoutMs };
+  } else if (env.REDIS_ADDRESS) {
+    const urls = env.REDIS_ADDRESS.split(',').map((a) => `redis://${a.trim()}`);
+    redis = { urls, cluster, password, database, commandTimeoutMs };
+  }
+  if (redis && cluster && database) throw new EnvError('REDIS_DB_INDEX must be 0 with REDIS_CLUSTER');
+  const logLevel = (env.LOG_LEVEL ?? 'info') as Level;
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new EnvError(`LOG_LEVEL=${env.LOG_LEVEL}: debug|info|warn|error`);
+  return {
+    port,
+    host: env.HOST || undefined,
+    configText,
+    configFile,
+    redis,
+    logLevel,
+    memoryMaxKeys: int(env, 'MEMORY_MAX_KEYS', 100_000, 1),
+    configPollMs: int(env, 'CONFIG_POLL_MS', 5000, 0),
+    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0),
+  };
+}

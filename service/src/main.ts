@@ -1,0 +1,95 @@
+/** Entry point: `node service/dist/main.js`. See README.md for the environment. */
+import { startService, type RunningService } from './app';
+import { ConfigWatcher } from './config/watcher';
+import { parseRules, type Rule } from './config/rules';
+import { settingsFromEnv, type Settings } from './config/env';
+import { createLogger } from './log';
+import { Metrics } from './metrics';
+import { MemoryStore } from './store/memory';
+import { RedisStore } from './store/redis';
+import type { BucketStore } from './store/types';
+
+function die(msg: string): never {
+  process.stderr.write(`llm-ratelimit: ${msg}\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let settings: Settings;
+  let rules: Rule[];
+  let configText: string;
+  try {
+    settings = settingsFromEnv();
+    if (settings.configFile) {
+      const r = ConfigWatcher.readInitial(settings.configFile);
+      rules = r.rules;
+      configText = r.text;
+    } else {
+      configText = settings.configText!;
+      rules = parseRules(configText);
+    }
+  } catch (err) {
+    die((err as Error).message);
+  }
+  const log = createLogger(settings.logLevel);
+
+  let store: BucketStore;
+  if (settings.redis) {
+    const rs = new RedisStore({ ...settings.redis, logger: log });
+    await rs.connect(2000);
+    store = rs;
+  } else {
+    store = new MemoryStore({ maxKeys: settings.memoryMaxKeys });
+  }
+
+  let svc: RunningService;
+  try {
+    svc = await startService({
+      rules,
+      store,
+      port: settings.port,
+      host: settings.host,
+      logger: log,
+      metrics: new Metrics(true),
+      configFile: settings.configFile
+        ? { path: settings.configFile, text: configText, pollMs: settings.configPollMs }
+        : undefined,
+      shutdownTimeoutMs: settings.shutdownTimeoutMs,
+    });
+  } catch (err) {
+    await store.close();
+    die(`cannot listen on port ${settings.port}: ${(err as Error).message}`);
+  }
+  log.info('listening', {
+    port: svc.port,
+    store: store.kind,
+    rules: rules.length,
+    config: settings.configFile ?? 'RATE_LIMIT_CONFIG',
+  });
+
+  process.on('SIGHUP', () => {
+    if (settings.configFile) svc.reloadConfigFile('SIGHUP');
+    else log.warn('SIGHUP ignored: rules come from RATE_LIMIT_CONFIG, not a file');
+  });
+  const stop = (signal: string) => {
+    log.info('shutting down', { signal });
+    svc.close().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        log.error('shutdown failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+process.on('unhandledRejection', (err) => {
+  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'unhandled rejection', err: String(err) }) + '\n');
+});
+
+main().catch((err) => die(`fatal: ${(err as Error).stack ?? err}`));

@@ -1,0 +1,47 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics, on a registry per service instance (tests create several). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly decisions: Counter<'rule' | 'result'>;
+  readonly tokensCharged: Counter<'rule'>;
+  readonly storeErrors: Counter<'op'>;
+  readonly requestDuration: Histogram<'route' | 'status'>;
+  readonly configReloads: Counter<'result'>;
+
+  constructor(defaultMetrics = false) {
+    const registers = [this.registry];
+    this.decisions = new Counter({
+      name: 'llmrl_decisions_total',
+      help: 'Rate-limit decisions per key checked, by rule (regex) and result (allowed|limited|unruled).',
+      labelNames: ['rule', 'result'],
+      registers,
+    });
+    this.tokensCharged = new Counter({
+      name: 'llmrl_tokens_charged_total',
+      help: 'Tokens charged to buckets, by rule (regex).',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.storeErrors = new Counter({
+      name: 'llmrl_store_errors_total',
+      help: 'Store (Redis) errors, by operation.',
+      labelNames: ['op'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'llmrl_request_duration_seconds',
+      help: 'HTTP request latency, by route and status.',
+      labelNames: ['route', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'llmrl_config_reloads_total',
+      help: 'Rule reloads, by result (ok|error).',
+      labelNames: ['result'],
+      registers,
+    });
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,65 @@
+/** Validation of protocol input. Each failure is a 400 with a JSON error. */
+import type { Usage } from '../limiter/limiter';
+
+export const MAX_KEYS = 16;
+export const MAX_KEY_BYTES = 512;
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export class BadRequest extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BadRequest';
+  }
+}
+
+export function validateKeys(v: unknown): string[] {
+  if (!Array.isArray(v)) throw new BadRequest('ratelimit_keys must be a JSON array of strings');
+  if (v.length > MAX_KEYS) throw new BadRequest(`too many ratelimit_keys: ${v.length} > ${MAX_KEYS}`);
+  for (let i = 0; i < v.length; i++) {
+    const k = v[i];
+    if (typeof k !== 'string') throw new BadRequest(`ratelimit_keys[${i}] is not a string`);
+    // Cheap bound first: a UTF-8 byte is at least one UTF-16 unit... and at most 3 per unit.
+    if (k.length > MAX_KEY_BYTES || (k.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(k) > MAX_KEY_BYTES)) {
+      throw new BadRequest(`ratelimit_keys[${i}] is longer than ${MAX_KEY_BYTES} bytes`);
+    }
+  }
+  return v as string[];
+}
+
+/** Parses the check query parameter: a JSON array of strings. */
+export function parseKeysParam(raw: unknown): string[] {
+  if (typeof raw !== 'string') throw new BadRequest('missing ratelimit_keys query parameter (a JSON array of strings)');
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new BadRequest('ratelimit_keys is not valid JSON');
+  }
+  return validateKeys(v);
+}
+
+function tokenCount(o: Record<string, unknown>, f: string): number | undefined {
+  const v = o[f];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new BadRequest(`${f} must be a non-negative integer`);
+  }
+  return v;
+}
+
+/** Parses the update body. Missing counts are 0; a missing total_tokens is prompt + completion. */
+export function parseUpdateBody(text: string): { keys: string[]; usage: Usage } {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new BadRequest('body is not valid JSON');
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new BadRequest('body must be a JSON object');
+  const o = v as Record<string, unknown>;
+  const keys = validateKeys(o.ratelimit_keys);
+  const prompt = tokenCount(o, 'prompt_tokens') ?? 0;
+  const completion = tokenCount(o, 'completion_tokens') ?? 0;
+  const total = tokenCount(o, 'total_tokens') ?? prompt + completion;
+  return { keys, usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total } };
+}

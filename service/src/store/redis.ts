@@ -1,0 +1,169 @@
+import { createClient, createCluster, defineScript } from 'redis';
+import type { BucketOp, BucketParams, BucketResult } from '../limiter/bucket';
+import type { Logger } from '../log';
+import { silentLogger } from '../log';
+import { BUCKET_LUA } from './bucket-lua';
+import { StoreError, type BucketStore } from './types';
+
+export interface RedisStoreOptions {
+  /** One redis:// URL, or the seed nodes of a cluster. */
+  urls: string[];
+  cluster?: boolean;
+  password?: string;
+  database?: number;
+  /** Bound on every command, ms (default 500). */
+  commandTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** Prefix of every record key (default "llmrl:"). */
+  prefix?: string;
+  logger?: Logger;
+}
+
+const bucketScript = defineScript({
+  SCRIPT: BUCKET_LUA,
+  NUMBER_OF_KEYS: 1,
+  parseCommand(parser: any, key: string, args: string[]) {
+    parser.pushKey(key);
+    parser.push(...args);
+  },
+  transformReply: (reply: unknown) => reply as unknown as number[],
+} as any);
+
+/**
+ * Redis record key: prefix + hash tag around the rate-limit key, so that every record of
+ * one key lands in one Redis Cluster slot.
+ */
+export function recordKey(prefix: string, key: string): string {
+  return `${prefix}{${key}}`;
+}
+
+/** Redis (standalone or cluster) through node-redis; EVALSHA with reload on NOSCRIPT. */
+export class RedisStore implements BucketStore {
+  readonly kind: string;
+  private readonly client: any;
+  private readonly timeoutMs: number;
+  private readonly prefix: string;
+  private readonly log: Logger;
+  private connecting?: Promise<void>;
+  private closed = false;
+
+  constructor(opts: RedisStoreOptions) {
+    this.timeoutMs = opts.commandTimeoutMs ?? 500;
+    this.prefix = opts.prefix ?? 'llmrl:';
+    this.log = opts.logger ?? silentLogger;
+    this.kind = opts.cluster ? 'redis-cluster' : 'redis';
+    const socket = {
+      connectTimeout: opts.connectTimeoutMs ?? 2000,
+      // Reconnect forever with a capped back-off; commands fail fast meanwhile.
+      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2000),
+      keepAlive: true,
+      noDelay: true,
+    };
+    const common = {
+      password: opts.password || undefined,
+      disableOfflineQueue: true,
+      commandOptions: { timeout: this.timeoutMs },
+      socket,
+    };
+    if (opts.cluster) {
+      this.client = createCluster({
+        rootNodes: opts.urls.map((url) => ({ url })),
+        defaults: common as any,
+        scripts: { bucket: bucketScript },
+      } as any);
+    } else {
+      this.client = createClient({
+        url: opts.urls[0],
+        database: opts.database || undefined,
+        ...common,
+        scripts: { bucket: bucketScript },
+      } as any);
+    }
+    let lastErr = '';
+    this.client.on('error', (err: Error) => {
+      // Logged once per distinct message to avoid a flood while Redis is down.
+      if (err.message !== lastErr) this.log.warn('redis error', { err: err.message });
+      lastErr = err.message;
+    });
+    this.client.on?.('ready', () => {
+      if (lastErr) this.log.info('redis ready');
+      lastErr = '';
+    });
+  }
+
+  /** Starts connecting; resolves when connected or after `waitMs` (keeps retrying in the background). */
+  async connect(waitMs = 2000): Promise<void> {
+    if (!this.connecting) {
+      this.connecting = this.client.connect().then(
+        () => undefined,
+        (err: Error) => this.log.warn('redis connect failed', { err: err.message }),
+      );
+    }
+    await withTimeout(this.connecting!, waitMs, 'connect').catch(() => undefined);
+  }
+
+  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number): Promise<BucketResult> {
+    const args = [
+      String(p.maxTokens),
+      String(p.tokensPerFill),
+      String(p.fillIntervalUs),
+      String(p.ttlSeconds),
+      String(cost),
+      op,
+      nowUs === undefined ? '' : String(nowUs),
+    ];
+    let reply: number[];
+    try {
+      reply = await withTimeout(this.client.bucket(recordKey(this.prefix, key), args), this.timeoutMs, 'bucket');
+    } catch (err) {
+      throw new StoreError(`redis: ${(err as Error).message}`, err);
+    }
+    return { balance: Number(reply[0]), lastFillUs: Number(reply[1]), nowUs: Number(reply[2]) };
+  }
+
+  async ping(): Promise<void> {
+    try {
+      if (this.kind === 'redis-cluster') {
+        // Every master must answer.
+        await withTimeout(
+          Promise.all(this.client.masters.map(async (m: any) => (await this.client.nodeClient(m)).ping())),
+          this.timeoutMs,
+          'ping',
+        );
+      } else {
+        await withTimeout(this.client.ping(), this.timeoutMs, 'ping');
+      }
+    } catch (err) {
+      throw new StoreError(`redis: ${(err as Error).message}`, err);
+    }
+  }
+
+  /** Raw client, for tests. */
+  get raw(): any {
+    return this.client;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.client.isOpen) await withTimeout(this.client.close(), 1000, 'close');
+      else this.client.destroy?.();
+    } catch {
+      try {
+        this.client.destroy?.();
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}
+
+/** Rejects after `ms` unless `p` settles first (a safety net over node-redis' own timeouts). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
