@@ -56,6 +56,13 @@ export class MemoryStore implements BucketStore {
     return { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs };
   }
 
+  /** Remaining lifetime of a record in ms at `nowUs` (-2 when absent, as Redis PTTL). */
+  ttlMs(key: string, nowUs: number = this.clock()): number {
+    const e = this.map.get(key);
+    if (!e || e.expiresAtMs <= nowUs / 1000) return -2;
+    return Math.round(e.expiresAtMs - nowUs / 1000);
+  }
+
   /** Drops expired records; returns how many. */
   sweep(nowUs: number = this.clock()): number {
     const nowMs = nowUs / 1000;

@@ -1,0 +1,117 @@
+/**
+ * Bucket cases shared by every store (test/bucket-shared.test.ts runs them on the
+ * embedded store and on Redis). Each case drives one key with explicit "now" values.
+ */
+import type { BucketParams } from '../src/limiter/bucket';
+import type { BucketStore } from '../src/store/types';
+
+export const S = 1_000_000; // one second in µs
+export const T0 = 1_800_000_000 * S; // an arbitrary epoch, large like a real one
+export const P: BucketParams = { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30 * S, ttlSeconds: 300 };
+
+export interface Step {
+  at: number; // µs after T0
+  op: 'check' | 'charge';
+  cost?: number;
+  balance: number; // expected balance after the op
+  lastFill?: number; // expected last fill, µs after T0
+}
+
+export interface Case {
+  name: string;
+  params?: BucketParams;
+  steps: Step[];
+}
+
+export const CASES: Case[] = [
+  {
+    name: 'a new key starts full at max_tokens and a check writes nothing',
+    steps: [
+      { at: 0, op: 'check', balance: 200, lastFill: 0 },
+      { at: 10 * S, op: 'check', balance: 200, lastFill: 10 * S },
+    ],
+  },
+  {
+    name: 'charges go into debt; allowed while balance > 0',
+    steps: [
+      { at: 0, op: 'charge', cost: 105, balance: 95 },
+      { at: 1, op: 'charge', cost: 105, balance: -10 },
+      { at: 2, op: 'check', balance: -10 },
+    ],
+  },
+  {
+    name: 'refill adds tokens_per_fill per whole interval onto the debt',
+    steps: [
+      { at: 0, op: 'charge', cost: 300, balance: -100, lastFill: 0 },
+      { at: 29 * S, op: 'check', balance: -100, lastFill: 0 },
+      { at: 30 * S, op: 'check', balance: -50, lastFill: 30 * S },
+      { at: 61 * S, op: 'check', balance: 0, lastFill: 60 * S },
+      { at: 91 * S, op: 'check', balance: 50, lastFill: 90 * S },
+    ],
+  },
+  {
+    name: 'no partial interval is lost: frequent updates keep the fill clock aligned',
+    steps: [
+      { at: 0, op: 'charge', cost: 200, balance: 0, lastFill: 0 },
+      // The reference would reset last_fill to "now" at 45 s and lose 15 s.
+      { at: 45 * S, op: 'charge', cost: 10, balance: 40, lastFill: 30 * S },
+      { at: 59 * S + 999_999, op: 'charge', cost: 10, balance: 30, lastFill: 30 * S },
+      { at: 60 * S, op: 'check', balance: 80, lastFill: 60 * S },
+    ],
+  },
+  {
+    name: 'sub-second precision: 29.999999 s is not an interval, 30 s is',
+    steps: [
+      { at: 500_000, op: 'charge', cost: 200, balance: 0, lastFill: 500_000 },
+      { at: 30 * S + 499_999, op: 'check', balance: 0 },
+      { at: 30 * S + 500_000, op: 'check', balance: 50, lastFill: 30 * S + 500_000 },
+    ],
+  },
+  {
+    name: 'refill is capped at max_tokens',
+    steps: [
+      { at: 0, op: 'charge', cost: 60, balance: 140 },
+      { at: 3600 * S, op: 'check', balance: 200, lastFill: 3600 * S },
+      { at: 3600 * S + 1, op: 'charge', cost: 1, balance: 199 },
+    ],
+  },
+  {
+    name: 'a zero-token charge creates a full record',
+    steps: [
+      { at: 0, op: 'charge', cost: 0, balance: 200 },
+      { at: 1, op: 'check', balance: 200, lastFill: 0 },
+    ],
+  },
+  {
+    name: 'a clock that steps back refills nothing',
+    steps: [
+      { at: 100 * S, op: 'charge', cost: 150, balance: 50, lastFill: 100 * S },
+      { at: 10 * S, op: 'check', balance: 50, lastFill: 100 * S },
+    ],
+  },
+  {
+    name: 'other parameters: 1 token per second, max 3',
+    params: { maxTokens: 3, tokensPerFill: 1, fillIntervalUs: 1 * S, ttlSeconds: 10 },
+    steps: [
+      { at: 0, op: 'charge', cost: 5, balance: -2 },
+      { at: 2 * S + 1, op: 'check', balance: 0, lastFill: 2 * S },
+      { at: 3 * S, op: 'check', balance: 1, lastFill: 3 * S },
+      { at: 10 * S, op: 'check', balance: 3, lastFill: 10 * S },
+    ],
+  },
+];
+
+/** Runs a case on a store with fresh key `key`; returns mismatches as strings. */
+export async function runCase(store: BucketStore, key: string, c: Case): Promise<string[]> {
+  const p = c.params ?? P;
+  const errors: string[] = [];
+  for (const [i, s] of c.steps.entries()) {
+    const r = await store.run(key, p, s.op, s.cost ?? 0, T0 + s.at);
+    if (r.balance !== s.balance) errors.push(`step ${i}: balance ${r.balance}, expected ${s.balance}`);
+    if (s.lastFill !== undefined && r.lastFillUs !== T0 + s.lastFill) {
+      errors.push(`step ${i}: lastFill ${r.lastFillUs - T0}, expected ${s.lastFill}`);
+    }
+    if (r.nowUs !== T0 + s.at) errors.push(`step ${i}: now ${r.nowUs - T0}, expected ${s.at}`);
+  }
+  return errors;
+}
