@@ -1,0 +1,245 @@
+// The manifests in istio/manifests: every document parses and validates against its
+// published schema (see lib/schemas.ts), and the values the seed depends on are right.
+import * as fs from 'fs';
+import * as path from 'path';
+import { createValidator, Validator } from './lib/schemas';
+import { find, loadAll, Loaded, manifestFiles, REPO_DIR } from './lib/manifests';
+import { parseRules } from '../../service/src/config/rules';
+import { settingsFromEnv } from '../../service/src/config/env';
+
+const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x));
+const readJson = (rel: string) => JSON.parse(fs.readFileSync(path.join(REPO_DIR, rel), 'utf8'));
+
+let v: Validator;
+let all: Loaded[];
+beforeAll(() => {
+  v = createValidator();
+  all = loadAll();
+});
+
+describe('every manifest validates against its schema', () => {
+  test('the manifest files are the expected ones', () => {
+    expect(manifestFiles()).toEqual(['dashscope.yaml', 'rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml', 'wasmplugin.yaml']);
+  });
+
+  test.each(manifestFiles())('%s', (file) => {
+    const docs = all.filter((l) => l.file === file);
+    expect(docs.length).toBeGreaterThan(0);
+    for (const { obj, index } of docs) {
+      const r = v.validate(obj);
+      if (!r.valid) throw new Error(`${file} document ${index} (${obj.kind} ${obj.metadata?.name}) is invalid:\n  ${r.errors.join('\n  ')}`);
+    }
+  });
+
+  test('every object is namespaced in default and names are unique per kind', () => {
+    const seen = new Set<string>();
+    for (const { obj } of all) {
+      expect(obj.metadata.namespace).toBe('default');
+      const key = `${obj.kind}/${obj.metadata.name}`;
+      expect(seen.has(key)).toBe(false);
+      seen.add(key);
+    }
+  });
+});
+
+describe('the validator rejects what the API server would reject', () => {
+  const deployment = () => clone(find(all, 'Deployment', 'asm-llm-token-rate-limit-example'));
+  const wasm = () => clone(find(all, 'WasmPlugin', 'llm-token-ratelimit'));
+
+  test('a misspelt field in a Deployment', () => {
+    const d = deployment();
+    d.spec.replica = d.spec.replicas;
+    delete d.spec.replicas;
+    const r = v.validate(d);
+    expect(r.valid).toBe(false);
+    expect(r.errors.join()).toMatch(/replica\b/);
+  });
+
+  test('a misspelt field deep in a pod template (container securityContext)', () => {
+    const d = deployment();
+    d.spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem = true;
+    expect(v.validate(d).valid).toBe(false);
+  });
+
+  test('a wrong type (replicas as a string) and a missing required field (container image name)', () => {
+    const d = deployment();
+    d.spec.replicas = '2';
+    expect(v.validate(d).valid).toBe(false);
+    const e = deployment();
+    delete e.spec.template.spec.containers[0].name;
+    expect(v.validate(e).valid).toBe(false);
+  });
+
+  test('duplicate keys in a list-map (two containers named alike)', () => {
+    const d = deployment();
+    d.spec.template.spec.containers.push(clone(d.spec.template.spec.containers[0]));
+    const r = v.validate(d);
+    expect(r.valid).toBe(false);
+    expect(r.errors.join()).toMatch(/duplicate/);
+  });
+
+  test('WasmPlugin: unknown enum value, unknown field, missing url, bad port, wrong apiVersion', () => {
+    const a = wasm();
+    a.spec.failStrategy = 'FAIL_OPENN';
+    expect(v.validate(a).valid).toBe(false);
+    const b = wasm();
+    b.spec.phaze = 'STATS';
+    expect(v.validate(b).errors.join()).toMatch(/phaze/);
+    const c = wasm();
+    delete c.spec.url;
+    expect(v.validate(c).valid).toBe(false);
+    const d = wasm();
+    d.spec.match[0].ports[0].number = 70000;
+    expect(v.validate(d).valid).toBe(false);
+    const e = wasm();
+    e.apiVersion = 'extensions.istio.io/v1';
+    expect(v.validate(e).valid).toBe(false);
+  });
+
+  test('WasmPlugin: pluginConfig is free-form (x-kubernetes-preserve-unknown-fields), as in Istio', () => {
+    const a = wasm();
+    a.spec.pluginConfig.anything = { nested: [1, 2] };
+    expect(v.validate(a)).toEqual({ valid: true, errors: [] });
+  });
+
+  test('ServiceEntry and DestinationRule: misspelt fields and bad enums', () => {
+    const se = clone(find(all, 'ServiceEntry', 'dashscope'));
+    se.spec.resolution = 'DNS_ROUND_ROBINN';
+    expect(v.validate(se).valid).toBe(false);
+    const dr = clone(find(all, 'DestinationRule', 'dashscope'));
+    dr.spec.trafficPolicy.portLevelSettings[0].tls.snii = 'x';
+    expect(v.validate(dr).valid).toBe(false);
+  });
+
+  test('metadata is checked too, and unknown kinds are refused', () => {
+    const s = clone(find(all, 'Service', 'asm-llm-token-rate-limit-example'));
+    s.metadata.label = { app: 'x' };
+    expect(v.validate(s).valid).toBe(false);
+    expect(v.validate({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' } }).errors.join()).toMatch(/no schema/);
+  });
+});
+
+describe('the seed works unchanged', () => {
+  test('WasmPlugin is the seed\'s, with our image', () => {
+    const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
+    const { url, pluginConfig, ...rest } = w.spec;
+    expect(rest).toEqual({
+      failStrategy: 'FAIL_OPEN',
+      imagePullPolicy: 'IfNotPresent',
+      selector: { matchLabels: { app: 'sleep' } },
+      match: [{ mode: 'CLIENT', ports: [{ number: 80 }] }],
+      phase: 'STATS',
+      priority: 10,
+    });
+    expect(url).toMatch(/^oci:\/\/.+\/plugin:[\w.-]+$/);
+    expect(pluginConfig).toBeDefined();
+  });
+
+  test('pluginConfig is the very object the e2e Envoy runs (e2e/config/plugin-config.json)', () => {
+    const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
+    expect(w.spec.pluginConfig).toStrictEqual(readJson('e2e/config/plugin-config.json'));
+  });
+
+  test('rateLimitService names our Service (FQDN and port)', () => {
+    const { service, port } = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.pluginConfig.rateLimitService;
+    const svc = find(all, 'Service', 'asm-llm-token-rate-limit-example');
+    expect(service).toBe(`${svc.metadata.name}.${svc.metadata.namespace}.svc.cluster.local`);
+    expect(svc.spec.ports.map((p: any) => p.port)).toEqual([port]);
+  });
+
+  test('the sleep client carries the label the WasmPlugin selects', () => {
+    const sel = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.selector.matchLabels;
+    expect(find(all, 'Deployment', 'sleep').spec.template.metadata.labels).toMatchObject(sel);
+  });
+
+  test('dashscope.aliyuncs.com: plain HTTP on port 80 (the seed\'s curl), TLS originated to 443', () => {
+    const host = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.pluginConfig.matches[0].host.exact;
+    const se = find(all, 'ServiceEntry', 'dashscope');
+    expect(se.spec.hosts).toEqual([host]);
+    expect(se.spec.location).toBe('MESH_EXTERNAL');
+    const p80 = se.spec.ports.find((p: any) => p.number === 80);
+    expect(p80).toMatchObject({ protocol: 'HTTP', targetPort: 443 });
+    const dr = find(all, 'DestinationRule', 'dashscope');
+    expect(dr.spec.host).toBe(host);
+    expect(dr.spec.trafficPolicy.portLevelSettings).toEqual([{ port: { number: 80 }, tls: { mode: 'SIMPLE', sni: host } }]);
+  });
+});
+
+describe('the rate-limit service', () => {
+  const dep = () => find(all, 'Deployment', 'asm-llm-token-rate-limit-example');
+  const container = () => dep().spec.template.spec.containers[0];
+
+  test('Service port 80 reaches the container port 8080, and selects the Deployment\'s pods', () => {
+    const svc = find(all, 'Service', 'asm-llm-token-rate-limit-example');
+    const [p] = svc.spec.ports;
+    const target = container().ports.find((cp: any) => cp.name === p.targetPort || cp.containerPort === p.targetPort);
+    expect(p.port).toBe(80);
+    expect(target.containerPort).toBe(8080);
+    expect(dep().spec.template.metadata.labels).toMatchObject(svc.spec.selector);
+    expect(dep().spec.selector.matchLabels).toEqual(svc.spec.selector);
+  });
+
+  test('2 replicas, probes on /healthz and /readyz, resources', () => {
+    expect(dep().spec.replicas).toBe(2);
+    const c = container();
+    expect(c.livenessProbe.httpGet).toMatchObject({ path: '/healthz', port: 'http' });
+    expect(c.readinessProbe.httpGet).toMatchObject({ path: '/readyz', port: 'http' });
+    expect(Object.keys(c.resources.requests).sort()).toEqual(['cpu', 'memory']);
+    expect(Object.keys(c.resources.limits).sort()).toEqual(['cpu', 'memory']);
+  });
+
+  test.each(['asm-llm-token-rate-limit-example', 'redis', 'sleep'])('%s runs non-root with a read-only root filesystem', (name) => {
+    const spec = find(all, 'Deployment', name).spec.template.spec;
+    expect(spec.securityContext.runAsNonRoot).toBe(true);
+    expect(spec.securityContext.runAsUser).toBeGreaterThan(0);
+    for (const c of spec.containers) {
+      expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    }
+  });
+
+  // The environment the container gets: env plus envFrom of the Secret's stringData.
+  function containerEnv(): Record<string, string> {
+    const c = container();
+    const env: Record<string, string> = {};
+    for (const ref of c.envFrom || []) {
+      const s = find(all, 'Secret', ref.secretRef.name);
+      Object.assign(env, s.stringData || {});
+    }
+    for (const e of c.env || []) env[e.name] = e.value;
+    return env;
+  }
+
+  test('the service accepts the environment it gets: rules from a file, Redis from the Secret', () => {
+    const settings = settingsFromEnv(containerEnv());
+    expect(settings.port).toBe(8080);
+    expect(settings.configText).toBeUndefined();
+    expect(settings.redis?.urls).toEqual(['redis://redis.default.svc.cluster.local:6379']);
+    const redisSvc = find(all, 'Service', 'redis');
+    expect(redisSvc.spec.ports[0].port).toBe(6379);
+  });
+
+  test('RATE_LIMIT_CONFIG_FILE is a key of the ConfigMap, mounted as a directory so that updates arrive', () => {
+    const file: string = containerEnv().RATE_LIMIT_CONFIG_FILE;
+    const mount = container().volumeMounts.find((m: any) => file.startsWith(m.mountPath + '/'));
+    expect(mount).toBeDefined();
+    expect(mount.subPath).toBeUndefined(); // subPath mounts never see ConfigMap updates
+    const vol = dep().spec.template.spec.volumes.find((x: any) => x.name === mount.name);
+    const cm = find(all, 'ConfigMap', vol.configMap.name);
+    expect(Object.keys(cm.data)).toContain(file.slice(mount.mountPath.length + 1));
+  });
+
+  test('the rules pass the service\'s own validation and equal the local e2e rules', () => {
+    const cm = find(all, 'ConfigMap', 'asm-llm-token-rate-limit-example-rules');
+    const text: string = cm.data['rate-limit-config.json'];
+    const rules = parseRules(text, 'ConfigMap');
+    expect(rules.map((r) => r.regexSource)).toEqual(['^regular-user', '^subscriber']);
+    expect(rules.find((r) => r.regex.test('subscriber'))?.maxTokens).toBe(1000);
+    expect(rules.find((r) => r.regex.test('regular-user'))?.maxTokens).toBe(200);
+    expect(JSON.parse(text)).toStrictEqual(readJson('e2e/config/rate-limit-config.json'));
+  });
+
+  test('the service\'s validation does reject a broken rule (so the check above means something)', () => {
+    const broken = JSON.stringify([{ rate_limit_key_regex: '^x', redis_expired_seconds: 1, fill_interval_second: 1, tokens_per_fill: 1, max_tokenz: 1 }]);
+    expect(() => parseRules(broken, 'ConfigMap')).toThrow();
+  });
+});
