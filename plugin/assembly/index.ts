@@ -1,0 +1,116 @@
+// Proxy-Wasm entry points (ABI 0.2.0) of the LLM token rate-limit filter.
+//
+// The SDK's context registry (@solo-io/proxy-runtime exports.ts) is replaced by this
+// small one: the SDK's builds several debug-log strings on every context creation
+// (costly on requests the plugin does not even handle), throws when plugin_root_id has
+// no registered factory, and switches into the origin stream on http-call replies even
+// when that stream is gone. Here every root id is accepted — "" (Istio, WasmPlugin
+// without pluginName), "llm-token-ratelimit", or any other — and unmatched requests
+// allocate nothing per stream beyond one map entry.
+
+import { proc_exit } from "bindings/wasi_unstable";
+import { ByteBuf } from "./bytes";
+import * as abi from "./abi";
+import { Root, onRequestHeaders, onRequestData, onRequestTrailers, onResponseHeaders, onResponseBody,
+  onResponseTrailers, onStreamEnd, onStreamDelete, CONTINUE } from "./filter";
+
+export { malloc } from "@solo-io/proxy-runtime/malloc";
+
+/** AssemblyScript's abort (see --use abort=abort_proc_exit): log, then trap. */
+// @ts-ignore: decorator
+@global
+export function abort_proc_exit(message: string | null, fileName: string | null, line: u32, column: u32): void {
+  let m = "llm-token-ratelimit: abort: " + (message !== null ? message : "");
+  if (fileName !== null) m += " at " + fileName + ":" + line.toString() + ":" + column.toString();
+  abi.log(abi.LOG_CRITICAL, m);
+  proc_exit(255);
+}
+
+const roots = new Map<u32, Root>();
+const streamRoot = new Map<u32, u32>(); // stream context id -> root context id
+
+function rootOf(streamId: u32): Root | null {
+  if (!streamRoot.has(streamId)) return null;
+  let r = streamRoot.get(streamId);
+  return roots.has(r) ? roots.get(r) : null;
+}
+
+export function proxy_abi_version_0_2_0(): void {}
+
+export function proxy_on_context_create(id: u32, rootId: u32): void {
+  if (rootId == 0) {
+    if (!roots.has(id)) roots.set(id, new Root(id));
+  } else {
+    streamRoot.set(id, rootId);
+  }
+}
+
+export function proxy_on_vm_start(rootId: u32, size: u32): u32 { return 1; }
+export function proxy_validate_configuration(rootId: u32, size: u32): u32 { return 1; }
+
+const configBytes = new abi.HostBytes();
+
+export function proxy_on_configure(rootId: u32, size: u32): u32 {
+  if (!roots.has(rootId)) roots.set(rootId, new Root(rootId));
+  let raw = new ByteBuf(0);
+  if (size > 0) {
+    if (!configBytes.buffer(abi.BUFFER_PLUGIN_CONFIGURATION, 0, size)) {
+      abi.log(abi.LOG_ERROR, "llm-token-ratelimit: cannot read pluginConfig");
+      return 0;
+    }
+    raw = configBytes.toBuf();
+  }
+  return roots.get(rootId).configure(raw) ? 1 : 0;
+}
+
+export function proxy_on_tick(rootId: u32): void {}
+export function proxy_on_queue_ready(rootId: u32, token: u32): void {}
+
+export function proxy_on_request_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 {
+  let root = rootOf(id);
+  if (root === null) return CONTINUE;
+  return onRequestHeaders(id, root);
+}
+
+export function proxy_on_request_body(id: u32, size: u32, endOfStream: u32): i32 {
+  return onRequestData(id);
+}
+
+export function proxy_on_request_trailers(id: u32, n: u32): i32 {
+  return onRequestTrailers(id);
+}
+
+export function proxy_on_response_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 {
+  onResponseHeaders(id, endOfStream != 0);
+  return CONTINUE;
+}
+
+export function proxy_on_response_body(id: u32, size: u32, endOfStream: u32): i32 {
+  // Always pass the chunk on at once: the scan never delays the client.
+  onResponseBody(id, size, endOfStream != 0);
+  return CONTINUE;
+}
+
+export function proxy_on_response_trailers(id: u32, n: u32): i32 {
+  onResponseTrailers(id);
+  return CONTINUE;
+}
+
+export function proxy_on_http_call_response(rootId: u32, token: u32, nHeaders: u32, bodySize: u32, nTrailers: u32): void {
+  if (roots.has(rootId)) roots.get(rootId).onCallResponse(token, nHeaders, bodySize);
+}
+
+export function proxy_on_done(id: u32): u32 {
+  onStreamEnd(id);
+  return 1;
+}
+
+export function proxy_on_log(id: u32): void {
+  onStreamEnd(id);
+}
+
+export function proxy_on_delete(id: u32): void {
+  onStreamDelete(id);
+  streamRoot.delete(id);
+  roots.delete(id);
+}

@@ -1,0 +1,43 @@
+// Envoy counters (Envoy shows them with its "wasmcustom." prefix, e.g.
+// wasmcustom.llm_ratelimit.requests_allowed). Defined once per VM.
+
+import { defineCounter, incrementCounter } from "./abi";
+
+export const PREFIX = "llm_ratelimit.";
+
+export class Metrics {
+  allowed: u32 = 0;          // check answered allow
+  limited: u32 = 0;          // check answered deny -> rejectStatus
+  failOpen: u32 = 0;         // check failed, request let through (failOpen)
+  failClosed: u32 = 0;       // check failed, request answered 503
+  missingKeyDenied: u32 = 0; // a key placeholder had no value and onMissingKey is deny
+  reportsSent: u32 = 0;      // usage report dispatched
+  reportFailures: u32 = 0;   // usage report refused, failed or answered non-200
+  usageNotFound: u32 = 0;    // response ended without a usage object
+  compressedSkipped: u32 = 0; // response had a content-encoding we do not decode
+  usageTooLarge: u32 = 0;    // a usage object exceeded maxBufferBytes and was dropped
+
+  define(): void {
+    this.allowed = defineCounter(PREFIX + "requests_allowed");
+    this.limited = defineCounter(PREFIX + "requests_limited");
+    this.failOpen = defineCounter(PREFIX + "check_failed_open");
+    this.failClosed = defineCounter(PREFIX + "check_failed_closed");
+    this.missingKeyDenied = defineCounter(PREFIX + "missing_key_denied");
+    this.reportsSent = defineCounter(PREFIX + "reports_sent");
+    this.reportFailures = defineCounter(PREFIX + "report_failures");
+    this.usageNotFound = defineCounter(PREFIX + "usage_not_found");
+    this.compressedSkipped = defineCounter(PREFIX + "compressed_skipped");
+    this.usageTooLarge = defineCounter(PREFIX + "usage_too_large");
+  }
+}
+
+export const metrics = new Metrics();
+let defined = false;
+
+export function defineMetricsOnce(): void {
+  if (defined) return;
+  defined = true;
+  metrics.define();
+}
+
+export function inc(id: u32): void { incrementCounter(id); }

@@ -1,0 +1,46 @@
+// Local responses the plugin sends instead of forwarding the request.
+
+import { ByteBuf } from "./bytes";
+import { HeaderList, sendLocalResponse } from "./abi";
+import { Decision } from "./check";
+
+const MAX_HEADER_NUMBER: f64 = 1e15;
+
+function number(v: f64, roundUp: bool): ByteBuf {
+  let b = new ByteBuf(20);
+  let x = v > MAX_HEADER_NUMBER ? MAX_HEADER_NUMBER : v;
+  b.appendU64(<u64>(roundUp ? Math.ceil(x) : Math.floor(x)));
+  return b;
+}
+
+function textHeaders(): HeaderList {
+  return new HeaderList().add("content-type", ByteBuf.fromString("text/plain; charset=utf-8"));
+}
+
+/** The service said no: rejectStatus with its description and any numbers it gave. */
+export function sendLimited(status: u32, d: Decision): void {
+  let h = textHeaders();
+  if (d.retryAfter >= 0) h.add("retry-after", number(d.retryAfter, true));
+  if (d.limit >= 0) h.add("x-ratelimit-limit-tokens", number(d.limit, false));
+  if (d.remaining >= 0) h.add("x-ratelimit-remaining-tokens", number(d.remaining, false));
+  let body = d.description.length > 0 ? d.description : ByteBuf.fromString("rate limited");
+  sendLocalResponse(status, "llm_token_rate_limited", safeBody(body), h);
+}
+
+/** The check failed and failOpen is false. */
+export function sendCheckFailed(): void {
+  sendLocalResponse(503, "llm_token_rate_limit_check_failed",
+    ByteBuf.fromString("rate limit service unavailable"), textHeaders());
+}
+
+/** A key placeholder had no value and onMissingKey is "deny". */
+export function sendMissingKey(template: string): void {
+  let body = ByteBuf.fromString("missing rate limit key attribute: ");
+  body.appendString(template);
+  sendLocalResponse(403, "llm_token_rate_limit_key_missing", body, textHeaders());
+}
+
+/** Response bodies are ours to shape; cap the service's description at 1 KiB. */
+function safeBody(b: ByteBuf): ByteBuf {
+  return b.length > 1024 ? b.slice(0, 1024) : b;
+}

@@ -1,0 +1,35 @@
+// The usage report, sent after the response ends. Dispatched as a plugin HTTP call:
+// Envoy attaches those to the root context, so the client never waits for it and the
+// call survives the end of the stream. One attempt; failures are counted, not retried.
+//   POST /update_ratelimit_record
+//   {"ratelimit_keys":[...],"prompt_tokens":N,"completion_tokens":N,"total_tokens":N}
+
+import { ByteBuf } from "./bytes";
+import { Config } from "./config";
+import { HeaderList, httpCall } from "./abi";
+import { keysJson } from "./check";
+
+export const REPORT_PATH = "/update_ratelimit_record";
+
+export function reportBody(keys: ByteBuf[], prompt: i64, completion: i64, total: i64): ByteBuf {
+  let b = ByteBuf.fromString("{\"ratelimit_keys\":");
+  b.appendBuf(keysJson(keys));
+  b.appendString(",\"prompt_tokens\":");
+  b.appendU64(<u64>prompt);
+  b.appendString(",\"completion_tokens\":");
+  b.appendU64(<u64>completion);
+  b.appendString(",\"total_tokens\":");
+  b.appendU64(<u64>total);
+  b.push(0x7d);
+  return b;
+}
+
+/** Returns the call token, 0 if the host refused the call. */
+export function dispatchReport(cfg: Config, body: ByteBuf): u32 {
+  let headers = new HeaderList()
+    .add(":method", ByteBuf.fromString("POST"))
+    .add(":path", ByteBuf.fromString(REPORT_PATH))
+    .add(":authority", cfg.authority)
+    .add("content-type", ByteBuf.fromString("application/json"));
+  return httpCall(cfg.cluster, headers, body, cfg.timeoutMs);
+}
