@@ -3,6 +3,8 @@
 // Regenerates istio/schemas/*.json from published sources, fetched with the Go module proxy:
 //   - Kubernetes OpenAPI v3 (module k8s.io/kubernetes, api/openapi-spec/v3/*.json)
 //   - Istio CRDs (module istio.io/api, kubernetes/customresourcedefinitions.gen.yaml)
+//   - OCI image-spec JSON schemas (module github.com/opencontainers/image-spec, schema/*.json),
+//     for the plugin image's layout (index.json, manifest, config)
 // Only the kinds our manifests use (and every schema they reference) are kept, and
 // "description" texts are dropped to keep the files small. Nothing else is changed:
 // the strict "reject unknown fields" behaviour is added at validation time (test/schemas.ts).
@@ -16,6 +18,7 @@ const YAML = require('yaml');
 
 const K8S = { module: 'k8s.io/kubernetes', version: 'v1.34.2' };
 const ISTIO = { module: 'istio.io/api', version: 'v1.32.0' };
+const OCI = { module: 'github.com/opencontainers/image-spec', version: 'v1.1.1' };
 const K8S_FILES = ['api/openapi-spec/v3/api__v1_openapi.json', 'api/openapi-spec/v3/apis__apps__v1_openapi.json'];
 const K8S_KINDS = [
   ['', 'v1', 'ConfigMap'],
@@ -106,7 +109,18 @@ function istio() {
   return { source: { module: ISTIO.module, version: ISTIO.version, sum: info.Sum, file }, crds };
 }
 
+function ociImageSpec() {
+  const info = download(OCI);
+  const dir = path.join(info.Dir, 'schema');
+  const files = {};
+  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+    files[f] = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+  }
+  return { source: { module: OCI.module, version: OCI.version, sum: info.Sum, dir: 'schema' }, files };
+}
+
 fs.mkdirSync(OUT, { recursive: true });
+fs.writeFileSync(path.join(OUT, 'oci-image-spec.json'), JSON.stringify(ociImageSpec(), null, 1) + '\n');
 fs.writeFileSync(path.join(OUT, 'kubernetes.json'), JSON.stringify(kubernetes(), null, 1) + '\n');
 fs.writeFileSync(path.join(OUT, 'istio-crds.json'), JSON.stringify(istio(), null, 1) + '\n');
-console.log(`wrote ${path.join(OUT, 'kubernetes.json')} and ${path.join(OUT, 'istio-crds.json')}`);
+console.log(`wrote ${fs.readdirSync(OUT).join(', ')} in ${OUT}`);
