@@ -60,7 +60,9 @@ class Ctx {
   error: string = "";
   fail(field: string, problem: string, v: JValue | null): bool {
     if (this.error.length == 0) {
-      this.error = field + ": " + problem + (v !== null ? ", got " + v.display() : "");
+      let got = "";
+      if (v !== null) got = ", got " + v.display();
+      this.error = field + ": " + problem + got;
     }
     return false;
   }
@@ -118,7 +120,9 @@ export function parseConfig(raw: ByteBuf): ConfigResult {
   let res = new ConfigResult();
   let c = new Ctx();
   let cfg = parse(c, raw);
-  if (cfg === null) res.error = c.error.length > 0 ? c.error : "invalid configuration";
+  if (cfg === null) {
+    if (c.error.length > 0) res.error = c.error; else res.error = "invalid configuration";
+  }
   res.config = cfg;
   return res;
 }
@@ -216,10 +220,13 @@ function parse(c: Ctx, raw: ByteBuf): Config | null {
   if (fo !== null && fa !== null && (fo.kind != fa.kind || fo.b != fa.b)) {
     c.fail("fallOpen", "conflicts with failOpen (set only one)", fa); return null;
   }
-  let open = fo !== null ? fo : fa;
-  if (open !== null) {
-    if (open.kind != J_BOOL) { c.fail(fo !== null ? "failOpen" : "fallOpen", "expected true or false", open); return null; }
-    cfg.failOpen = open.b;
+  // (if/else, not ?: — AssemblyScript 0.17's reference counting mishandles ?: on references)
+  if (fo !== null) {
+    if (fo.kind != J_BOOL) { c.fail("failOpen", "expected true or false", fo); return null; }
+    cfg.failOpen = fo.b;
+  } else if (fa !== null) {
+    if (fa.kind != J_BOOL) { c.fail("fallOpen", "expected true or false", fa); return null; }
+    cfg.failOpen = fa.b;
   }
 
   let rs = root.get("rejectStatus");

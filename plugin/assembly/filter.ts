@@ -247,6 +247,7 @@ export function onStreamEnd(id: u32): void {
   s.finish();
 }
 
-export function onStreamDelete(id: u32): void {
-  streams.delete(id);
+/** Forgets a stream; true if it was a matched one. */
+export function onStreamDelete(id: u32): bool {
+  return streams.delete(id);
 }

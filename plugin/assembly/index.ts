@@ -14,13 +14,21 @@ import * as abi from "./abi";
 import { Root, onRequestHeaders, onRequestData, onRequestTrailers, onResponseHeaders, onResponseBody,
   onResponseTrailers, onStreamEnd, onStreamDelete, CONTINUE } from "./filter";
 
+import { __collect } from "rt/index-full";
+
 export { malloc } from "@solo-io/proxy-runtime/malloc";
+
+// The "full" runtime frees acyclic garbage at once but only buffers objects of possibly
+// cyclic types (parsed JSON trees, maps) until __collect runs, and nothing runs it for
+// us: without these calls every matched request would leak a few hundred bytes.
+function collectGarbage(): void { __collect(); }
 
 /** AssemblyScript's abort (see --use abort=abort_proc_exit): log, then trap. */
 // @ts-ignore: decorator
 @global
 export function abort_proc_exit(message: string | null, fileName: string | null, line: u32, column: u32): void {
-  let m = "llm-token-ratelimit: abort: " + (message !== null ? message : "");
+  let m = "llm-token-ratelimit: abort: ";
+  if (message !== null) m += message;
   if (fileName !== null) m += " at " + fileName + ":" + line.toString() + ":" + column.toString();
   abi.log(abi.LOG_CRITICAL, m);
   proc_exit(255);
@@ -32,7 +40,8 @@ const streamRoot = new Map<u32, u32>(); // stream context id -> root context id
 function rootOf(streamId: u32): Root | null {
   if (!streamRoot.has(streamId)) return null;
   let r = streamRoot.get(streamId);
-  return roots.has(r) ? roots.get(r) : null;
+  if (!roots.has(r)) return null;
+  return roots.get(r);
 }
 
 export function proxy_abi_version_0_2_0(): void {}
@@ -60,7 +69,9 @@ export function proxy_on_configure(rootId: u32, size: u32): u32 {
     }
     raw = configBytes.toBuf();
   }
-  return roots.get(rootId).configure(raw) ? 1 : 0;
+  let ok = roots.get(rootId).configure(raw);
+  collectGarbage();
+  return ok ? 1 : 0;
 }
 
 export function proxy_on_tick(rootId: u32): void {}
@@ -98,6 +109,7 @@ export function proxy_on_response_trailers(id: u32, n: u32): i32 {
 
 export function proxy_on_http_call_response(rootId: u32, token: u32, nHeaders: u32, bodySize: u32, nTrailers: u32): void {
   if (roots.has(rootId)) roots.get(rootId).onCallResponse(token, nHeaders, bodySize);
+  collectGarbage();
 }
 
 export function proxy_on_done(id: u32): u32 {
@@ -110,7 +122,7 @@ export function proxy_on_log(id: u32): void {
 }
 
 export function proxy_on_delete(id: u32): void {
-  onStreamDelete(id);
+  if (onStreamDelete(id)) collectGarbage();
   streamRoot.delete(id);
   roots.delete(id);
 }

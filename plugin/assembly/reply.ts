@@ -23,8 +23,9 @@ export function sendLimited(status: u32, d: Decision): void {
   if (d.retryAfter >= 0) h.add("retry-after", number(d.retryAfter, true));
   if (d.limit >= 0) h.add("x-ratelimit-limit-tokens", number(d.limit, false));
   if (d.remaining >= 0) h.add("x-ratelimit-remaining-tokens", number(d.remaining, false));
-  let body = d.description.length > 0 ? d.description : ByteBuf.fromString("rate limited");
-  sendLocalResponse(status, "llm_token_rate_limited", safeBody(body), h);
+  let body = ByteBuf.fromString("rate limited");
+  if (d.description.length > 0) body = safeBody(d.description);
+  sendLocalResponse(status, "llm_token_rate_limited", body, h);
 }
 
 /** The check failed and failOpen is false. */
@@ -42,5 +43,6 @@ export function sendMissingKey(template: string): void {
 
 /** Response bodies are ours to shape; cap the service's description at 1 KiB. */
 function safeBody(b: ByteBuf): ByteBuf {
-  return b.length > 1024 ? b.slice(0, 1024) : b;
+  if (b.length > 1024) return b.slice(0, 1024);
+  return b;
 }

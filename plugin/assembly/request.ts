@@ -57,7 +57,8 @@ export class RequestView {
     let p = this.rawPath();
     if (p === null) return null;
     let q = queryStart(p);
-    return q < 0 ? p : p.slice(0, q);
+    if (q < 0) return p;
+    return p.slice(0, q);
   }
 
   method(): ByteBuf | null {
@@ -108,7 +109,8 @@ export function stripPort(h: ByteBuf): ByteBuf {
   if (i < 0 || h.at(i) != 0x3a) return h;
   // A colon before the digits: it is a port unless this is a bare IPv6 address.
   if (h.length > 0 && h.at(0) == 0x5b) {
-    return i > 0 && h.at(i - 1) == 0x5d ? h.slice(0, i) : h;
+    if (i > 0 && h.at(i - 1) == 0x5d) return h.slice(0, i);
+    return h;
   }
   for (let j = 0; j < i; j++) if (h.at(j) == 0x3a) return h; // bare IPv6
   return h.slice(0, i);

@@ -117,7 +117,8 @@ export function resolve(seg: Segment, req: RequestView): ByteBuf | null {
   if (k == SEG_PROPERTY) return property(seg.arg);
   if (k == SEG_SOURCE_IP) {
     let a = property(seg.arg);
-    return a === null ? null : addressIp(a);
+    if (a === null) return null;
+    return addressIp(a);
   }
   return seg.arg;
 }

@@ -1,0 +1,68 @@
+import { ProxyWasmHost, loadModule, newHost, reqHeaders, SEED_CONFIG, ALLOW, checkedRequest, respond, reports } from './helpers';
+
+describe('module and ABI', () => {
+  test('a missing build fails clearly', () => {
+    expect(() => loadModule('/nonexistent/plugin.wasm')).toThrow(/run `make plugin`/);
+  });
+
+  test('imports only host functions Envoy provides under ABI 0.2.0', () => {
+    const h = new ProxyWasmHost();
+    const imports = h.importNames();
+    expect(imports).not.toContain('env.proxy_clear_route_cache');
+    expect(imports).not.toContain('env.proxy_get_log_level');
+    const allowed = new Set([
+      'env.proxy_log', 'env.proxy_get_property', 'env.proxy_get_header_map_value', 'env.proxy_remove_header_map_value',
+      'env.proxy_get_buffer_bytes', 'env.proxy_continue_stream', 'env.proxy_send_local_response', 'env.proxy_http_call',
+      'env.proxy_set_effective_context', 'env.proxy_define_metric', 'env.proxy_increment_metric', 'wasi_unstable.proc_exit',
+    ]);
+    for (const i of imports) expect(allowed.has(i) ? i : `unexpected import ${i}`).toBe(i);
+  });
+
+  test('exports the ABI version marker, malloc and the callbacks', () => {
+    const exp = WebAssembly.Module.exports(loadModule()).map((e) => e.name);
+    for (const n of ['proxy_abi_version_0_2_0', 'malloc', 'memory', 'proxy_on_context_create', 'proxy_on_configure',
+      'proxy_on_request_headers', 'proxy_on_request_body', 'proxy_on_response_headers', 'proxy_on_response_body',
+      'proxy_on_http_call_response', 'proxy_on_done', 'proxy_on_log', 'proxy_on_delete']) {
+      expect(exp).toContain(n);
+    }
+  });
+
+  test.each(['', 'llm-token-ratelimit', 'anything-else'])('root id %j is accepted', (rootId) => {
+    const h = new ProxyWasmHost();
+    expect(h.configure(SEED_CONFIG, rootId)).toBe(true);
+    const s = checkedRequest(h, ALLOW);
+    expect(s.requestContinued).toBe(1);
+  });
+
+  test('unmatched requests cost one header read and nothing else', () => {
+    const h = newHost();
+    h.hostCallCount.clear();
+    const s = h.newStream();
+    expect(s.sendRequestHeaders(reqHeaders([], 'example.com'))).toBe(0);
+    expect(s.sendRequestBody('{}', true)).toBe(0);
+    s.sendResponseHeaders([[':status', '200']]);
+    expect(s.sendResponseBody('{"usage":{"total_tokens":5}}', true)).toBe(0);
+    s.end();
+    expect(Object.fromEntries(h.hostCallCount)).toEqual({ proxy_get_header_map_value: 1 });
+    expect(h.httpCalls).toHaveLength(0);
+  });
+
+  test('many streams: memory stays bounded (no leak per request)', () => {
+    const h = newHost();
+    const run = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const s = checkedRequest(h, ALLOW);
+        respond(s, 'application/json', ['{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}']);
+        s.end();
+        const r = h.pendingCalls()[0];
+        h.reply(r.token, { status: 200 });
+      }
+    };
+    run(200);
+    const mem = () => ((h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength);
+    const before = mem();
+    run(2000);
+    expect(mem()).toBeLessThanOrEqual(before + 65536);
+    expect(reports(h)).toHaveLength(2200);
+  });
+});
