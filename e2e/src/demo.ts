@@ -4,27 +4,21 @@
  * seed's curl as regular-user and as subscriber until each is limited, then stops everything.
  */
 import { startStack, Stack } from './harness/stack';
-import { chat, request } from './harness/http';
-import { waitFor } from './harness/process';
+import { chat } from './harness/http';
+import { balanceChange, bucketOf } from './harness/service';
 import { PLUGIN_CONFIG_FILE, RULES_FILE } from './harness/paths';
 import * as fs from 'fs';
 
 const HOST = 'dashscope.aliyuncs.com';
 
-async function bucket(stack: Stack, key: string): Promise<{ balance: number | null; rule: unknown }> {
-  const r = await request(stack.service.port, { path: `/buckets/${encodeURIComponent(key)}` });
-  return JSON.parse(r.body);
-}
-
 async function play(stack: Stack, userType: string, max: number) {
   console.log(`\n--- user-type: ${userType} ---`);
   for (let i = 1; i <= max; i++) {
-    const before = (await bucket(stack, userType)).balance;
+    const before = (await bucketOf(stack.service.port, userType)).balance;
     const r = await chat(stack.envoy.port, HOST, { 'user-type': userType });
     if (r.status === 200) {
       const usage = JSON.parse(r.body).usage;
-      await waitFor('the charge', async () => ((await bucket(stack, userType)).balance !== before ? true : undefined), 5000);
-      const after = (await bucket(stack, userType)).balance;
+      const after = await balanceChange(stack.service.port, userType, before);
       console.log(`#${i} ${userType}: 200 from the LLM, usage ${usage.total_tokens} tokens (prompt ${usage.prompt_tokens}, completion ${usage.completion_tokens}) -> bucket ${after}`);
     } else {
       console.log(`#${i} ${userType}: ${r.status} "${r.body}" (answered by Envoy; the LLM was not called)`);

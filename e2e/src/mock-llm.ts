@@ -18,8 +18,19 @@ import { AddressInfo } from 'net';
 export interface MockLlm {
   port: number;
   /** Requests received so far (every path), newest last. */
-  requests: { method: string; path: string; headers: http.IncomingHttpHeaders; body: string }[];
+  requests: MockRequest[];
   close(): Promise<void>;
+}
+
+export interface MockRequest {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  /** The exact bytes the mock sent back, complete once `ended` is set. */
+  sent: string;
+  /** Date.now() when the mock finished its response (undefined while still writing). */
+  ended?: number;
 }
 
 export const SEED_USAGE = { prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 };
@@ -48,7 +59,17 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString('utf8');
-    requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body });
+    const rec: MockRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, sent: '' };
+    requests.push(rec);
+    // Record what goes out, so tests can compare it byte for byte with what the client got.
+    const write = res.write.bind(res) as (c: string) => boolean;
+    res.write = ((c: string) => {
+      rec.sent += c;
+      return write(c);
+    }) as typeof res.write;
+    res.on('error', () => undefined); // a client that disconnects is not the mock's failure
+    res.on('finish', () => (rec.ended = Date.now()));
+    res.on('close', () => (rec.ended ??= Date.now()));
 
     if (req.method === 'GET' && req.url === '/__mock/requests') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -85,6 +106,7 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       const piece = Math.ceil(ANSWER.length / n);
       const event = (o: object) => res.write(`data: ${JSON.stringify(o)}\n\n`);
       for (let i = 0; i < n; i++) {
+        if (res.destroyed) return; // the client went away mid-stream
         const delta = i === 0 ? { role: 'assistant', content: ANSWER.slice(0, piece) } : { content: ANSWER.slice(i * piece, (i + 1) * piece) };
         event({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
         if (delay) await sleep(delay);
@@ -94,7 +116,8 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       if (parsed.stream_options?.include_usage && !omitUsage) {
         event({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
       }
-      res.end('data: [DONE]\n\n');
+      res.write('data: [DONE]\n\n');
+      res.end();
       return;
     }
 
@@ -107,7 +130,8 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
     };
     if (!omitUsage) completion.usage = usage; // last, as in the seed's example body
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(completion));
+    res.write(JSON.stringify(completion));
+    res.end();
   });
   return new Promise((resolve, reject) => {
     server.on('error', reject);

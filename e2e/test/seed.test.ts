@@ -4,18 +4,13 @@
  */
 import { startStack, Stack } from '../src/harness/stack';
 import { chat, request } from '../src/harness/http';
-import { waitFor } from '../src/harness/process';
+import { balanceChange, bucketOf } from '../src/harness/service';
 import { SEED_USAGE } from '../src/mock-llm';
-import { startRedis } from '../../service/test/support/redis-server';
+import { rawCommand, startRedis } from '../../service/test/support/redis-server';
 
 const HOST = 'dashscope.aliyuncs.com';
 
-async function balance(stack: Stack, key: string): Promise<number | null> {
-  const r = await request(stack.service.port, { path: `/buckets/${encodeURIComponent(key)}` });
-  if (r.status !== 200) throw new Error(`/buckets/${key}: ${r.status} ${r.body}`);
-  const b = JSON.parse(r.body);
-  return b.balance ?? null;
-}
+const balance = async (stack: Stack, key: string) => (await bucketOf(stack.service.port, key)).balance;
 
 /** Sends one chat as `userType` and, when it was answered, waits until the service has been charged. */
 async function spend(stack: Stack, userType: string) {
@@ -23,11 +18,9 @@ async function spend(stack: Stack, userType: string) {
   const upstreamBefore = stack.mock!.requests.length;
   const r = await chat(stack.envoy.port, HOST, { 'user-type': userType });
   const reachedUpstream = stack.mock!.requests.length > upstreamBefore;
-  if (r.status === 200) {
-    // The report is asynchronous: wait for it rather than racing the next check.
-    await waitFor(`the charge for ${userType}`, async () => ((await balance(stack, userType)) !== before ? true : undefined), 5000);
-  }
-  return { ...r, reachedUpstream, before, after: await balance(stack, userType) };
+  // The report is asynchronous: wait for it rather than racing the next check.
+  const after = r.status === 200 ? await balanceChange(stack.service.port, userType, before) : await balance(stack, userType);
+  return { ...r, reachedUpstream, before, after };
 }
 
 for (const store of ['embedded', 'redis'] as const) {
@@ -67,9 +60,9 @@ for (const store of ['embedded', 'redis'] as const) {
       expect(r.before === null ? 1000 : r.before).toBe(1000);
       expect(r.after).toBe(1000 - SEED_USAGE.total_tokens);
       if (redis) {
-        // The same figure straight from Redis, not through the service.
-        const raw = await redis.cli(['--scan', '--pattern', '*subscriber*']);
-        expect(raw.trim()).not.toBe('');
+        // The same figure straight from the Redis record (a hash under the service's prefix).
+        const raw = await rawCommand(redis.port, 'HGET llmrl:{subscriber} b');
+        expect(raw.split('\r\n')[1]).toBe(String(1000 - SEED_USAGE.total_tokens));
       }
     });
 

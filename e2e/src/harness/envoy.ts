@@ -4,7 +4,7 @@ import * as path from 'path';
 import { stringify } from 'yaml';
 import { envoyBin } from './paths';
 import { freePort } from './ports';
-import { Proc, startProcess, waitFor } from './process';
+import { GiveUp, Proc, startProcess, waitFor } from './process';
 import { request } from './http';
 import { EnvoyConfigOptions, envoyConfig } from './envoy-config';
 
@@ -38,7 +38,7 @@ export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
   try {
     await waitFor('Envoy to be ready', async () => {
       const r = await Promise.race([proc.exited.then((c) => ({ exited: c })), request(adminPort, { path: '/ready', timeoutMs: 1000 })]);
-      if ('exited' in r) throw new Error(`Envoy exited (${r.exited}):\n${proc.output().slice(-4000)}`);
+      if ('exited' in r) throw new GiveUp(`Envoy exited (${r.exited}):\n${proc.output().slice(-4000)}`);
       return r.status === 200 ? true : undefined;
     }, 30000, 50);
   } catch (e) {

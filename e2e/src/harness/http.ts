@@ -38,3 +38,40 @@ export function chat(port: number, host: string, headers: Record<string, string>
     body: payload,
   });
 }
+
+export interface StreamResult extends HttpResult {
+  startedAt: number;
+  /** When the first body bytes arrived. */
+  firstChunkAt: number;
+  endAt: number;
+}
+
+/** A streaming chat request; records when the first bytes and the end arrived. */
+export function chatStream(port: number, host: string, headers: Record<string, string> = {}, body?: object, abortAfterBytes?: number): Promise<StreamResult> {
+  const payload = JSON.stringify(body ?? { messages: [{ role: 'user', content: '介绍一下你自己' }], stream: true, stream_options: { include_usage: true } });
+  return new Promise((resolve, reject) => {
+    const startedAt = Date.now();
+    let firstChunkAt = 0;
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/', agent: false, headers: { host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), startedAt, firstChunkAt, endAt: Date.now() });
+        res.on('data', (c: Buffer) => {
+          firstChunkAt ||= Date.now();
+          chunks.push(c);
+          n += c.length;
+          if (abortAfterBytes !== undefined && n >= abortAfterBytes) {
+            req.destroy(); // the client hangs up mid-stream
+            done();
+          }
+        });
+        res.on('end', done);
+        res.on('error', () => undefined);
+      },
+    );
+    req.on('error', (e) => (abortAfterBytes !== undefined ? undefined : reject(e)));
+    req.end(payload);
+  });
+}

@@ -65,6 +65,9 @@ export async function stopPid(pid: number, exited: Promise<unknown>, graceMs = 5
   }
 }
 
+/** Thrown by a waitFor probe to stop waiting at once (the thing waited for can no longer happen). */
+export class GiveUp extends Error {}
+
 /** Polls `probe` until it returns a value (not undefined) or the deadline passes. */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -74,6 +77,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
       const v = await probe();
       if (v !== undefined) return v;
     } catch (e) {
+      if (e instanceof GiveUp) throw e;
       lastErr = e;
     }
     if (Date.now() > deadline) {

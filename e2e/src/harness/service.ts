@@ -1,5 +1,6 @@
 import { SERVICE_MAIN, requireBuilt } from './paths';
-import { Proc, startProcess, waitFor } from './process';
+import { GiveUp, Proc, startProcess, waitFor } from './process';
+import { request } from './http';
 
 export interface Service {
   proc: Proc;
@@ -29,7 +30,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   try {
     const port = await waitFor('the service to listen', async () => {
       const done = await Promise.race([proc.exited.then((c) => c), new Promise((r) => setImmediate(() => r(undefined)))]);
-      if (done !== undefined) throw new Error(`service exited (${String(done)}):\n${proc.output().slice(-4000)}`);
+      if (done !== undefined) throw new GiveUp(`service exited (${String(done)}):\n${proc.output().slice(-4000)}`);
       for (const line of proc.output().split('\n')) {
         if (!line.includes('"listening"')) continue;
         try {
@@ -46,4 +47,38 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     await proc.stop();
     throw e;
   }
+}
+
+export interface Bucket {
+  key: string;
+  /** The rule that applies, or null when no rule matches the key. */
+  rule: unknown;
+  /** Current balance, or null when the key has no record yet. */
+  balance: number | null;
+}
+
+/** The service's read-only view of a key's bucket (GET /buckets/{key}). */
+export async function bucketOf(servicePort: number, key: string): Promise<Bucket> {
+  const r = await request(servicePort, { path: `/buckets/${encodeURIComponent(key)}` });
+  if (r.status !== 200) throw new Error(`GET /buckets/${key}: ${r.status} ${r.body}`);
+  return JSON.parse(r.body);
+}
+
+/** Waits until the key's balance differs from `before` (reports are asynchronous) and returns it. */
+export async function balanceChange(servicePort: number, key: string, before: number | null, timeoutMs = 5000): Promise<number | null> {
+  return waitFor(`a charge on ${key}`, async () => {
+    const b = (await bucketOf(servicePort, key)).balance;
+    return b !== before ? { b } : undefined;
+  }, timeoutMs).then((x) => x.b);
+}
+
+/**
+ * Runs `action` (a request through Envoy) and waits for the asynchronous charge on `key`.
+ * `spent` is how far the balance dropped; an unseen key counts as a full bucket of `capacity`.
+ */
+export async function withCharge<T>(servicePort: number, key: string, capacity: number, action: () => Promise<T>): Promise<{ result: T; spent: number; after: number }> {
+  const before = (await bucketOf(servicePort, key)).balance;
+  const result = await action();
+  const after = (await balanceChange(servicePort, key, before)) ?? capacity;
+  return { result, spent: (before ?? capacity) - after, after };
 }

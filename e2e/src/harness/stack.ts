@@ -4,6 +4,7 @@
  */
 import { createMockLlm, MockLlm } from '../mock-llm';
 import { Envoy, startEnvoy } from './envoy';
+import { Endpoint } from './envoy-config';
 import { PLUGIN_CONFIG_FILE, PLUGIN_WASM, RULES_FILE, readJson, requireBuilt } from './paths';
 import { Service, startService } from './service';
 
@@ -14,12 +15,15 @@ export interface StackOptions {
   /** false: plain Envoy without the plugin (benchmark baseline). */
   plugin?: boolean;
   serviceEnv?: Record<string, string>;
-  /** An upstream other than the mock LLM (host:port), e.g. for `make up` against a real endpoint. */
-  upstream?: { host: string; port: number };
+  /** An upstream other than the mock LLM. */
+  upstream?: Endpoint;
+  /** Send the plugin's calls here instead of starting our service (a stand-in, a dead port). */
+  rateLimitService?: Endpoint;
 }
 
 export interface Stack {
   envoy: Envoy;
+  /** Our service, unless the stack was pointed at another rate-limit service. */
   service: Service;
   mock?: MockLlm;
   stop(): Promise<void>;
@@ -35,16 +39,19 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   try {
     const mock = o.upstream ? undefined : await createMockLlm();
     if (mock) started.push({ stop: () => mock.close() });
-    const service = await startService({ rules: o.rules ?? readJson(RULES_FILE), redisUrl: o.redisUrl, env: o.serviceEnv });
-    started.push(service);
+    let service: Service | undefined;
+    if (!o.rateLimitService) {
+      service = await startService({ rules: o.rules ?? readJson(RULES_FILE), redisUrl: o.redisUrl, env: o.serviceEnv });
+      started.push(service);
+    }
     const envoy = await startEnvoy({
       llm: o.upstream ?? { host: '127.0.0.1', port: mock!.port },
-      rateLimitService: { host: '127.0.0.1', port: service.port },
+      rateLimitService: o.rateLimitService ?? { host: '127.0.0.1', port: service!.port },
       wasmPath: withPlugin ? PLUGIN_WASM : undefined,
       pluginConfig: o.pluginConfig ?? readJson(PLUGIN_CONFIG_FILE),
     });
     started.push(envoy);
-    return { envoy, service, mock, stop: stopAll };
+    return { envoy, service: service as Service, mock, stop: stopAll };
   } catch (e) {
     await stopAll();
     throw e;
