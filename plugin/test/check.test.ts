@@ -1,0 +1,165 @@
+import {
+  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, FilterDataStatus, respond, reports,
+} from './helpers';
+
+const UT: [string, string][] = [['user-type', 'regular-user']];
+
+describe('check call', () => {
+  test('pauses the request and asks the service with GET, :path, :authority; nothing else forwarded', () => {
+    const h = newHost();
+    const s = h.newStream();
+    const r = s.sendRequestHeaders(reqHeaders([...UT, ['authorization', 'Bearer sk-secret'], ['accept-encoding', 'gzip, br']]));
+    expect(r).toBe(1); // StopIteration
+    expect(h.httpCalls).toHaveLength(1);
+    const call = h.httpCalls[0];
+    expect(call.headers).toEqual([
+      [':method', 'GET'],
+      [':path', '/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D'],
+      [':authority', 'asm-llm-token-rate-limit-example.default.svc.cluster.local'],
+    ]);
+    expect(call.body.length).toBe(0);
+    // The upstream is asked for an uncompressed reply so usage can be read.
+    expect(header(s.requestHeaders(), 'accept-encoding')).toBeUndefined();
+    expect(header(s.requestHeaders(), 'authorization')).toBe('Bearer sk-secret');
+  });
+
+  test('several keys are sent in order', () => {
+    const h = newHost(withConfig({ rateLimitKeys: ['{{request.headers.user-type}}', 'global'] }));
+    h.newStream().sendRequestHeaders(reqHeaders(UT));
+    expect(header(h.httpCalls[0].headers, ':path')).toBe('/ratelimit?ratelimit_keys=%5B%22regular-user%22%2C%22global%22%5D');
+  });
+
+  test('allow: the request continues', () => {
+    const h = newHost();
+    const s = checkedRequest(h, ALLOW);
+    expect(s.requestContinued).toBe(1);
+    expect(s.localResponse).toBeNull();
+    expect(h.metric('llm_ratelimit.requests_allowed')).toBe(1);
+  });
+
+  test('deny: 429 with the service description, never forwarded', () => {
+    const h = newHost();
+    const s = checkedRequest(h, DENY);
+    expect(s.requestContinued).toBe(0);
+    expect(s.localResponse).toMatchObject({ status: 429 });
+    expect(s.localResponse!.body.toString()).toBe('regular-user is being rate-limited');
+    expect(header(s.localResponse!.headers, 'content-type')).toBe('text/plain; charset=utf-8');
+    expect(header(s.localResponse!.headers, 'retry-after')).toBeUndefined();
+    expect(h.metric('llm_ratelimit.requests_limited')).toBe(1);
+  });
+
+  test('deny with numbers: retry-after (rounded up) and token headers; negative remaining shows 0', () => {
+    const h = newHost(withConfig({ rejectStatus: 503 }));
+    const s = checkedRequest(h, {
+      status: 200,
+      body: JSON.stringify({ allow: false, description: 'k is being rate-limited', limit: 200, remaining: -35, retry_after_seconds: 12.2 }),
+    });
+    expect(s.localResponse!.status).toBe(503);
+    expect(header(s.localResponse!.headers, 'retry-after')).toBe('13');
+    expect(header(s.localResponse!.headers, 'x-ratelimit-limit-tokens')).toBe('200');
+    expect(header(s.localResponse!.headers, 'x-ratelimit-remaining-tokens')).toBe('0');
+  });
+
+  test('deny with odd description: unicode kept, huge one truncated, missing one defaulted', () => {
+    const h = newHost();
+    let s = checkedRequest(h, { status: 200, body: '{"allow":false,"description":"\\u9650\\u6d41 \\ud83d\\ude00"}' });
+    expect(s.localResponse!.body.toString('utf8')).toBe('限流 😀');
+    s = checkedRequest(h, { status: 200, body: JSON.stringify({ allow: false, description: 'x'.repeat(5000) }) });
+    expect(s.localResponse!.body.length).toBe(1024);
+    s = checkedRequest(h, { status: 200, body: '{"allow":false}' });
+    expect(s.localResponse!.body.toString()).toBe('rate limited');
+    s = checkedRequest(h, { status: 200, body: '{"allow":false,"retry_after_seconds":1e300,"limit":"x"}' });
+    expect(header(s.localResponse!.headers, 'retry-after')).toBe('1000000000000000');
+    expect(header(s.localResponse!.headers, 'x-ratelimit-limit-tokens')).toBeUndefined();
+  });
+
+  const failures: [string, any][] = [
+    ['no reply (timeout/reset)', 'fail'],
+    ['status 500', { status: 500, body: '{"allow":true}' }],
+    ['status 400 empty body', { status: 400 }],
+    ['empty 200', { status: 200 }],
+    ['not JSON', { status: 200, body: 'allow' }],
+    ['truncated JSON', { status: 200, body: '{"allow":tr' }],
+    ['allow not boolean', { status: 200, body: '{"allow":"true"}' }],
+    ['JSON array', { status: 200, body: '[true]' }],
+    ['oversized body', { status: 200, body: `{"allow":true,"x":"${'y'.repeat(70000)}"}` }],
+    ['invalid UTF-8', { status: 200, body: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]) }],
+  ];
+  test.each(failures)('failure (%s): failOpen (default) lets the request through', (_n, reply) => {
+    const h = newHost();
+    const s = checkedRequest(h, reply);
+    expect(s.requestContinued).toBe(1);
+    expect(s.localResponse).toBeNull();
+    expect(h.metric('llm_ratelimit.check_failed_open')).toBe(1);
+  });
+  test.each(failures)('failure (%s): failOpen false answers 503', (_n, reply) => {
+    const h = newHost(withConfig({ failOpen: false }));
+    const s = checkedRequest(h, reply);
+    expect(s.requestContinued).toBe(0);
+    expect(s.localResponse!.status).toBe(503);
+    expect(s.localResponse!.body.toString()).toBe('rate limit service unavailable');
+    expect(h.metric('llm_ratelimit.check_failed_closed')).toBe(1);
+  });
+
+  test('the host refuses the call (unknown cluster): fail open continues at once, fail closed answers 503', () => {
+    let h = newHost(SEED_CONFIG, { clusters: ['other'] });
+    let s = h.newStream();
+    expect(s.sendRequestHeaders(reqHeaders(UT))).toBe(0);
+    expect(h.metric('llm_ratelimit.check_failed_open')).toBe(1);
+    h = newHost(withConfig({ failOpen: false }), { clusters: ['other'] });
+    s = h.newStream();
+    expect(s.sendRequestHeaders(reqHeaders(UT))).toBe(1);
+    expect(s.localResponse!.status).toBe(503);
+  });
+
+  test('request body and trailers are held while the check is pending, released after', () => {
+    const h = newHost();
+    const s = h.newStream();
+    s.sendRequestHeaders(reqHeaders(UT));
+    // Continue here would release the paused headers and skip the check.
+    expect(s.sendRequestBody('{"messages":[', false)).toBe(FilterDataStatus.StopIterationAndWatermark);
+    expect(s.sendRequestTrailers([])).toBe(1);
+    h.reply(h.httpCalls[0].token, ALLOW);
+    expect(s.sendRequestBody(']}', true)).toBe(0);
+  });
+
+  test('a reply after the stream ended touches nothing and does not trap', () => {
+    for (const reply of [ALLOW, DENY, 'fail' as const]) {
+      for (const failOpen of [true, false]) {
+        const h = newHost(withConfig({ failOpen }));
+        const s = h.newStream();
+        s.sendRequestHeaders(reqHeaders(UT));
+        s.end();
+        h.reply(h.httpCalls[0].token, reply);
+        expect(s.requestContinued).toBe(0);
+        expect(s.localResponse).toBeNull();
+        expect(h.trapped).toBeNull();
+      }
+    }
+  });
+
+  test('a duplicate or unknown token is ignored', () => {
+    const h = newHost();
+    const s = checkedRequest(h, ALLOW);
+    h.call('proxy_on_http_call_response', h.rootId, h.rootId, 12345, 1, 0, 0);
+    h.call('proxy_on_http_call_response', h.rootId, h.rootId, h.httpCalls[0].token, 1, 0, 0);
+    expect(s.requestContinued).toBe(1);
+  });
+
+  test('denied and failed-closed requests are never accounted', () => {
+    const h = newHost(withConfig({ failOpen: false }));
+    for (const reply of [DENY, 'fail' as const]) {
+      const s = checkedRequest(h, reply);
+      respond(s, 'application/json', ['{"usage":{"total_tokens":9}}']);
+      s.end();
+    }
+    expect(reports(h)).toHaveLength(0);
+  });
+
+  test('fail-open requests are still accounted (the keys are known)', () => {
+    const h = newHost();
+    const s = checkedRequest(h, 'fail');
+    respond(s, 'application/json', ['{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}']);
+    expect(reports(h)).toEqual([{ ratelimit_keys: ['regular-user'], prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }]);
+  });
+});
