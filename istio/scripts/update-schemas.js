@@ -31,6 +31,7 @@ const ISTIO_KINDS = [
   ['extensions.istio.io', 'WasmPlugin'],
   ['networking.istio.io', 'ServiceEntry'],
   ['networking.istio.io', 'DestinationRule'],
+  ['networking.istio.io', 'EnvoyFilter'],
 ];
 const OUT = path.join(__dirname, '..', 'schemas');
 

@@ -1,7 +1,10 @@
 // The manifests in istio/manifests: every document parses and validates against its
 // published schema (see lib/schemas.ts), and the values the seed depends on are right.
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import { parseAllDocuments } from 'yaml';
 import { createValidator, Validator } from './lib/schemas';
 import { find, loadAll, Loaded, manifestFiles, REPO_DIR } from './lib/manifests';
 import { parseRules } from '../../service/src/config/rules';
@@ -19,7 +22,7 @@ beforeAll(() => {
 
 describe('every manifest validates against its schema', () => {
   test('the manifest files are the expected ones', () => {
-    expect(manifestFiles()).toEqual(['dashscope.yaml', 'rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml', 'wasmplugin.yaml']);
+    expect(manifestFiles()).toEqual(['dashscope.yaml', 'llm-provider.yaml', 'rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml', 'wasmplugin.yaml']);
   });
 
   test.each(manifestFiles())('%s', (file) => {
@@ -241,5 +244,28 @@ describe('the rate-limit service', () => {
   test('the service\'s validation does reject a broken rule (so the check above means something)', () => {
     const broken = JSON.stringify([{ rate_limit_key_regex: '^x', redis_expired_seconds: 1, fill_interval_second: 1, tokens_per_fill: 1, max_tokenz: 1 }]);
     expect(() => parseRules(broken, 'ConfigMap')).toThrow();
+  });
+});
+
+describe('make render', () => {
+  test('puts your registry and key in, and the result still validates', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'istio-render-'));
+    try {
+      execFileSync('make', ['-s', '-C', path.join(REPO_DIR, 'istio'), 'render', 'REGISTRY=reg.test:5000/team', 'TAG=9.9.9', `RENDER_DIR=${out}`], {
+        env: { ...process.env, DASHSCOPE_API_KEY: 'sk-abc123' },
+        stdio: 'pipe',
+      });
+      expect(fs.readdirSync(out).sort()).toEqual(manifestFiles());
+      const objs = fs.readdirSync(out).flatMap((f) => parseAllDocuments(fs.readFileSync(path.join(out, f), 'utf8')).map((d) => d.toJS()));
+      for (const o of objs) expect(v.validate(o)).toEqual({ valid: true, errors: [] });
+      const text = fs.readdirSync(out).map((f) => fs.readFileSync(path.join(out, f), 'utf8')).join('\n');
+      expect(text).not.toMatch(/registry\.example\.com/);
+      expect(objs.find((o) => o.kind === 'WasmPlugin').spec.url).toBe('oci://reg.test:5000/team/llm-token-ratelimit/plugin:9.9.9');
+      expect(objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'asm-llm-token-rate-limit-example').spec.template.spec.containers[0].image)
+        .toBe('reg.test:5000/team/llm-token-ratelimit/service:9.9.9');
+      expect(text).toMatch(/local API_KEY = "sk-abc123"/);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   });
 });
