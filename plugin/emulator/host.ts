@@ -82,8 +82,13 @@ class ContextState {
 
 let moduleCache = new Map<string, WebAssembly.Module>();
 
+/** plugin/build/plugin.wasm, from the sources (emulator/) or the compiled bench (build/bench-js/emulator/). */
 export function defaultWasmPath(): string {
-  return require('path').resolve(__dirname, '..', 'build', 'plugin.wasm');
+  const path = require('path');
+  if (process.env.PLUGIN_WASM) return path.resolve(process.env.PLUGIN_WASM);
+  const fromBuild = path.resolve(__dirname, '..', '..', 'plugin.wasm');
+  if (path.basename(path.resolve(__dirname, '..')) === 'bench-js') return fromBuild;
+  return path.resolve(__dirname, '..', 'build', 'plugin.wasm');
 }
 
 /** Compiles (once per path) the plugin module; a clear error if it was not built. */
@@ -118,7 +123,7 @@ export class ProxyWasmHost {
   private nextToken = 1;
   private current = 0; // context the host is calling into
   private effective = 0;
-  private pluginConfig = Buffer.alloc(0);
+  private pluginConfig: Buffer = Buffer.alloc(0);
   private callReply: { headers: HeaderList; body: Buffer } | null = null;
   rootId = 0;
 
