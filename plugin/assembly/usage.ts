@@ -12,8 +12,9 @@
 //   Anthropic: {"usage":{"input_tokens","output_tokens"}}; streaming: message_start
 //     {"message":{..."usage":{"input_tokens"}}} then message_delta {"usage":{"output_tokens"}}
 //   Gemini: {"usageMetadata":{"promptTokenCount","candidatesTokenCount","totalTokenCount"}}
-// So a usage object is accepted as a key of the top-level object, or one level down
-// under "message" or "response". Later objects overwrite the fields they carry
+//   Gemini streamGenerateContent without alt=sse: a JSON array of such objects.
+// So a usage object is accepted as a key of a top-level object (the document, or an
+// element of a top-level array), or one level down under "message" or "response". Later objects overwrite the fields they carry
 // (streams report cumulative counts).
 
 import { ByteBuf } from "./bytes";
@@ -34,6 +35,7 @@ export class UsageScanner {
 
   // JSON lexical state.
   depth: i32 = 0;
+  base: i32 = 0;               // 1 when the document is an array of objects
   inStr: bool = false;
   esc: bool = false;
   tracking: bool = false;      // recording the current string (a possible key)
@@ -124,6 +126,7 @@ export class UsageScanner {
   /** SSE event boundary: each event's data is its own JSON document. */
   private endEvent(): void {
     this.depth = 0;
+    this.base = 0;
     this.inStr = false;
     this.esc = false;
     this.tracking = false;
@@ -173,7 +176,8 @@ export class UsageScanner {
         this.inStr = true;
         this.lastStrKind = -1;
         this.awaitKind = -1;
-        this.tracking = !this.capturing && this.depth >= 1 && this.depth <= 2;
+        let rel = this.depth - this.base;
+        this.tracking = !this.capturing && rel >= 1 && rel <= 2;
         if (this.tracking) { this.key.clear(); this.keyOverflow = false; }
         continue;
       }
@@ -186,22 +190,25 @@ export class UsageScanner {
       this.awaitKind = -1;
       this.lastStrKind = -1;
       if (c == 0x7b) {
+        let rel = this.depth - this.base;
         if (!this.capturing) {
-          if (ak == K_USAGE && (this.depth == 1 ||
-              (this.depth == 2 && (this.parentKind == K_MESSAGE || this.parentKind == K_RESPONSE)))) {
+          if (ak == K_USAGE && (rel == 1 ||
+              (rel == 2 && (this.parentKind == K_MESSAGE || this.parentKind == K_RESPONSE)))) {
             this.capturing = true;
             this.capOverflow = false;
             this.capDepth = this.depth;
             this.cap.clear();
             this.cap.push(c);
           }
-          if (this.depth == 1) this.parentKind = ak >= 0 ? ak : K_OTHER;
+          if (rel == 1) this.parentKind = ak >= 0 ? ak : K_OTHER;
         }
+        if (this.depth == 0) this.base = 0;
         this.depth++;
         continue;
       }
       if (c == 0x5b) {
-        if (this.depth == 1) this.parentKind = K_OTHER;
+        if (this.depth == 0) this.base = 1;
+        else if (this.depth - this.base == 1) this.parentKind = K_OTHER;
         this.depth++;
         continue;
       }

@@ -41,6 +41,9 @@ const JSON_BODIES: [string, string, object][] = [
   ['Gemini',
     '{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7,"totalTokenCount":11},"modelVersion":"gemini-2.0-flash"}',
     tokens(4, 7, 11)],
+  ['Gemini stream without alt=sse (JSON array of chunks)',
+    '[{"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":4,"totalTokenCount":4}}\r\n,\r\n{"candidates":[{"content":{"parts":[{"text":"b"}]}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":9,"totalTokenCount":13}}]',
+    tokens(4, 9, 13)],
   ['usage first, whitespace everywhere',
     ' {\n  "usage" : {\n "prompt_tokens" : 1 , "completion_tokens" : 2 , "total_tokens" : 3 } , "choices" : [ ] }\n',
     tokens(1, 2, 3)],
@@ -100,13 +103,13 @@ describe('usage in JSON bodies', () => {
   test('usage not found: counted, nothing reported', () => {
     const h = newHost();
     for (const body of ['{"error":{"message":"bad"}}', '{"usage":null}', '{"usage":{}}', '{"usage":{"total_tokens":"5"}}',
-      '{"x":{"usage":{"total_tokens":5}}}', '{"a":"\\"usage\\":{\\"total_tokens\\":5}"}', 'not json', '']) {
+      '{"x":{"usage":{"total_tokens":5}}}', '[[{"usage":{"total_tokens":5}}]]', '{"a":"\\"usage\\":{\\"total_tokens\\":5}"}', 'not json', '']) {
       const s = checkedRequest(h, ALLOW);
       respond(s, 'application/json', [body]);
       s.end();
     }
     expect(reports(h)).toHaveLength(0);
-    expect(h.metric('llm_ratelimit.usage_not_found')).toBe(8);
+    expect(h.metric('llm_ratelimit.usage_not_found')).toBe(9);
   });
 
   test('insane numbers are ignored: negative, fractional kept floor, huge, NaN-like', () => {
