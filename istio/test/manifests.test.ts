@@ -45,6 +45,18 @@ describe('every manifest validates against its schema', () => {
   });
 });
 
+test('the schemas are the releases scripts/update-schemas.js pins (regenerate after changing them)', () => {
+  const script = fs.readFileSync(path.join(REPO_DIR, 'istio', 'scripts', 'update-schemas.js'), 'utf8');
+  const pinned = (mod: string) => new RegExp(`module: '${mod.replace(/\./g, '\\.')}', version: '([^']+)'`).exec(script)?.[1];
+  expect(v.sources.kubernetes).toMatch(new RegExp(`^k8s\\.io/kubernetes@${pinned('k8s.io/kubernetes')} \\(h1:`));
+  expect(v.sources.istio).toMatch(new RegExp(`^istio\\.io/api@${pinned('istio.io/api')} \\(h1:`));
+  for (const kind of ['v1 ConfigMap', 'v1 Secret', 'v1 Service', 'v1 ServiceAccount', 'apps/v1 Deployment',
+    'extensions.istio.io/v1alpha1 WasmPlugin', 'networking.istio.io/v1 ServiceEntry', 'networking.istio.io/v1 DestinationRule',
+    'networking.istio.io/v1alpha3 EnvoyFilter']) {
+    expect(v.kinds()).toContain(kind);
+  }
+});
+
 describe('the validator rejects what the API server would reject', () => {
   const deployment = () => clone(find(all, 'Deployment', 'asm-llm-token-rate-limit-example'));
   const wasm = () => clone(find(all, 'WasmPlugin', 'llm-token-ratelimit'));
