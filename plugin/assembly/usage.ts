@@ -140,12 +140,18 @@ export class UsageScanner {
   private feedJson(ptr: usize, len: i32): void {
     let i = 0;
     while (i < len) {
-      // Fast path: inside a string that we neither record nor capture.
-      if (this.inStr && !this.esc && !this.tracking && !this.capturing) {
+      // Fast path: the plain bytes of a string (not captured), up to its quote or backslash.
+      if (this.inStr && !this.esc && !this.capturing) {
+        let start = i;
         while (i < len) {
           let d = <i32>load<u8>(ptr + <usize>i);
           if (d == 0x22 || d == 0x5c) break;
           i++;
+        }
+        if (this.tracking && i > start) {
+          let n = i - start;
+          if (this.key.length + n <= KEY_MAX) this.key.appendRaw(ptr + <usize>start, n);
+          else this.keyOverflow = true;
         }
         if (i >= len) return;
       }

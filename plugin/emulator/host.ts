@@ -61,6 +61,8 @@ export interface HostOptions {
   properties?: Record<string, string | Buffer>;
   /** Record log lines at or above this level (default trace: everything). */
   logLevel?: number;
+  /** Measure time spent in host functions (hostNs), so benchmarks can subtract it. */
+  timeHostCalls?: boolean;
 }
 
 const HEADER_MAP = { requestHeaders: 0, requestTrailers: 1, responseHeaders: 2, responseTrailers: 3, callHeaders: 6, callTrailers: 7 };
@@ -113,11 +115,17 @@ export class ProxyWasmHost {
   metrics = new Map<string, { id: number; type: number; value: bigint }>();
   private metricById = new Map<number, string>();
   httpCalls: HttpCall[] = [];
+  private callsByToken = new Map<number, HttpCall>();
+  private pending = new Map<number, HttpCall>();
   properties = new Map<string, Buffer>();
   contexts = new Map<number, ContextState>();
   trapped: Trap | null = null;
   /** Host calls made by the plugin, by import name (for cost accounting in benchmarks). */
   hostCallCount = new Map<string, number>();
+  /** Nanoseconds spent inside host functions (only with options.timeHostCalls). */
+  hostNs = 0n;
+  /** Nanoseconds spent inside calls into the module, host functions included (with timeHostCalls). */
+  callNs = 0n;
 
   private nextContextId = 1;
   private nextToken = 1;
@@ -171,6 +179,7 @@ export class ProxyWasmHost {
     const prevEff = this.effective;
     this.current = ctx;
     this.effective = ctx;
+    const t0 = this.options.timeHostCalls ? process.hrtime.bigint() : 0n;
     try {
       const r = fn(...args);
       return typeof r === 'number' ? r : 0;
@@ -179,6 +188,7 @@ export class ProxyWasmHost {
       this.trapped = t;
       throw t;
     } finally {
+      if (this.options.timeHostCalls) this.callNs += process.hrtime.bigint() - t0;
       this.current = prevCur;
       this.effective = prevEff;
     }
@@ -206,10 +216,11 @@ export class ProxyWasmHost {
 
   /** Answers a pending http call: a reply, or 'fail' (timeout/reset: no headers). */
   reply(token: number, reply: CallReply | 'fail'): void {
-    const call = this.httpCalls.find((c) => c.token === token);
+    const call = this.callsByToken.get(token);
     if (!call) throw new Error(`no http call with token ${token}`);
     if (call.answered) throw new Error(`http call ${token} already answered`);
     call.answered = true;
+    this.pending.delete(token);
     if (reply === 'fail') {
       this.callReply = null;
       try {
@@ -230,7 +241,7 @@ export class ProxyWasmHost {
   }
 
   pendingCalls(): HttpCall[] {
-    return this.httpCalls.filter((c) => !c.answered);
+    return [...this.pending.values()];
   }
 
   metric(name: string): number {
@@ -376,10 +387,13 @@ export class ProxyWasmHost {
         if (!has(':method') || !has(':path') || !has(':authority')) return WasmResult.BadArgument;
         if (this.options.clusters && !this.options.clusters.includes(cluster)) return WasmResult.BadArgument;
         const token = this.nextToken++;
-        this.httpCalls.push({
+        const call: HttpCall = {
           token, rootId: this.rootId, contextId: this.effective, cluster, headers,
           body: this.read(bPtr, bLen), timeoutMs: timeout >>> 0, answered: false,
-        });
+        };
+        this.httpCalls.push(call);
+        this.callsByToken.set(token, call);
+        this.pending.set(token, call);
         this.u32(tokenPtr, token);
         return WasmResult.Ok;
       },
@@ -446,7 +460,15 @@ export class ProxyWasmHost {
         if (!impl) throw new Trap(`unimplemented host function ${imp.module}.${name}`);
         return impl(...args);
       };
-      table[imp.name] = counted;
+      const timed = (...args: any[]) => {
+        const t0 = process.hrtime.bigint();
+        try {
+          return counted(...args);
+        } finally {
+          this.hostNs += process.hrtime.bigint() - t0;
+        }
+      };
+      table[imp.name] = this.options.timeHostCalls ? timed : counted;
     }
     return imports as WebAssembly.Imports;
   }
