@@ -51,7 +51,11 @@ export class Root {
       abi.log(abi.LOG_ERROR, "llm-token-ratelimit: invalid pluginConfig: " + res.error);
       return false;
     }
-    this.config = res.config;
+    let cfg = <Config>res.config;
+    this.config = cfg;
+    abi.log(abi.LOG_INFO, "llm-token-ratelimit: configured: " + cfg.matches.length.toString() + " match rule(s), " +
+      cfg.keys.length.toString() + " key template(s), service cluster " + cfg.cluster.display() +
+      ", failOpen " + (cfg.failOpen ? "true" : "false"));
     return true;
   }
 

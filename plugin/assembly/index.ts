@@ -11,6 +11,7 @@
 import { proc_exit } from "bindings/wasi_unstable";
 import { ByteBuf } from "./bytes";
 import * as abi from "./abi";
+import { parseConfig } from "./config";
 import { Root, onRequestHeaders, onRequestData, onRequestTrailers, onResponseHeaders, onResponseBody,
   onResponseTrailers, onStreamEnd, onStreamDelete, CONTINUE } from "./filter";
 
@@ -55,21 +56,30 @@ export function proxy_on_context_create(id: u32, rootId: u32): void {
 }
 
 export function proxy_on_vm_start(rootId: u32, size: u32): u32 { return 1; }
-export function proxy_validate_configuration(rootId: u32, size: u32): u32 { return 1; }
-
 const configBytes = new abi.HostBytes();
+
+function readConfig(size: u32): ByteBuf | null {
+  if (size == 0) return new ByteBuf(0);
+  if (!configBytes.buffer(abi.BUFFER_PLUGIN_CONFIGURATION, 0, size)) return null;
+  return configBytes.toBuf();
+}
+
+/** Same checks as proxy_on_configure, without applying the configuration. */
+export function proxy_validate_configuration(rootId: u32, size: u32): u32 {
+  let raw = readConfig(size);
+  let ok = raw !== null && parseConfig(<ByteBuf>raw).config !== null;
+  collectGarbage();
+  return ok ? 1 : 0;
+}
 
 export function proxy_on_configure(rootId: u32, size: u32): u32 {
   if (!roots.has(rootId)) roots.set(rootId, new Root(rootId));
-  let raw = new ByteBuf(0);
-  if (size > 0) {
-    if (!configBytes.buffer(abi.BUFFER_PLUGIN_CONFIGURATION, 0, size)) {
-      abi.log(abi.LOG_ERROR, "llm-token-ratelimit: cannot read pluginConfig");
-      return 0;
-    }
-    raw = configBytes.toBuf();
+  let raw = readConfig(size);
+  if (raw === null) {
+    abi.log(abi.LOG_ERROR, "llm-token-ratelimit: cannot read pluginConfig");
+    return 0;
   }
-  let ok = roots.get(rootId).configure(raw);
+  let ok = roots.get(rootId).configure(<ByteBuf>raw);
   collectGarbage();
   return ok ? 1 : 0;
 }

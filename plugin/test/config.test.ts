@@ -19,6 +19,20 @@ describe('configuration', () => {
     expect(call.timeoutMs).toBe(1000);
   });
 
+  test('a good configuration is logged once at info level', () => {
+    const h = newHost();
+    expect(h.logsAt(LogLevel.info)).toEqual([
+      'llm-token-ratelimit: configured: 1 match rule(s), 1 key template(s), service cluster ' + SEED_CLUSTER + ', failOpen true',
+    ]);
+  });
+
+  test('proxy_validate_configuration applies the same checks without configuring', () => {
+    const h = new ProxyWasmHost();
+    expect(h.configure(SEED_CONFIG)).toBe(true);
+    expect(h.call('proxy_validate_configuration', h.rootId, h.rootId, JSON.stringify(SEED_CONFIG).length)).toBe(1);
+    expect(h.call('proxy_validate_configuration', h.rootId, h.rootId, 0)).toBe(0); // empty config is invalid
+  });
+
   test('cluster, authority and timeout overrides', () => {
     const h = newHost(withConfig({ rateLimitService: { cluster: 'rl', authority: 'rl.local:8080', timeoutMs: 250 } }));
     const s = h.newStream();
