@@ -243,7 +243,7 @@ export function onResponseTrailers(id: u32): void {
   if (streams.has(id)) streams.get(id).finish();
 }
 
-/** proxy_on_done / proxy_on_log: the stream is over, whatever happened. */
+/** proxy_on_done: the stream is over, whatever happened. */
 export function onStreamEnd(id: u32): void {
   if (!streams.has(id)) return;
   let s = streams.get(id);

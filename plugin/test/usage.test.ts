@@ -226,13 +226,13 @@ describe('usage in SSE streams', () => {
     expect(usageOf('text/event-stream', [body])).toEqual(tokens(1, 2, 3));
   });
 
-  test('a stream cut before its end reports what is known, once, from done/log', () => {
+  test('a stream cut before its end reports what is known, once, from proxy_on_done', () => {
     const h = newHost();
     const s = checkedRequest(h, ALLOW);
     s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
     s.sendResponseBody(SSE_BODIES[1][1].slice(0, 200), false); // message_start only
     expect(reports(h)).toHaveLength(0);
-    s.end(); // client went away: on_done then on_log
+    s.end(); // client went away: on_done, on_delete
     expect(reports(h)).toEqual([tokens(25, 1, 26)]);
   });
 
