@@ -106,7 +106,7 @@ function parseStrMatch(c: Ctx, v: JValue, field: string, lowerCase: bool): StrMa
   let val = v.items[0];
   let name = field + "." + k.display(20);
   if (k.eqStr("regex")) {
-    c.fail(name, "regular expressions are not supported (no regex library builds with AssemblyScript 0.17); use exact, prefix or suffix", val);
+    c.fail(name, "regular expressions are not supported (see the plugin README); use exact, prefix or suffix", val);
     return null;
   }
   if (val.kind != J_STR) { c.fail(name, "expected a string", val); return null; }
