@@ -110,11 +110,25 @@ function stopProcess(proc: ChildProcess, dir: string): () => Promise<void> {
     }));
 }
 
+// Safety net: a test runner that exits without stopping its servers still kills them.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) {
+    try {
+      process.kill(p.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
 function spawnRedis(port: number, dir: string, extra: string[]): ChildProcess {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra];
   const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   proc.stderr?.resume();
   proc.on('error', () => undefined);
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   return proc;
 }
 
