@@ -158,17 +158,15 @@ export function sendLocalResponse(status: u32, details: string, body: ByteBuf, h
   return proxy_send_local_response(status, d.ptr(), d.length, body.ptr(), body.length, h.ptr(), h.length, -1);
 }
 
-/** Dispatches an HTTP call; returns the token, or 0 when the host refused the call. */
-export function httpCall(cluster: ByteBuf, headers: HeaderList, body: ByteBuf, timeoutMs: u32): u32 {
+/** Dispatches an HTTP call; returns the token, or -1 when the host refused the call. */
+export function httpCall(cluster: ByteBuf, headers: HeaderList, body: ByteBuf, timeoutMs: u32): i64 {
   let h = headers.serialize();
   let t = new HeaderList().serialize();
   store<u32>(SLOT + 8, 0);
   let r = proxy_http_call(cluster.ptr(), cluster.length, h.ptr(), h.length, body.ptr(), body.length,
     t.ptr(), t.length, timeoutMs, SLOT + 8);
-  if (r != OK) return 0;
-  let token = load<u32>(SLOT + 8);
-  // Token 0 is never issued by Envoy; treat it as a refusal so callers need one sentinel.
-  return token;
+  if (r != OK) return -1;
+  return <i64>load<u32>(SLOT + 8);
 }
 
 export function defineCounter(name: string): u32 {

@@ -36,8 +36,8 @@ export function keysJson(keys: ByteBuf[]): ByteBuf {
   return out;
 }
 
-/** Dispatches the check; returns the call token, 0 if the host refused it. */
-export function dispatchCheck(cfg: Config, keys: ByteBuf[]): u32 {
+/** Dispatches the check; returns the call token, -1 if the host refused it. */
+export function dispatchCheck(cfg: Config, keys: ByteBuf[]): i64 {
   let path = ByteBuf.fromString(CHECK_PATH);
   appendUrlEncoded(path, keysJson(keys));
   // :authority is required: without it Envoy fails the call with BAD_ARGUMENT.

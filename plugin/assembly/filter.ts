@@ -85,7 +85,7 @@ export class Root {
       sendLimited(cfg.rejectStatus, d);
     } else {
       abi.log(abi.LOG_DEBUG, "llm-token-ratelimit: check failed: " + d.reason);
-      s.checkFailed(this);
+      s.checkFailed();
     }
   }
 
@@ -109,7 +109,7 @@ export class Stream {
 
   constructor(id: u32, root: Root, config: Config) { this.id = id; this.root = root; this.config = config; }
 
-  checkFailed(root: Root): void {
+  checkFailed(): void {
     if (this.config.failOpen) {
       inc(metrics.failOpen);
       this.phase = PH_ALLOWED;
@@ -124,12 +124,12 @@ export class Stream {
   onResponseHeaders(endOfStream: bool): void {
     if (this.phase != PH_ALLOWED || this.sawResponse) return;
     this.sawResponse = true;
-    let enc = requestOrResponseHeader(CONTENT_ENCODING);
+    let enc = responseHeader(CONTENT_ENCODING);
     if (enc !== null && enc.length > 0 && !enc.lower().eqStr("identity")) {
       this.compressed = true;
       inc(metrics.compressedSkipped);
     } else {
-      let ct = requestOrResponseHeader(CONTENT_TYPE);
+      let ct = responseHeader(CONTENT_TYPE);
       let sse = ct !== null && startsWithLower(ct, "text/event-stream");
       this.scanner = new UsageScanner(sse, this.config.maxBufferBytes);
     }
@@ -158,16 +158,16 @@ export class Stream {
     if (!sc.found()) { inc(metrics.usageNotFound); return; }
     let body = reportBody(this.keys, sc.promptTokens(), sc.completionTokens(), sc.totalTokens());
     let token = dispatchReport(this.config, body);
-    if (token == 0) { inc(metrics.reportFailures); return; }
+    if (token < 0) { inc(metrics.reportFailures); return; }
     inc(metrics.reportsSent);
-    this.root.track(token, CALL_REPORT, this.id);
+    this.root.track(<u32>token, CALL_REPORT, this.id);
   }
 }
 
 const bodyChunk = new abi.HostBytes();
 const headerValue = new abi.HostBytes();
 
-function requestOrResponseHeader(name: ByteBuf): ByteBuf | null {
+function responseHeader(name: ByteBuf): ByteBuf | null {
   if (!headerValue.header(abi.MAP_RESPONSE_HEADERS, name)) return null;
   return headerValue.toBuf();
 }
@@ -207,7 +207,7 @@ export function onRequestHeaders(id: u32, root: Root): i32 {
   abi.removeHeader(abi.MAP_REQUEST_HEADERS, ACCEPT_ENCODING);
 
   let token = dispatchCheck(cfg, s.keys);
-  if (token == 0) {
+  if (token < 0) {
     abi.log(abi.LOG_DEBUG, "llm-token-ratelimit: check call refused by host");
     if (cfg.failOpen) { inc(metrics.failOpen); s.phase = PH_ALLOWED; return CONTINUE; }
     inc(metrics.failClosed);
@@ -215,7 +215,7 @@ export function onRequestHeaders(id: u32, root: Root): i32 {
     sendCheckFailed();
     return STOP_ITERATION;
   }
-  root.track(token, CALL_CHECK, id);
+  root.track(<u32>token, CALL_CHECK, id);
   return STOP_ITERATION;
 }
 

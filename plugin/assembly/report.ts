@@ -24,8 +24,8 @@ export function reportBody(keys: ByteBuf[], prompt: i64, completion: i64, total:
   return b;
 }
 
-/** Returns the call token, 0 if the host refused the call. */
-export function dispatchReport(cfg: Config, body: ByteBuf): u32 {
+/** Returns the call token, -1 if the host refused the call. */
+export function dispatchReport(cfg: Config, body: ByteBuf): i64 {
   let headers = new HeaderList()
     .add(":method", ByteBuf.fromString("POST"))
     .add(":path", ByteBuf.fromString(REPORT_PATH))

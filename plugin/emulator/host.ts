@@ -61,6 +61,8 @@ export interface HostOptions {
   properties?: Record<string, string | Buffer>;
   /** Record log lines at or above this level (default trace: everything). */
   logLevel?: number;
+  /** First http-call token to issue (default 1); 0 checks a plugin does not treat 0 as "no call". */
+  firstToken?: number;
   /** Measure time spent in host functions (hostNs), so benchmarks can subtract it. */
   timeHostCalls?: boolean;
 }
@@ -139,6 +141,7 @@ export class ProxyWasmHost {
     this.module = module;
     this.options = options;
     for (const [k, v] of Object.entries(options.properties ?? {})) this.properties.set(k, Buffer.from(v));
+    this.nextToken = options.firstToken ?? 1;
     this.instance = new WebAssembly.Instance(module, this.buildImports());
     this.exports = this.instance.exports;
   }

@@ -23,6 +23,15 @@ describe('check call', () => {
     expect(header(s.requestHeaders(), 'authorization')).toBe('Bearer sk-secret');
   });
 
+  test('http-call token 0 is a valid token', () => {
+    const h = newHost(SEED_CONFIG, { firstToken: 0 });
+    const s = h.newStream();
+    expect(s.sendRequestHeaders(reqHeaders(UT))).toBe(1);
+    expect(h.httpCalls[0].token).toBe(0);
+    h.reply(0, ALLOW);
+    expect(s.requestContinued).toBe(1);
+  });
+
   test('several keys are sent in order', () => {
     const h = newHost(withConfig({ rateLimitKeys: ['{{request.headers.user-type}}', 'global'] }));
     h.newStream().sendRequestHeaders(reqHeaders(UT));
