@@ -1,0 +1,135 @@
+/** The process contract: `node service/dist/main.js`, env, logs, exit codes, signals. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startService } from '../src/app';
+import type { BucketStore } from '../src/store/types';
+import { builtMain } from './support/build';
+import { freePort, startRedis } from './support/redis-server';
+
+const RULE = { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 };
+let main: string;
+beforeAll(() => {
+  main = builtMain();
+}, 60_000);
+
+interface Proc {
+  child: ChildProcess;
+  port: number;
+  lines: () => any[];
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(env: Record<string, string>): Promise<Proc> {
+  const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH!, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.stderr!.on('data', (d) => (err += d));
+  const lines = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const l = lines().find((x) => x.msg === 'listening');
+      if (l) resolve({ child, port: l.port, lines, stderr: () => err, exited });
+    });
+    exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
+  });
+}
+
+test('invalid config: exit non-zero, message names rule index, field and value', async () => {
+  const bad = JSON.stringify([RULE, { ...RULE, tokens_per_fill: 0 }]);
+  const e = await run({ RATE_LIMIT_CONFIG: bad }).then(() => null, (x) => x);
+  expect(e.code).not.toBe(0);
+  expect(e.stderr).toMatch(/rule 1: field "tokens_per_fill" = 0: must be a positive integer/);
+  const e2 = await run({}).then(() => null, (x) => x);
+  expect(e2.code).not.toBe(0);
+  expect(e2.stderr).toMatch(/RATE_LIMIT_CONFIG/);
+});
+
+test('embedded store, config file reloaded on SIGHUP, JSON logs, graceful SIGTERM → exit 0', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'llmrl-main-'));
+  const file = join(dir, 'rules.json');
+  writeFileSync(file, JSON.stringify([RULE]));
+  const p = await run({ RATE_LIMIT_CONFIG_FILE: file, CONFIG_POLL_MS: '0' });
+  try {
+    const url = `http://127.0.0.1:${p.port}`;
+    expect(p.lines()[0]).toMatchObject({ level: 'info', msg: 'listening', port: p.port, store: 'memory' });
+    const agent = await fetch(`${url}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`);
+    expect(await agent.json()).toMatchObject({ allow: true, limit: 200 });
+    writeFileSync(file, JSON.stringify([{ ...RULE, max_tokens: 77 }]));
+    p.child.kill('SIGHUP');
+    const end = Date.now() + 3000;
+    while (!p.lines().some((l) => l.msg === 'config reloaded' && l.reason === 'SIGHUP') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(await (await fetch(`${url}/buckets/regular-user`)).json()).toMatchObject({ rule: { max_tokens: 77 } });
+    writeFileSync(file, '[{"rate_limit_key_regex": "("}]');
+    p.child.kill('SIGHUP');
+    while (!p.lines().some((l) => l.msg.startsWith('config reload rejected')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(p.lines().find((l) => l.msg.startsWith('config reload rejected'))).toMatchObject({ level: 'error' });
+    expect(await (await fetch(`${url}/buckets/regular-user`)).json()).toMatchObject({ rule: { max_tokens: 77 } });
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    expect(p.lines().map((l) => l.msg)).toContain('stopped');
+  } finally {
+    p.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('reference Redis env (REDIS_ADDRESS): starts even while Redis is down, /readyz follows Redis', async () => {
+  const port = await freePort();
+  const p = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), REDIS_ADDRESS: `127.0.0.1:${port}` });
+  const redis = await startRedis({ port }).catch(async (e) => {
+    p.child.kill('SIGKILL');
+    throw e;
+  });
+  try {
+    const url = `http://127.0.0.1:${p.port}`;
+    expect(p.lines().find((l) => l.msg === 'listening')).toMatchObject({ store: 'redis' });
+    expect(p.lines().find((l) => l.msg === 'redis error')).toMatchObject({ level: 'warn' });
+    const end = Date.now() + 10_000;
+    while ((await fetch(`${url}/readyz`)).status !== 200 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    const r = await fetch(`${url}/update_ratelimit_record`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"ratelimit_keys":["regular-user"],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}',
+    });
+    expect(r.status).toBe(200);
+    expect(await (await fetch(`${url}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`)).json()).toMatchObject({ remaining: 95 });
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  } finally {
+    p.child.kill('SIGKILL');
+    await redis.stop();
+  }
+}, 20_000);
+
+test('graceful close: in-flight requests finish, new connections are refused, store closed last', async () => {
+  const events: string[] = [];
+  const slow: BucketStore = {
+    kind: 'slow',
+    run: async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      events.push('run done');
+      return { balance: 5, lastFillUs: 0, nowUs: 0 };
+    },
+    ping: async () => {},
+    close: async () => {
+      events.push('store closed');
+    },
+  };
+  const svc = await startService({ rules: [ ...(await import('../src/config/rules')).parseRules(JSON.stringify([RULE])) ], store: slow });
+  const inflight = fetch(`${svc.url}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`);
+  await new Promise((r) => setTimeout(r, 50));
+  const closed = svc.close();
+  await new Promise((r) => setTimeout(r, 20));
+  await expect(fetch(`${svc.url}/healthz`)).rejects.toThrow();
+  const r = await inflight;
+  expect(r.status).toBe(200);
+  expect(await r.json()).toMatchObject({ allow: true, remaining: 5 });
+  await closed;
+  expect(events).toEqual(['run done', 'store closed']);
+});
