@@ -55,7 +55,7 @@ export class Root {
     this.config = cfg;
     abi.log(abi.LOG_INFO, "llm-token-ratelimit: configured: " + cfg.matches.length.toString() + " match rule(s), " +
       cfg.keys.length.toString() + " key template(s), service cluster " + cfg.cluster.display() +
-      ", failOpen " + (cfg.failOpen ? "true" : "false"));
+      ", failOpen " + cfg.failOpen.toString());
     return true;
   }
 
