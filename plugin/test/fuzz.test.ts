@@ -57,6 +57,7 @@ describe('generated inputs never trap', () => {
     const rand = prng(SEED);
     const g = gen(rand);
     const h = newHost(withConfig({ maxBufferBytes: 256 }));
+    let memAfterWarmup = 0;
     for (let i = 0; i < 4000; i++) {
       const s = h.newStream();
       s.sendRequestHeaders(reqHeaders([['user-type', 'u']]));
@@ -73,8 +74,11 @@ describe('generated inputs never trap', () => {
       if (cs.length === 0) s.sendResponseBody('', true);
       s.end();
       for (const c of h.pendingCalls()) h.reply(c.token, rand() < 0.5 ? 'fail' : { status: 200 });
+      if (i === 500) memAfterWarmup = (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
     }
     expect(h.trapped).toBeNull();
+    // No leak across 3,500 more streams of every outcome.
+    expect((h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength).toBe(memAfterWarmup);
     // Each report is well-formed with sane numbers.
     for (const c of h.httpCalls.filter((x) => x.body.length > 0)) {
       const r = JSON.parse(c.body.toString());
