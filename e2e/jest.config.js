@@ -6,5 +6,5 @@ module.exports = {
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   // Real processes (Envoy, Redis, the service) take seconds, not milliseconds.
   testTimeout: 30000,
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', isolatedModules: true }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
 };
