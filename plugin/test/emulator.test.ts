@@ -21,6 +21,13 @@ describe('host emulator', () => {
     expect(() => parseHeaders(Buffer.concat([b, Buffer.from([0])]))).toThrow(/trailing/);
   });
 
+  test('an AssemblyScript abort (proc_exit) surfaces as a Trap and kills the VM', () => {
+    const h = new ProxyWasmHost();
+    expect(() => h.call('abort_proc_exit', 0, 0, 0, 1, 2)).toThrow(Trap);
+    expect(h.logsAt(5)[0]).toMatch(/llm-token-ratelimit: abort/);
+    expect(() => h.configure({})).toThrow(/VM already failed/);
+  });
+
   test('calls into a trapped VM fail', () => {
     const h = new ProxyWasmHost();
     h.configure({ rateLimitKeys: ['k'], rateLimitService: { cluster: 'c' }, matches: [] });
