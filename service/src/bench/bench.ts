@@ -1,0 +1,164 @@
+/**
+ * `npm run bench -w service`: check and update throughput and p50/p99 latency of the
+ * service (a child process, as deployed) against a real Redis started here, plus the
+ * redis-benchmark EVALSHA ceiling of the same Lua script on the same Redis.
+ * Writes service/bench-results.json and prints it.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { cpus } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BUCKET_LUA } from '../store/bucket-lua';
+import { startRedis } from './redis';
+
+const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 6) * 1000;
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const KEYS = 1000;
+
+const RULES = [
+  // Huge bucket so every check stays allowed and every update is a real write.
+  { rate_limit_key_regex: '^bench-', redis_expired_seconds: 3600, fill_interval_second: 60, tokens_per_fill: 1000, max_tokens: 1_000_000_000 },
+  { rate_limit_key_regex: '^other-', redis_expired_seconds: 60, fill_interval_second: 60, tokens_per_fill: 1, max_tokens: 1 },
+];
+
+interface Phase {
+  requests: number;
+  errors: number;
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+}
+
+function pct(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return +sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))].toFixed(3);
+}
+
+async function load(port: number, make: (i: number) => { method: string; path: string; body?: string }): Promise<Phase> {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  const lat: number[] = [];
+  let errors = 0;
+  let i = 0;
+  const end = performance.now() + DURATION_MS;
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const r = make(i++);
+      const t0 = performance.now();
+      const req = request(
+        { host: '127.0.0.1', port, method: r.method, path: r.path, agent, headers: r.body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(r.body) } : undefined },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) lat.push(performance.now() - t0);
+            else errors++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(r.body);
+    });
+  const worker = async () => {
+    while (performance.now() < end) await one();
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
+  const elapsed = (performance.now() - t0) / 1000;
+  agent.destroy();
+  const sorted = Float64Array.from(lat).sort();
+  return {
+    requests: lat.length,
+    errors,
+    rps: Math.round(lat.length / elapsed),
+    p50_ms: pct(sorted, 50),
+    p99_ms: pct(sorted, 99),
+    max_ms: pct(sorted, 100),
+  };
+}
+
+function redisBenchmark(port: number, sha: string, op: string, pipeline: number): Record<string, number> {
+  const n = pipeline > 1 ? 300_000 : 100_000;
+  const out = execFileSync(
+    'redis-benchmark',
+    ['-h', '127.0.0.1', '-p', String(port), '-c', '50', '-n', String(n), '-P', String(pipeline), '--csv',
+      'EVALSHA', sha, '1', 'llmrl:{bench-rb}', '1000000000', '1000', '60000000', '3600', op === 'charge' ? '1' : '0', op, ''],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  const lines = out.trim().split('\n');
+  const header = lines[0].split(',').map((s) => s.replace(/"/g, ''));
+  const values = lines[lines.length - 1].split(',').map((s) => s.replace(/"/g, ''));
+  const rec: Record<string, number> = {};
+  header.forEach((h, i) => {
+    if (h !== 'test') rec[h] = Number(values[i]);
+  });
+  return rec;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const redis = await startRedis();
+  const mainJs = join(__dirname, '..', 'main.js');
+  const child = spawn(process.execPath, [mainJs], {
+    env: { ...process.env, PORT: '0', REDIS_URL: redis.url, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let buf = '';
+      child.stdout!.on('data', (d) => {
+        buf += d;
+        const m = /"msg":"listening".*?"port":(\d+)/.exec(buf);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (c) => reject(new Error(`service exited ${c}`)));
+    });
+    const keys = Array.from({ length: KEYS }, (_, i) => `bench-user-${i}`);
+    const checkPaths = keys.map((k) => `/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify([k]))}`);
+    const updateBodies = keys.map((k) => JSON.stringify({ ratelimit_keys: [k], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 }));
+
+    // Warm-up (JIT, connections, script cache).
+    const saved = DURATION_MS;
+    await load(port, (i) => ({ method: 'GET', path: checkPaths[i % KEYS] })).catch(() => undefined);
+    void saved;
+    const check = await load(port, (i) => ({ method: 'GET', path: checkPaths[i % KEYS] }));
+    const update = await load(port, (i) => ({ method: 'POST', path: '/update_ratelimit_record', body: updateBodies[i % KEYS] }));
+
+    const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', BUCKET_LUA], { encoding: 'utf8' }).trim();
+    const ceiling = {
+      check_unpipelined: redisBenchmark(redis.port, sha, 'check', 1),
+      charge_unpipelined: redisBenchmark(redis.port, sha, 'charge', 1),
+      charge_pipelined_16: redisBenchmark(redis.port, sha, 'charge', 16),
+    };
+    const result = {
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+      setup: {
+        service: 'node dist/main.js (child process) + redis-server (same machine), load generator in the bench process',
+        connections: CONNECTIONS,
+        seconds_per_phase: DURATION_MS / 1000,
+        keys: KEYS,
+      },
+      service: { check, update },
+      redis_benchmark_evalsha: ceiling,
+      total_seconds: Math.round((Date.now() - started) / 100) / 10,
+    };
+    const out = join(__dirname, '..', '..', 'bench-results.json');
+    writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    process.stdout.write(`written to ${out}\n`);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    await redis.stop();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});
