@@ -10,7 +10,7 @@ export ENVOY_BIN
 
 JEST := node_modules/.bin/jest
 
-.PHONY: all install build plugin service e2e-build envoy test test-unit e2e demo up down bench bench-service bench-plugin image clean
+.PHONY: all install build plugin service e2e-build envoy test test-unit e2e demo up down bench bench-service bench-plugin bench-accuracy image clean
 
 all: build
 
@@ -69,6 +69,11 @@ bench-service: build
 
 bench-plugin: build
 	npm run bench -w plugin
+
+# Overspend of a fresh bucket under 64 concurrent requests, reservation off and on; draws docs/accuracy.svg.
+bench-accuracy: build envoy
+	node e2e/dist/accuracy.js
+	node e2e/scripts/accuracy-chart.mjs
 
 image: plugin
 	$(MAKE) -C istio image
