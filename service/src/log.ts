@@ -7,6 +7,8 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** Lifecycle line printed whatever LOG_LEVEL is (e.g. "listening", which harnesses wait for). */
+  always(msg: string, fields?: Record<string, unknown>): void;
 }
 
 export function createLogger(
@@ -14,8 +16,8 @@ export function createLogger(
   write: (line: string) => void = (l) => process.stdout.write(l),
 ): Logger {
   const min = ORDER[level] ?? ORDER.info;
-  const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[lvl] < min) return;
+  const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>, force = false) => {
+    if (ORDER[lvl] < min && !force) return;
     const rec: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg };
     if (fields) for (const k of Object.keys(fields)) rec[k] = errToJson(fields[k]);
     write(JSON.stringify(rec) + '\n');
@@ -25,6 +27,7 @@ export function createLogger(
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
+    always: (m, f) => emit('info', m, f, true),
   };
 }
 
@@ -33,4 +36,4 @@ function errToJson(v: unknown): unknown {
 }
 
 /** A logger that drops everything (tests, benches). */
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {}, always() {} };

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     await store.close();
     die(`cannot listen on port ${settings.port}: ${(err as Error).message}`);
   }
-  log.info('listening', {
+  log.always('listening', {
     port: svc.port,
     store: store.kind,
     rules: rules.length,
@@ -72,10 +72,10 @@ async function main(): Promise<void> {
     else log.warn('SIGHUP ignored: rules come from RATE_LIMIT_CONFIG, not a file');
   });
   const stop = (signal: string) => {
-    log.info('shutting down', { signal });
+    log.always('shutting down', { signal });
     svc.close().then(
       () => {
-        log.info('stopped');
+        log.always('stopped');
         process.exit(0);
       },
       (err) => {

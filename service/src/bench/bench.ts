@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   const redis = await startRedis();
   const mainJs = join(__dirname, '..', 'main.js');
   const child = spawn(process.execPath, [mainJs], {
-    env: { ...process.env, PORT: '0', REDIS_URL: redis.url, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'info' },
+    env: { ...process.env, PORT: '0', REDIS_URL: redis.url, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
