@@ -1,0 +1,69 @@
+/** Bucket helpers and the embedded store's expiry and bounds, on a controllable clock. */
+import { applyBucket, recordTtlMs, retryAfterSeconds } from '../src/limiter/bucket';
+import { MemoryStore } from '../src/store/memory';
+import { P, S, T0 } from './bucket-cases';
+
+test('retry_after_seconds: until the balance is next above zero', () => {
+  // balance 0 at 10 s into an interval: one fill, 20 s away.
+  expect(retryAfterSeconds({ balance: 0, lastFillUs: T0, nowUs: T0 + 10 * S }, P)).toBe(20);
+  // -50 needs two fills (the first only reaches 0).
+  expect(retryAfterSeconds({ balance: -50, lastFillUs: T0, nowUs: T0 + 10 * S }, P)).toBe(50);
+  expect(retryAfterSeconds({ balance: -49, lastFillUs: T0, nowUs: T0 + 10 * S }, P)).toBe(20);
+  expect(retryAfterSeconds({ balance: -100, lastFillUs: T0, nowUs: T0 + 10 * S }, P)).toBe(80);
+  // Sub-second remainder rounds up, never 0 while limited.
+  expect(retryAfterSeconds({ balance: 0, lastFillUs: T0, nowUs: T0 + 29 * S + 999_999 }, P)).toBe(1);
+  expect(retryAfterSeconds({ balance: 1, lastFillUs: T0, nowUs: T0 }, P)).toBe(0);
+});
+
+test('record TTL: redis_expired_seconds, extended until the bucket is full again', () => {
+  expect(recordTtlMs(200, T0, T0, P)).toBe(300_000);
+  expect(recordTtlMs(100, T0, T0, P)).toBe(300_000); // full after 60 s < 300 s
+  expect(recordTtlMs(-500, T0, T0 + 10 * S, P)).toBe(14 * 30_000 - 10_000); // 700 tokens = 14 fills
+  expect(applyBucket(undefined, P, T0, 'charge', 700).ttlMs).toBe(14 * 30_000); // 200 - 700 = -500
+});
+
+describe('embedded store', () => {
+  let now = T0;
+  const clock = () => now;
+
+  test('idle records expire (lazily): the key starts full again', async () => {
+    const m = new MemoryStore({ nowUs: clock, sweepIntervalMs: 0 });
+    await m.run('k', P, 'charge', 150);
+    now += 299 * S;
+    expect((await m.run('k', P, 'check', 0)).balance).toBe(200); // refilled, record still there
+    expect(m.ttlMs('k', now)).toBe(1000);
+    now += 1 * S;
+    expect(m.ttlMs('k', now)).toBe(-2);
+    expect((await m.run('k', P, 'charge', 1)).balance).toBe(199);
+    await m.close();
+  });
+
+  test('a record in debt outlives redis_expired_seconds until it would be full', async () => {
+    const m = new MemoryStore({ nowUs: clock, sweepIntervalMs: 0 });
+    await m.run('d', P, 'charge', 1000); // -800: 20 fills = 600 s to full
+    now += 400 * S;
+    expect((await m.run('d', P, 'check', 0)).balance).toBe(-800 + 13 * 50);
+    await m.close();
+  });
+
+  test('the sweep drops expired records; the bound drops the least recently written', async () => {
+    const m = new MemoryStore({ nowUs: clock, sweepIntervalMs: 0, maxKeys: 3 });
+    for (const k of ['a', 'b', 'c']) await m.run(k, P, 'charge', 1);
+    await m.run('a', P, 'charge', 1); // a is now the most recent
+    await m.run('d', P, 'charge', 1); // evicts b
+    expect(m.size).toBe(3);
+    expect(m.ttlMs('b', now)).toBe(-2);
+    expect((await m.run('a', P, 'check', 0)).balance).toBe(198);
+    now += 301 * S;
+    expect(m.sweep(now)).toBe(3);
+    expect(m.size).toBe(0);
+    await m.close();
+  });
+
+  test('checks never create records', async () => {
+    const m = new MemoryStore({ nowUs: clock, sweepIntervalMs: 0 });
+    for (let i = 0; i < 100; i++) await m.run(`new-${i}`, P, 'check', 0);
+    expect(m.size).toBe(0);
+    await m.close();
+  });
+});
