@@ -26,6 +26,8 @@ export interface ServiceOptions {
   /** Watch this rules file and reload on change (fs.watch + poll). */
   configFile?: { path: string; text: string; pollMs: number };
   shutdownTimeoutMs?: number;
+  /** Log every request at debug level (method, route, status, duration; never bodies). */
+  accessLog?: boolean;
 }
 
 export interface RunningService {
@@ -63,9 +65,10 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     watcher.start(opts.configFile.pollMs);
   }
 
-  const app = createHttpApp({ limiter, metrics, logger }, () => store.ping());
+  const app = createHttpApp({ limiter, metrics, logger }, () => store.ping(), opts.accessLog ?? false);
   const server = createServer(app);
-  server.keepAliveTimeout = 65_000; // longer than Envoy's default idle timeout... of 1h is not needed
+  // Idle keep-alive connections from Envoy are kept a while (Envoy reuses its pool).
+  server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

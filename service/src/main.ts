@@ -55,6 +55,7 @@ async function main(): Promise<void> {
         ? { path: settings.configFile, text: configText, pollMs: settings.configPollMs }
         : undefined,
       shutdownTimeoutMs: settings.shutdownTimeoutMs,
+      accessLog: settings.logLevel === 'debug',
     });
   } catch (err) {
     await store.close();

@@ -227,3 +227,23 @@ describe('operations endpoints', () => {
     expect(nf.type).toMatch(/^application\/json/);
   });
 });
+
+test('logs are JSON lines and never contain bodies or keys', async () => {
+  const lines: string[] = [];
+  const { createLogger } = await import('../src/log');
+  const s2 = await startService({ rules: RULES, logger: createLogger('debug', (l) => lines.push(l)), accessLog: true });
+  try {
+    await fetch(`${s2.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: REF_UPDATE });
+    await fetch(`${s2.url}${REF_CHECK}`);
+    await fetch(`${s2.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"secret-body' });
+  } finally {
+    await s2.close();
+  }
+  const recs = lines.map((l) => JSON.parse(l));
+  expect(recs.filter((r) => r.msg === 'request').map((r) => [r.route, r.status])).toEqual([
+    ['/update_ratelimit_record', 200],
+    ['/ratelimit', 200],
+    ['/update_ratelimit_record', 400],
+  ]);
+  expect(lines.join('')).not.toMatch(/regular-user|prompt_tokens|secret-body/);
+});

@@ -42,6 +42,12 @@ function readBody(req: Request): Promise<string> {
       }
       chunks.push(c);
     });
+    req.on('close', () => {
+      if (!failed && !req.complete) {
+        failed = true;
+        reject(new BadRequest('request body incomplete'));
+      }
+    });
     req.on('end', () => {
       if (!failed) resolve(chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'));
     });
@@ -52,7 +58,7 @@ function readBody(req: Request): Promise<string> {
 }
 
 /** The express application: protocol routes, operations routes. */
-export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>) {
+export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>, debug = false) {
   const { limiter, metrics, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -63,10 +69,10 @@ export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>) {
     const start = process.hrtime.bigint();
     res.on('finish', () => {
       const route = (res.locals.route as string) ?? 'other';
-      metrics.requestDuration.observe(
-        { route, status: String(res.statusCode) },
-        Number(process.hrtime.bigint() - start) / 1e9,
-      );
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      metrics.requestDuration.observe({ route, status: String(res.statusCode) }, seconds);
+      // Access log (no bodies, no query strings: keys may identify users) at debug level.
+      if (debug) logger.debug('request', { method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3 });
     });
     next();
   });
