@@ -222,6 +222,9 @@ describe('operations endpoints', () => {
     expect(m.body).toContain('llmrl_decisions_total{rule="^regular-user",result="limited"} 1');
     expect(m.body).toContain('llmrl_tokens_charged_total{rule="^regular-user"} 205');
     expect(m.body).toMatch(/llmrl_request_duration_seconds_count\{route="\/ratelimit",status="200"\} 2/);
+    const m405 = await raw('POST', REF_CHECK, '');
+    expect([m405.status, m405.type?.startsWith('application/json')]).toEqual([405, true]);
+    expect((await raw('GET', '/update_ratelimit_record')).status).toBe(405);
     const nf = await raw('GET', '/nope');
     expect(nf.status).toBe(404);
     expect(nf.type).toMatch(/^application\/json/);

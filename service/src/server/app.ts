@@ -1,5 +1,9 @@
+/**
+ * HTTP layer. The two protocol routes (hot path) are plain Node handlers dispatched before
+ * express; express serves the operations routes (/buckets, /healthz, /readyz, /metrics).
+ */
 import express, { type Request, type Response, type NextFunction } from 'express';
-import type { Server } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limiter } from '../limiter/limiter';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -12,16 +16,22 @@ export interface HttpDeps {
   logger: Logger;
 }
 
-const JSON_TYPE = 'application/json';
+type Req = IncomingMessage;
+type Res = ServerResponse;
 
-function sendJson(res: Response, status: number, body: unknown): void {
+const JSON_TYPE = 'application/json';
+const CHECK_PATH = '/ratelimit';
+const UPDATE_PATH = '/update_ratelimit_record';
+const JSON_CT = /^application\/json\s*(;|$)/i;
+
+function sendJson(res: Res, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
 
 /** Reads the body up to MAX_BODY_BYTES. */
-function readBody(req: Request): Promise<string> {
+function readBody(req: Req): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (declared > MAX_BODY_BYTES) {
@@ -57,47 +67,64 @@ function readBody(req: Request): Promise<string> {
   });
 }
 
-/** The express application: protocol routes, operations routes. */
+/** The value of one query parameter (first occurrence; `+` is a space, as Go's Query().Get). */
+function queryParam(url: string, name: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q < 0) return undefined;
+  return new URLSearchParams(url.slice(q + 1)).get(name) ?? undefined;
+}
+
+/** The node request listener: protocol fast path, then express. */
 export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>, debug = false) {
   const { limiter, metrics, logger } = deps;
-  const app = express();
-  app.disable('x-powered-by');
-  app.disable('etag');
 
-  // Request latency histogram (route is the fixed route name, never the raw path).
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    const start = process.hrtime.bigint();
-    res.on('finish', () => {
-      const route = (res.locals.route as string) ?? 'other';
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      metrics.requestDuration.observe({ route, status: String(res.statusCode) }, seconds);
-      // Access log (no bodies, no query strings: keys may identify users) at debug level.
-      if (debug) logger.debug('request', { method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3 });
-    });
-    next();
-  });
+  const observe = (req: Req, route: string, status: number, start: bigint) => {
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    metrics.requestDuration.observe({ route, status: String(status) }, seconds);
+    // Access log (no bodies, no query strings: keys may identify users) at debug level.
+    if (debug) logger.debug('request', { method: req.method, route, status, ms: Math.round(seconds * 1e6) / 1e3 });
+  };
 
-  app.get('/ratelimit', async (req: Request, res: Response) => {
-    res.locals.route = '/ratelimit';
+  function fail(res: Res, err: unknown, op: string): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof BadRequest) {
+      sendJson(res, 400, { error: err.message });
+    } else if (err instanceof StoreError) {
+      logger.warn('store error', { op, err: err.message });
+      sendJson(res, 503, { error: 'rate-limit store unavailable' });
+    } else {
+      const status = (err as { status?: number })?.status;
+      if (status && status >= 400 && status < 500) {
+        sendJson(res, 400, { error: (err as Error).message ?? 'bad request' });
+        return;
+      }
+      logger.error('internal error', { op, err: err as Error });
+      sendJson(res, 500, { error: 'internal error' });
+    }
+  }
+
+  async function check(req: Req, res: Res, start: bigint): Promise<void> {
     try {
-      const keys = parseKeysParam(req.query.ratelimit_keys);
-      const r = await limiter.check(keys);
-      sendJson(res, 200, r);
+      const keys = parseKeysParam(queryParam(req.url!, 'ratelimit_keys'));
+      sendJson(res, 200, await limiter.check(keys));
     } catch (err) {
       fail(res, err, 'check');
     }
-  });
+    observe(req, CHECK_PATH, res.statusCode, start);
+  }
 
-  app.post('/update_ratelimit_record', async (req: Request, res: Response) => {
-    res.locals.route = '/update_ratelimit_record';
+  async function update(req: Req, res: Res, start: bigint): Promise<void> {
     try {
       const ct = req.headers['content-type'];
       // No content type is accepted (treated as JSON); any other than JSON is refused.
-      if (ct !== undefined && !/^application\/json\s*(;|$)/i.test(ct)) {
+      if (ct !== undefined && !JSON_CT.test(ct)) {
+        req.resume();
         throw new BadRequest(`Content-Type must be application/json, got ${JSON.stringify(ct.slice(0, 100))}`);
       }
-      const body = await readBody(req);
-      const { keys, usage } = parseUpdateBody(body);
+      const { keys, usage } = parseUpdateBody(await readBody(req));
       await limiter.update(keys, usage);
       // The reference replies 200 with an empty body.
       res.writeHead(200, { 'Content-Length': 0 });
@@ -105,6 +132,24 @@ export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>, debu
     } catch (err) {
       fail(res, err, 'update');
     }
+    observe(req, UPDATE_PATH, res.statusCode, start);
+  }
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => observe(req, (res.locals.route as string) ?? 'other', res.statusCode, start));
+    next();
+  });
+
+  // Protocol routes with a method other than the protocol's: 405 (JSON).
+  app.all([CHECK_PATH, UPDATE_PATH], (req: Request, res: Response) => {
+    res.locals.route = req.path;
+    res.setHeader('Allow', req.path === CHECK_PATH ? 'GET' : 'POST');
+    sendJson(res, 405, { error: `method ${req.method} not allowed` });
   });
 
   // Read-only bucket view for operators: GET /buckets/<url-encoded key>
@@ -155,28 +200,15 @@ export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>, debu
   // Anything express itself throws (e.g. malformed URL): JSON, never a crash.
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => fail(res, err, 'express'));
 
-  function fail(res: Response, err: unknown, op: string): void {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (err instanceof BadRequest) {
-      sendJson(res, 400, { error: err.message });
-    } else if (err instanceof StoreError) {
-      logger.warn('store error', { op, err: err.message });
-      sendJson(res, 503, { error: 'rate-limit store unavailable' });
+  return (req: Req, res: Res): void => {
+    const url = req.url ?? '/';
+    const start = process.hrtime.bigint();
+    if (req.method === 'GET' && url.startsWith(CHECK_PATH) && (url.length === CHECK_PATH.length || url[CHECK_PATH.length] === '?')) {
+      void check(req, res, start);
+    } else if (req.method === 'POST' && (url === UPDATE_PATH || url.startsWith(UPDATE_PATH + '?'))) {
+      void update(req, res, start);
     } else {
-      const status = (err as { status?: number })?.status;
-      if (status && status >= 400 && status < 500) {
-        sendJson(res, 400, { error: (err as Error).message ?? 'bad request' });
-        return;
-      }
-      logger.error('internal error', { op, err: err as Error });
-      sendJson(res, 500, { error: 'internal error' });
+      app(req as Request, res as Response);
     }
-  }
-
-  return app;
+  };
 }
-
-export type { Server };

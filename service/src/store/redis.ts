@@ -46,6 +46,7 @@ export class RedisStore implements BucketStore {
   private readonly log: Logger;
   private connecting?: Promise<void>;
   private closed = false;
+  private readonly argCache = new WeakMap<BucketParams, string[]>();
 
   constructor(opts: RedisStoreOptions) {
     this.timeoutMs = opts.commandTimeoutMs ?? 500;
@@ -103,15 +104,13 @@ export class RedisStore implements BucketStore {
   }
 
   async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number): Promise<BucketResult> {
-    const args = [
-      String(p.maxTokens),
-      String(p.tokensPerFill),
-      String(p.fillIntervalUs),
-      String(p.ttlSeconds),
-      String(cost),
-      op,
-      nowUs === undefined ? '' : String(nowUs),
-    ];
+    // The rule part of the arguments is built once per rule (params objects live as long as their rule set).
+    let ruleArgs = this.argCache.get(p);
+    if (!ruleArgs) {
+      ruleArgs = [String(p.maxTokens), String(p.tokensPerFill), String(p.fillIntervalUs), String(p.ttlSeconds)];
+      this.argCache.set(p, ruleArgs);
+    }
+    const args = [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, nowUs === undefined ? '' : String(nowUs)];
     let reply: number[];
     try {
       reply = await withTimeout(this.client.bucket(recordKey(this.prefix, key), args), this.timeoutMs, 'bucket');
