@@ -9,7 +9,12 @@
  *    or when `clusters` is given and the cluster is not in it.
  *  - proxy_set_effective_context fails with BadArgument for a context that was deleted.
  *  - header names are matched case-insensitively; request/response body buffers hold the
- *    current chunk only (what Envoy exposes when the plugin returns Continue).
+ *    current chunk only (what Envoy exposes when the plugin returns Continue). Request body:
+ *    after StopIterationAndBuffer the next callback sees everything buffered so far plus the
+ *    new chunk, and its size (Envoy >= 1.32, envoyproxy/envoy#36411); data held by a Stop*
+ *    status goes upstream on Continue or proxy_continue_stream (see upstreamRequestBody).
+ *    proxy_set_buffer_bytes follows Envoy: start 0 replaces `length` bytes at the front,
+ *    start >= size appends, anything else is BadArgument.
  *  - wasi proc_exit (AssemblyScript abort) and any wasm RuntimeError become a Trap; the
  *    instance is then dead, like a VM Envoy would mark as failed.
  */
@@ -78,6 +83,12 @@ class ContextState {
   buffers = new Map<number, Buffer>();
   continued: number[] = [];
   localResponse: LocalResponse | null = null;
+  /** Request body held by Envoy (not yet upstream). */
+  heldBody: Buffer = Buffer.alloc(0);
+  /** The plugin's last request-body status was StopIterationAndBuffer. */
+  bufferingBody = false;
+  /** Request body that went upstream, in order. */
+  forwardedBody: Buffer[] = [];
   constructor(id: number, rootId: number) {
     this.id = id;
     this.rootId = rootId;
@@ -362,11 +373,27 @@ export class ProxyWasmHost {
         this.u32(flagsPtr, 0);
         return WasmResult.Ok;
       },
-      proxy_set_buffer_bytes: () => WasmResult.Ok,
+      proxy_set_buffer_bytes: (type: number, start: number, length: number, ptr: number, size: number) => {
+        const c = this.ctxState();
+        if (!c || !c.alive || (type !== BUFFER.requestBody && type !== BUFFER.responseBody)) return WasmResult.BadArgument;
+        const b = c.buffers.get(type) ?? Buffer.alloc(0);
+        const data = this.read(ptr, size);
+        start >>>= 0;
+        length >>>= 0;
+        if (start === 0) c.buffers.set(type, Buffer.concat([data, b.subarray(Math.min(length, b.length))]));
+        else if (start >= b.length) c.buffers.set(type, Buffer.concat([b, data]));
+        else return WasmResult.BadArgument;
+        return WasmResult.Ok;
+      },
       proxy_continue_stream: (type: number) => {
         const c = this.ctxState();
         if (!c || !c.alive || c.rootId === 0) return WasmResult.BadArgument;
         c.continued.push(type);
+        if (type === 0) {
+          c.forwardedBody.push(c.heldBody);
+          c.heldBody = Buffer.alloc(0);
+          c.bufferingBody = false;
+        }
         return WasmResult.Ok;
       },
       proxy_close_stream: () => WasmResult.Ok,
@@ -508,9 +535,28 @@ export class Stream {
   }
 
   sendRequestBody(chunk: string | Buffer, endOfStream = false): number {
-    const b = Buffer.from(chunk);
-    this.state.buffers.set(BUFFER.requestBody, b);
-    return this.host.call('proxy_on_request_body', this.id, this.id, b.length, endOfStream ? 1 : 0);
+    const st = this.state;
+    const c = Buffer.from(chunk);
+    // After StopIterationAndBuffer the plugin sees the whole buffered body; otherwise the chunk.
+    const visible = st.bufferingBody ? Buffer.concat([st.heldBody, c]) : c;
+    const invisible = st.bufferingBody ? Buffer.alloc(0) : st.heldBody;
+    st.buffers.set(BUFFER.requestBody, visible);
+    const r = this.host.call('proxy_on_request_body', this.id, this.id, visible.length, endOfStream ? 1 : 0);
+    const cur = st.buffers.get(BUFFER.requestBody) ?? Buffer.alloc(0); // the plugin may have replaced it
+    if (r === FilterDataStatus.Continue) {
+      st.forwardedBody.push(invisible, cur);
+      st.heldBody = Buffer.alloc(0);
+      st.bufferingBody = false;
+    } else if (r !== FilterDataStatus.StopIterationNoBuffer) {
+      st.heldBody = Buffer.concat([invisible, cur]);
+      st.bufferingBody = r === FilterDataStatus.StopIterationAndBuffer;
+    }
+    return r;
+  }
+
+  /** The request body that went upstream so far. */
+  upstreamRequestBody(): Buffer {
+    return Buffer.concat(this.state.forwardedBody);
   }
 
   sendRequestTrailers(trailers: HeaderList): number {
