@@ -26,6 +26,9 @@ declare function proxy_remove_header_map_value(typ: i32, keyPtr: usize, keySize:
 @external("env", "proxy_get_buffer_bytes")
 declare function proxy_get_buffer_bytes(typ: i32, start: u32, length: u32, retPtr: usize, retSize: usize): u32;
 // @ts-ignore: decorator
+@external("env", "proxy_set_buffer_bytes")
+declare function proxy_set_buffer_bytes(typ: i32, start: u32, length: u32, dataPtr: usize, dataSize: usize): u32;
+// @ts-ignore: decorator
 @external("env", "proxy_continue_stream")
 declare function proxy_continue_stream(streamType: i32): u32;
 // @ts-ignore: decorator
@@ -59,6 +62,7 @@ export const MAP_REQUEST_HEADERS = 0;
 export const MAP_RESPONSE_HEADERS = 2;
 export const MAP_HTTP_CALL_RESPONSE_HEADERS = 6;
 
+export const BUFFER_REQUEST_BODY = 0;
 export const BUFFER_RESPONSE_BODY = 1;
 export const BUFFER_HTTP_CALL_RESPONSE_BODY = 4;
 export const BUFFER_PLUGIN_CONFIGURATION = 7;
@@ -115,6 +119,11 @@ export class HostBytes {
 
 export function removeHeader(map: i32, name: ByteBuf): void {
   proxy_remove_header_map_value(map, name.ptr(), name.length);
+}
+
+/** Replaces bytes [start, start+length) of a buffer (Envoy: start 0 and length = size replaces it all). */
+export function setBuffer(typ: i32, start: u32, length: u32, data: ByteBuf): u32 {
+  return proxy_set_buffer_bytes(typ, start, length, data.ptr(), data.length);
 }
 
 export function continueRequest(): u32 {

@@ -1,6 +1,9 @@
 // The check call to the rate-limit service and the reading of its reply.
 //   GET /ratelimit?ratelimit_keys=<URL-encoded JSON array>   ->   200 {"allow": bool, "description": string,
 //   optional "limit", "remaining", "retry_after_seconds"}. Anything else is a failed check.
+// With reserve on: GET /ratelimit?ratelimit_keys=...&reserve=N; an admitting service that
+// deducted N says so with "reserved": N (the reference service ignores the parameter and
+// never sends "reserved": then nothing was reserved).
 
 import { ByteBuf } from "./bytes";
 import { Config } from "./config";
@@ -21,6 +24,7 @@ export class Decision {
   limit: f64 = -1;
   remaining: f64 = -1;
   retryAfter: f64 = -1;
+  reserved: i64 = 0;   // tokens the service deducted up front (allow only)
   reason: string = ""; // why the check failed, for logs
 }
 
@@ -36,10 +40,14 @@ export function keysJson(keys: ByteBuf[]): ByteBuf {
   return out;
 }
 
-/** Dispatches the check; returns the call token, -1 if the host refused it. */
-export function dispatchCheck(cfg: Config, keys: ByteBuf[]): i64 {
+/** Dispatches the check (reserve >= 0: with &reserve=N); returns the call token, -1 if the host refused it. */
+export function dispatchCheck(cfg: Config, keys: ByteBuf[], reserve: i64 = -1): i64 {
   let path = ByteBuf.fromString(CHECK_PATH);
   appendUrlEncoded(path, keysJson(keys));
+  if (reserve >= 0) {
+    path.appendString("&reserve=");
+    path.appendU64(<u64>reserve);
+  }
   // :authority is required: without it Envoy fails the call with BAD_ARGUMENT.
   // Never forward the client's Authorization header or body.
   let headers = new HeaderList()
@@ -87,6 +95,10 @@ export function readDecision(nHeaders: u32, bodySize: u32): Decision {
   if (n !== null && n.kind == J_NUM) d.remaining = n.n < 0 ? 0 : n.n;
   n = v.get("retry_after_seconds");
   if (n !== null && n.kind == J_NUM && n.n >= 0) d.retryAfter = n.n;
+  if (allow.b) {
+    n = v.get("reserved");
+    if (n !== null && n.kind == J_NUM && n.n >= 0 && n.n <= 1e15) d.reserved = <i64>Math.floor(n.n);
+  }
   d.outcome = allow.b ? ALLOW : DENY;
   return d;
 }

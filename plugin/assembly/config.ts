@@ -29,7 +29,23 @@ export const DEFAULT_REJECT_STATUS: u32 = 429;
 export const DEFAULT_MAX_BUFFER_BYTES = 16384;
 export const DEFAULT_MAX_KEY_BYTES = 256;
 
+// reserve: estimate a request's cost from its body and reserve it with the check.
+export const DEFAULT_RESERVE_MAX_BODY_BYTES = 262144;
+export const DEFAULT_CHARS_PER_TOKEN: f64 = 4;
+export const DEFAULT_CJK_CHARS_PER_TOKEN: f64 = 1;
+export const DEFAULT_COMPLETION_TOKENS = 1024;
+
+export class ReserveConfig {
+  enabled: bool = false;
+  maxBodyBytes: i32 = DEFAULT_RESERVE_MAX_BODY_BYTES;
+  charsPerToken: f64 = DEFAULT_CHARS_PER_TOKEN;
+  cjkCharsPerToken: f64 = DEFAULT_CJK_CHARS_PER_TOKEN;
+  defaultCompletionTokens: i32 = DEFAULT_COMPLETION_TOKENS;
+  includeStreamUsage: bool = false;
+}
+
 export class Config {
+  reserve: ReserveConfig = new ReserveConfig();
   matches: MatchRule[] = [];
   needHost: bool = false;
   needPath: bool = false;
@@ -51,7 +67,9 @@ export class ConfigResult {
 }
 
 const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
-  "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes"];
+  "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve"];
+const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
+  "includeStreamUsage"];
 const SERVICE_FIELDS = ["service", "port", "cluster", "timeoutMs", "authority"];
 const MATCH_FIELDS = ["host", "path"];
 const STRMATCH_FIELDS = ["exact", "prefix", "suffix", "regex"];
@@ -260,5 +278,51 @@ function parse(c: Ctx, raw: ByteBuf): Config | null {
     if (v < 0) return null;
     cfg.maxKeyBytes = v;
   }
+  let rv = root.get("reserve");
+  if (rv !== null && !parseReserve(c, rv, cfg.reserve)) return null;
   return cfg;
+}
+
+function boolField(c: Ctx, obj: JValue, name: string, field: string, dflt: bool): i32 {
+  let v = obj.get(name);
+  if (v === null) return dflt ? 1 : 0;
+  if (v.kind != J_BOOL) { c.fail(field, "expected true or false", v); return -1; }
+  return v.b ? 1 : 0;
+}
+
+function ratioField(c: Ctx, obj: JValue, name: string, field: string, dflt: f64): f64 {
+  let v = obj.get(name);
+  if (v === null) return dflt;
+  if (v.kind != J_NUM || !(v.n >= 0.1) || v.n > 100) { c.fail(field, "expected a number from 0.1 to 100", v); return -1; }
+  return v.n;
+}
+
+function parseReserve(c: Ctx, v: JValue, r: ReserveConfig): bool {
+  if (v.kind != J_OBJ) return c.fail("reserve", "expected an object", v);
+  if (!knownFields(c, v, "reserve.", RESERVE_FIELDS)) return false;
+  let en = boolField(c, v, "enabled", "reserve.enabled", false);
+  if (en < 0) return false;
+  r.enabled = en == 1;
+  let mb = v.get("maxBodyBytes");
+  if (mb !== null) {
+    let n = intIn(c, mb, "reserve.maxBodyBytes", 1024, 16777216);
+    if (n < 0) return false;
+    r.maxBodyBytes = n;
+  }
+  let cpt = ratioField(c, v, "charsPerToken", "reserve.charsPerToken", DEFAULT_CHARS_PER_TOKEN);
+  if (cpt < 0) return false;
+  r.charsPerToken = cpt;
+  let cjk = ratioField(c, v, "cjkCharsPerToken", "reserve.cjkCharsPerToken", DEFAULT_CJK_CHARS_PER_TOKEN);
+  if (cjk < 0) return false;
+  r.cjkCharsPerToken = cjk;
+  let dc = v.get("defaultCompletionTokens");
+  if (dc !== null) {
+    let n = intIn(c, dc, "reserve.defaultCompletionTokens", 0, 1000000);
+    if (n < 0) return false;
+    r.defaultCompletionTokens = n;
+  }
+  let isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", false);
+  if (isu < 0) return false;
+  r.includeStreamUsage = isu == 1;
+  return true;
 }

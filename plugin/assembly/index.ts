@@ -90,11 +90,11 @@ export function proxy_on_queue_ready(rootId: u32, token: u32): void {}
 export function proxy_on_request_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 {
   let root = rootOf(id);
   if (root === null) return CONTINUE;
-  return onRequestHeaders(id, root);
+  return onRequestHeaders(id, root, endOfStream != 0);
 }
 
 export function proxy_on_request_body(id: u32, size: u32, endOfStream: u32): i32 {
-  return onRequestData(id);
+  return onRequestData(id, size, endOfStream != 0);
 }
 
 export function proxy_on_request_trailers(id: u32, n: u32): i32 {

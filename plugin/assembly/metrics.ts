@@ -16,6 +16,8 @@ export class Metrics {
   usageNotFound: u32 = 0;    // response ended without a usage object
   compressedSkipped: u32 = 0; // response had a content-encoding we do not decode
   usageTooLarge: u32 = 0;    // a usage object exceeded maxBufferBytes and was dropped
+  usageEstimated: u32 = 0;   // reserve: no usage in the response, an estimate was reported
+  bodyOverLimit: u32 = 0;    // reserve: request body above reserve.maxBodyBytes, estimated from its length
 
   define(): void {
     this.allowed = defineCounter(PREFIX + "requests_allowed");
@@ -28,6 +30,8 @@ export class Metrics {
     this.usageNotFound = defineCounter(PREFIX + "usage_not_found");
     this.compressedSkipped = defineCounter(PREFIX + "compressed_skipped");
     this.usageTooLarge = defineCounter(PREFIX + "usage_too_large");
+    this.usageEstimated = defineCounter(PREFIX + "usage_estimated");
+    this.bodyOverLimit = defineCounter(PREFIX + "request_body_over_limit");
   }
 }
 

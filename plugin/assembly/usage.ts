@@ -19,13 +19,15 @@
 
 import { ByteBuf } from "./bytes";
 import { parseJson, JValue, J_OBJ, J_NUM } from "./json";
+import { CharCounter } from "./estimate";
 
 const K_OTHER = 0;
 const K_USAGE = 1;
 const K_MESSAGE = 2;
 const K_RESPONSE = 3;
+const K_TEXT = 4;     // generated text (only with countText): content, text, delta, ...
 
-const KEY_MAX = 16;
+const KEY_MAX = 20;
 const NEWLINE: usize = memory.data<u8>([0x0a]);
 const MAX_TOKENS: f64 = 1e15;
 
@@ -61,10 +63,20 @@ export class UsageScanner {
   total: i64 = -1;
   tooLarge: i32 = 0;
 
-  constructor(sse: bool, maxBuf: i32) {
+  // Generated-text counting (reserve mode: an estimate when the usage never comes). The
+  // characters of string values under text keys at any depth (delta.content, message.content,
+  // parts[].text, Anthropic delta.text, Responses "delta" strings, reasoning, tool arguments).
+  countText: bool = false;
+  inText: bool = false;
+  uLeft: i32 = 0;              // hex digits of a \u escape still to read (in text)
+  uCp: i32 = 0;
+  text: CharCounter = new CharCounter();
+
+  constructor(sse: bool, maxBuf: i32, countText: bool = false) {
     this.sse = sse;
     this.maxBuf = maxBuf;
     this.cap = new ByteBuf(256);
+    this.countText = countText;
   }
 
   found(): bool { return this.prompt >= 0 || this.completion >= 0 || this.total >= 0; }
@@ -135,19 +147,22 @@ export class UsageScanner {
     this.parentKind = K_OTHER;
     this.capturing = false;
     this.capOverflow = false;
+    this.inText = false;
+    this.uLeft = 0;
   }
 
   private feedJson(ptr: usize, len: i32): void {
     let i = 0;
     while (i < len) {
       // Fast path: the plain bytes of a string (not captured), up to its quote or backslash.
-      if (this.inStr && !this.esc && !this.capturing) {
+      if (this.inStr && !this.esc && !this.capturing && this.uLeft == 0) {
         let start = i;
         while (i < len) {
           let d = <i32>load<u8>(ptr + <usize>i);
           if (d == 0x22 || d == 0x5c) break;
           i++;
         }
+        if (this.inText && i > start) this.text.bytes(ptr + <usize>start, i - start);
         if (this.tracking && i > start) {
           let n = i - start;
           if (this.key.length + n <= KEY_MAX) this.key.appendRaw(ptr + <usize>start, n);
@@ -161,13 +176,32 @@ export class UsageScanner {
         if (this.cap.length < this.maxBuf) this.cap.push(c); else this.capOverflow = true;
       }
       if (this.inStr) {
-        if (this.esc) { this.esc = false; this.keyOverflow = true; continue; } // escaped keys never match
+        if (this.uLeft > 0) { // in text: the hex digits of \uXXXX
+          let h = hexv(c);
+          if (h >= 0) {
+            this.uCp = (this.uCp << 4) | h;
+            this.uLeft--;
+            // A surrogate pair is one character: count the high half only.
+            if (this.uLeft == 0 && (this.uCp < 0xdc00 || this.uCp > 0xdfff)) this.text.code(this.uCp);
+            continue;
+          }
+          this.uLeft = 0; // not hex after all: handle the byte normally
+        }
+        if (this.esc) {
+          this.esc = false;
+          this.keyOverflow = true; // escaped keys never match
+          if (this.inText) {
+            if (c == 0x75) { this.uLeft = 4; this.uCp = 0; } else this.text.other++;
+          }
+          continue;
+        }
         if (c == 0x5c) { this.esc = true; continue; }
         if (c == 0x22) {
           this.inStr = false;
+          this.inText = false;
           if (this.tracking) {
             this.tracking = false;
-            this.lastStrKind = this.keyOverflow ? K_OTHER : classify(this.key);
+            this.lastStrKind = this.keyOverflow ? K_OTHER : classify(this.key, this.countText);
             this.lastStrDepth = this.depth;
           }
           continue;
@@ -175,15 +209,17 @@ export class UsageScanner {
         if (this.tracking) {
           if (this.key.length < KEY_MAX) this.key.push(c); else this.keyOverflow = true;
         }
+        if (this.inText) this.text.byte(c);
         continue;
       }
       if (c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09) continue;
       if (c == 0x22) {
         this.inStr = true;
         this.lastStrKind = -1;
-        this.awaitKind = -1;
         let rel = this.depth - this.base;
-        this.tracking = !this.capturing && rel >= 1 && rel <= 2;
+        this.inText = this.awaitKind == K_TEXT && !this.capturing;
+        this.awaitKind = -1;
+        this.tracking = !this.capturing && !this.inText && rel >= 1 && (rel <= 2 || this.countText);
         if (this.tracking) { this.key.clear(); this.keyOverflow = false; }
         continue;
       }
@@ -244,11 +280,20 @@ export class UsageScanner {
   }
 }
 
-function classify(k: ByteBuf): i32 {
+function classify(k: ByteBuf, countText: bool): i32 {
   if (k.eqStr("usage") || k.eqStr("usageMetadata")) return K_USAGE;
   if (k.eqStr("message")) return K_MESSAGE;
   if (k.eqStr("response")) return K_RESPONSE;
+  if (countText && (k.eqStr("content") || k.eqStr("text") || k.eqStr("delta") || k.eqStr("reasoning_content") ||
+      k.eqStr("reasoning") || k.eqStr("thinking") || k.eqStr("arguments") || k.eqStr("partial_json"))) return K_TEXT;
   return K_OTHER;
+}
+
+function hexv(c: i32): i32 {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
 }
 
 /** First present field among the names as a token count; -1 if absent or not a sane count. */
