@@ -10,7 +10,7 @@ export ENVOY_BIN
 
 JEST := node_modules/.bin/jest
 
-.PHONY: all install build plugin service e2e-build envoy test test-unit e2e demo up down bench bench-service bench-plugin bench-accuracy image clean
+.PHONY: all install build plugin service e2e-build envoy test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
 
 all: build
 
@@ -62,7 +62,25 @@ up: build envoy
 down:
 	node e2e/dist/stack-cli.js down
 
-bench: bench-service bench-plugin
+# Issue 8: every benchmark in one run (about 4-5 minutes), then docs/BENCHMARKS.md from their JSON files.
+# Run it alone (not with -j): the benchmarks measure a shared 2-core machine one after another.
+bench: bench-tools bench-service bench-plugin bench-envoy
+	$(MAKE) --no-print-directory bench-doc
+
+# What the benchmarks need beyond `make build` and `make envoy` (Debian packages), installed when missing.
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools; }
+	@[ -x "$(ENVOY_BIN)" ] || python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+
+# Plain Envoy vs Envoy + plugin (unmatched, matched), fixed rate, memory: writes docs/bench/envoy.json.
+bench-envoy: bench-tools build envoy
+	node_modules/.bin/tsc -p e2e/bench --noEmit
+	node e2e/bench/run.js e2e/bench/envoy-bench.ts
+
+# Renders docs/BENCHMARKS.md from docs/bench/envoy.json, service/bench-results.json, plugin/build/bench-results.json.
+bench-doc:
+	node e2e/bench/run.js e2e/bench/render.ts
 
 bench-service: build
 	npm run bench -w service
