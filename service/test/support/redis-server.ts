@@ -3,10 +3,10 @@
  * Self-contained (node builtins only): other packages' tests import this file.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
 export interface RedisHandle {
   port: number;
@@ -24,9 +24,19 @@ export interface RedisClusterHandle {
 
 const INSTALL_HINT = 'redis-server is not installed: apt-get install -y redis-server';
 
-function requireBinary(name: string): void {
-  const r = spawnSync(name, ['--version'], { stdio: 'ignore' });
-  if (r.error || r.status !== 0) throw new Error(`${name} not found (${r.error?.message ?? r.status}): ${INSTALL_HINT}`);
+/** Absolute path of a binary on the PATH, or an Error naming the install command. */
+function requireBinary(name: string): string {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      /* not here */
+    }
+  }
+  throw new Error(`${name} not found on the PATH: ${INSTALL_HINT}`);
 }
 
 export function freePort(): Promise<number> {
@@ -123,8 +133,9 @@ process.once('exit', () => {
 });
 
 function spawnRedis(port: number, dir: string, extra: string[]): ChildProcess {
+  const bin = requireBinary('redis-server');
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra];
-  const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   proc.stderr?.resume();
   proc.on('error', () => undefined);
   live.add(proc);
@@ -169,7 +180,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
       await waitFor(async () => (await rawCommand(port, 'PING', 300)).startsWith('+PONG'), 10_000, `redis-server on ${port}`, proc);
     }
     const create = spawnSync(
-      'redis-cli',
+      requireBinary('redis-cli'),
       ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
       { encoding: 'utf8', timeout: 30_000 },
     );
