@@ -11,8 +11,9 @@ export const P: BucketParams = { maxTokens: 200, tokensPerFill: 50, fillInterval
 
 export interface Step {
   at: number; // µs after T0
-  op: 'check' | 'charge';
-  cost?: number;
+  op: 'check' | 'charge' | 'reserve';
+  cost?: number; // 'charge' with a negative cost = a refund
+  admitted?: boolean; // 'reserve': expected decision
   balance: number; // expected balance after the op
   lastFill?: number; // expected last fill, µs after T0
 }
@@ -99,6 +100,75 @@ export const CASES: Case[] = [
       { at: 10 * S, op: 'check', balance: 3, lastFill: 10 * S },
     ],
   },
+  // Reservations (issue 7): 'reserve' admits iff balance > 0 and balance >= min(N, max),
+  // deducting N when admitted and writing nothing when refused; a correction is a 'charge'
+  // of actual - reserved, negative for a refund, capped at max_tokens on the way up.
+  {
+    name: 'reserve admits at the threshold (balance >= N) and refuses just below it, deducting nothing',
+    steps: [
+      { at: 0, op: 'reserve', cost: 150, admitted: true, balance: 50, lastFill: 0 },
+      { at: 1, op: 'reserve', cost: 51, admitted: false, balance: 50, lastFill: 0 },
+      { at: 2, op: 'reserve', cost: 50, admitted: true, balance: 0 },
+      { at: 3, op: 'reserve', cost: 1, admitted: false, balance: 0 },
+      { at: 4, op: 'check', balance: 0 },
+    ],
+  },
+  {
+    name: 'reserve 0 admits while balance > 0 and deducts nothing',
+    steps: [
+      { at: 0, op: 'reserve', cost: 0, admitted: true, balance: 200 },
+      { at: 1, op: 'charge', cost: 200, balance: 0 },
+      { at: 2, op: 'reserve', cost: 0, admitted: false, balance: 0 },
+    ],
+  },
+  {
+    name: 'reserve larger than max_tokens: admitted only on a full bucket, into debt',
+    steps: [
+      { at: 0, op: 'reserve', cost: 500, admitted: true, balance: -300, lastFill: 0 },
+      { at: 30 * S, op: 'reserve', cost: 500, admitted: false, balance: -250, lastFill: 30 * S },
+      { at: 300 * S, op: 'reserve', cost: 500, admitted: true, balance: -300, lastFill: 300 * S },
+      { at: 600 * S, op: 'charge', cost: 1, balance: 199 },
+      { at: 600 * S + 1, op: 'reserve', cost: 500, admitted: false, balance: 199 },
+    ],
+  },
+  {
+    name: 'a refund is capped at max_tokens',
+    steps: [
+      { at: 0, op: 'reserve', cost: 150, admitted: true, balance: 50 },
+      { at: 1, op: 'charge', cost: -150, balance: 200 },
+      { at: 2, op: 'charge', cost: -100, balance: 200 },
+      { at: 3, op: 'reserve', cost: 10, admitted: true, balance: 190 },
+      { at: 4, op: 'charge', cost: -1000, balance: 200 },
+    ],
+  },
+  {
+    name: 'debt + refund: a refund pays debt back; still refused while <= 0',
+    steps: [
+      { at: 0, op: 'charge', cost: 300, balance: -100 },
+      { at: 1, op: 'charge', cost: -50, balance: -50 },
+      { at: 2, op: 'reserve', cost: 10, admitted: false, balance: -50 },
+      { at: 3, op: 'charge', cost: -60, balance: 10 },
+      { at: 4, op: 'reserve', cost: 10, admitted: true, balance: 0 },
+    ],
+  },
+  {
+    name: 'refill during a reservation: the refund lands on the refilled balance, capped',
+    steps: [
+      { at: 0, op: 'reserve', cost: 150, admitted: true, balance: 50, lastFill: 0 },
+      { at: 31 * S, op: 'check', balance: 100, lastFill: 30 * S },
+      { at: 40 * S, op: 'charge', cost: -80, balance: 180, lastFill: 30 * S }, // actual 70 of 150
+      { at: 60 * S, op: 'charge', cost: 0, balance: 200, lastFill: 60 * S },
+    ],
+  },
+  {
+    name: 'refill during a reservation: an under-estimate is topped up after the refill',
+    steps: [
+      { at: 0, op: 'reserve', cost: 150, admitted: true, balance: 50 },
+      { at: 30 * S, op: 'charge', cost: 120, balance: -20, lastFill: 30 * S }, // actual 270 of 150
+      { at: 59 * S, op: 'reserve', cost: 1, admitted: false, balance: -20 },
+      { at: 60 * S, op: 'reserve', cost: 30, admitted: true, balance: 0, lastFill: 60 * S },
+    ],
+  },
 ];
 
 /** Runs a case on a store with fresh key `key`; returns mismatches as strings. */
@@ -111,6 +181,8 @@ export async function runCase(store: BucketStore, key: string, c: Case): Promise
     if (s.lastFill !== undefined && r.lastFillUs !== T0 + s.lastFill) {
       errors.push(`step ${i}: lastFill ${r.lastFillUs - T0}, expected ${s.lastFill}`);
     }
+    if (s.admitted !== undefined && r.admitted !== s.admitted) errors.push(`step ${i}: admitted ${r.admitted}, expected ${s.admitted}`);
+    if (s.op !== 'reserve' && r.admitted !== undefined) errors.push(`step ${i}: admitted set on ${s.op}`);
     if (r.nowUs !== T0 + s.at) errors.push(`step ${i}: now ${r.nowUs - T0}, expected ${s.at}`);
   }
   return errors;

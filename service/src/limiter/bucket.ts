@@ -11,12 +11,15 @@
  * - Ops: 'check' refills in memory only and writes nothing (refill is a pure function of
  *   the stored state and the time, so nothing needs persisting);
  *   'charge' deducts `cost` unconditionally (the balance may go negative: debt) and writes.
- *   (A future 'reserve' op — deduct only if admitted — slots in next to 'charge'.)
+ *   A negative `cost` is a refund (a report below its reservation): it raises the balance
+ *   but never above max_tokens (and never lowers a balance already above it);
+ *   'reserve' admits iff balance > 0 and balance >= min(cost, max_tokens); when admitted it
+ *   deducts `cost` and writes, when refused it writes nothing (`admitted` says which).
  * - A written record lives max(ttl, time until the bucket is full again), so expiry
  *   never forgives debt: a full bucket and a missing record mean the same thing.
  * Times are integer microseconds.
  */
-export type BucketOp = 'check' | 'charge';
+export type BucketOp = 'check' | 'charge' | 'reserve';
 
 export interface BucketParams {
   maxTokens: number;
@@ -34,6 +37,8 @@ export interface BucketResult {
   balance: number;
   lastFillUs: number;
   nowUs: number;
+  /** 'reserve' only: whether the reservation was admitted (and deducted). */
+  admitted?: boolean;
 }
 
 export interface BucketApplied extends BucketResult {
@@ -65,7 +70,19 @@ export function applyBucket(
     last = nowUs;
   }
   if (op === 'check') return { balance, lastFillUs: last, nowUs, write: false, ttlMs: 0 };
-  balance -= cost;
+  if (op === 'reserve') {
+    if (!(balance > 0 && balance >= Math.min(cost, p.maxTokens))) {
+      return { balance, lastFillUs: last, nowUs, write: false, ttlMs: 0, admitted: false };
+    }
+    balance -= cost;
+    return { balance, lastFillUs: last, nowUs, write: true, ttlMs: recordTtlMs(balance, last, nowUs, p), admitted: true };
+  }
+  if (cost < 0 && balance - cost > p.maxTokens) {
+    // A refund stops at max_tokens (a balance already above it, after a rule change, stays).
+    balance = Math.max(balance, p.maxTokens);
+  } else {
+    balance -= cost;
+  }
   return { balance, lastFillUs: last, nowUs, write: true, ttlMs: recordTtlMs(balance, last, nowUs, p) };
 }
 
@@ -79,9 +96,12 @@ export function recordTtlMs(balance: number, lastUs: number, nowUs: number, p: B
   return ttl;
 }
 
-/** Seconds until the balance is next above zero (0 when it already is). */
-export function retryAfterSeconds(r: BucketResult, p: BucketParams): number {
-  if (r.balance > 0) return 0;
-  const n = Math.floor(-r.balance / p.tokensPerFill) + 1;
+/**
+ * Seconds until the balance next reaches `need` tokens (default 1: above zero; a refused
+ * reservation of N needs min(N, max_tokens)). 0 when it already does.
+ */
+export function retryAfterSeconds(r: BucketResult, p: BucketParams, need = 1): number {
+  if (r.balance >= need && r.balance > 0) return 0;
+  const n = Math.ceil((Math.max(need, 1) - r.balance) / p.tokensPerFill);
   return Math.max(1, Math.ceil((r.lastFillUs + n * p.fillIntervalUs - r.nowUs) / 1e6));
 }

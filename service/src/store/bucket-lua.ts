@@ -3,9 +3,10 @@
  * ../limiter/bucket.ts line by line; keep both in step.
  *
  * KEYS[1] = the record (a HASH: b = balance, t = last fill time in µs)
- * ARGV = max_tokens, tokens_per_fill, fill_interval_us, ttl_seconds, cost, op ('check'|'charge'),
+ * ARGV = max_tokens, tokens_per_fill, fill_interval_us, ttl_seconds, cost, op ('check'|'charge'|'reserve'),
  *        now_us (optional; empty = Redis TIME. Only tests pass it.)
- * Returns { balance, last_fill_us, now_us }.
+ * A negative cost with 'charge' is a refund, capped at max_tokens.
+ * Returns { balance, last_fill_us, now_us } and, for 'reserve', a 4th element: 1 admitted, 0 refused.
  */
 export const BUCKET_LUA = `
 local max = tonumber(ARGV[1])
@@ -35,8 +36,20 @@ else
   balance = max
   last = now
 end
+local admitted = 1
+if op == 'reserve' then
+  if balance > 0 and balance >= math.min(cost, max) then
+    op = 'charge'
+  else
+    admitted = 0
+  end
+end
 if op == 'charge' then
-  balance = balance - cost
+  if cost < 0 and balance - cost > max then
+    balance = math.max(balance, max)
+  else
+    balance = balance - cost
+  end
   if balance < max then
     local n = math.ceil((max - balance) / tpf)
     local full = math.ceil((last + n * interval - now) / 1000)
@@ -44,6 +57,9 @@ if op == 'charge' then
   end
   redis.call('HSET', KEYS[1], 'b', string.format('%d', balance), 't', string.format('%d', last))
   redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+end
+if ARGV[6] == 'reserve' then
+  return { balance, last, now, admitted }
 end
 return { balance, last, now }
 `;

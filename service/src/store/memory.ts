@@ -53,7 +53,9 @@ export class MemoryStore implements BucketStore {
       else if (this.map.size >= this.maxKeys) this.evictOldest();
       this.map.set(key, { balance: r.balance, lastFillUs: r.lastFillUs, expiresAtMs: now / 1000 + r.ttlMs });
     }
-    return { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs };
+    const out: BucketResult = { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs };
+    if (op === 'reserve') out.admitted = r.admitted;
+    return out;
   }
 
   /** Remaining lifetime of a record in ms at `nowUs` (-2 when absent, as Redis PTTL). */

@@ -117,7 +117,9 @@ export class RedisStore implements BucketStore {
     } catch (err) {
       throw new StoreError(`redis: ${(err as Error).message}`, err);
     }
-    return { balance: Number(reply[0]), lastFillUs: Number(reply[1]), nowUs: Number(reply[2]) };
+    const r: BucketResult = { balance: Number(reply[0]), lastFillUs: Number(reply[1]), nowUs: Number(reply[2]) };
+    if (op === 'reserve') r.admitted = Number(reply[3]) === 1;
+    return r;
   }
 
   async ping(): Promise<void> {
