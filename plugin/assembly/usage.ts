@@ -155,14 +155,17 @@ export class UsageScanner {
     let i = 0;
     while (i < len) {
       // Fast path: the plain bytes of a string (not captured), up to its quote or backslash.
-      if (this.inStr && !this.esc && !this.capturing && this.uLeft == 0) {
+      if (this.inStr && !this.esc && !this.capturing) {
+        if (this.inText) {
+          i = this.textRun(ptr, i, len);
+          if (i >= len) return;
+        }
         let start = i;
         while (i < len) {
           let d = <i32>load<u8>(ptr + <usize>i);
           if (d == 0x22 || d == 0x5c) break;
           i++;
         }
-        if (this.inText && i > start) this.text.bytes(ptr + <usize>start, i - start);
         if (this.tracking && i > start) {
           let n = i - start;
           if (this.key.length + n <= KEY_MAX) this.key.appendRaw(ptr + <usize>start, n);
@@ -176,23 +179,22 @@ export class UsageScanner {
         if (this.cap.length < this.maxBuf) this.cap.push(c); else this.capOverflow = true;
       }
       if (this.inStr) {
-        if (this.uLeft > 0) { // in text: the hex digits of \uXXXX
-          let h = hexv(c);
-          if (h >= 0) {
+        if (this.esc) {
+          if (!this.inText) { this.esc = false; this.keyOverflow = true; continue; } // escaped keys never match
+          if (this.uLeft > 0) { // in text: the hex digits of \uXXXX (esc stays set meanwhile)
+            let h = hexv(c);
+            if (h < 0) { this.uLeft = 0; this.esc = false; continue; } // invalid JSON: drop it
             this.uCp = (this.uCp << 4) | h;
-            this.uLeft--;
-            // A surrogate pair is one character: count the high half only.
-            if (this.uLeft == 0 && (this.uCp < 0xdc00 || this.uCp > 0xdfff)) this.text.code(this.uCp);
+            if (--this.uLeft == 0) {
+              this.esc = false;
+              // A surrogate pair is one character: count the high half only.
+              if (this.uCp < 0xdc00 || this.uCp > 0xdfff) this.text.code(this.uCp);
+            }
             continue;
           }
-          this.uLeft = 0; // not hex after all: handle the byte normally
-        }
-        if (this.esc) {
+          if (c == 0x75) { this.uLeft = 4; this.uCp = 0; continue; }
           this.esc = false;
-          this.keyOverflow = true; // escaped keys never match
-          if (this.inText) {
-            if (c == 0x75) { this.uLeft = 4; this.uCp = 0; } else this.text.other++;
-          }
+          this.text.other++;
           continue;
         }
         if (c == 0x5c) { this.esc = true; continue; }
@@ -265,6 +267,18 @@ export class UsageScanner {
       }
       // Scalars (numbers, true/false/null) and commas: nothing to track.
     }
+  }
+
+  /** Counts the plain bytes of a text string from i up to its quote or backslash; returns where it stopped. */
+  private textRun(ptr: usize, i: i32, len: i32): i32 {
+    let t = this.text;
+    while (i < len) {
+      let d = <i32>load<u8>(ptr + <usize>i);
+      if (d == 0x22 || d == 0x5c) break;
+      t.byte(d);
+      i++;
+    }
+    return i;
   }
 
   private merge(obj: ByteBuf): void {
