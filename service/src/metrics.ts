@@ -6,6 +6,10 @@ export class Metrics {
   readonly decisions: Counter<'rule' | 'result'>;
   readonly tokensCharged: Counter<'rule'>;
   readonly storeErrors: Counter<'op'>;
+  readonly tokensReserved: Counter<'rule'>;
+  readonly tokensRefunded: Counter<'rule' | 'reason'>;
+  readonly tokensToppedUp: Counter<'rule'>;
+  readonly estimatedReports: Counter<'rule'>;
   readonly requestDuration: Histogram<'route' | 'status'>;
   readonly configReloads: Counter<'result'>;
 
@@ -20,6 +24,30 @@ export class Metrics {
     this.tokensCharged = new Counter({
       name: 'llmrl_tokens_charged_total',
       help: 'Tokens charged to buckets, by rule (regex).',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.tokensReserved = new Counter({
+      name: 'llmrl_tokens_reserved_total',
+      help: 'Tokens reserved by admitted checks with reserve=N, by rule (regex).',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.tokensRefunded = new Counter({
+      name: 'llmrl_tokens_refunded_total',
+      help: 'Reserved tokens given back, by rule and reason: report (usage below the reservation), rollback (the request was refused on another key, or the store failed).',
+      labelNames: ['rule', 'reason'],
+      registers,
+    });
+    this.tokensToppedUp = new Counter({
+      name: 'llmrl_tokens_topped_up_total',
+      help: 'Tokens charged by reports beyond their reservation (usage above the estimate), by rule.',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.estimatedReports = new Counter({
+      name: 'llmrl_estimated_reports_total',
+      help: 'Updates flagged "estimated": true (usage estimated by the plugin), per ruled key, by rule.',
       labelNames: ['rule'],
       registers,
     });

@@ -8,7 +8,7 @@ import type { Limiter } from '../limiter/limiter';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { StoreError } from '../store/types';
-import { BadRequest, MAX_BODY_BYTES, parseKeysParam, parseUpdateBody, validateKeys } from './input';
+import { BadRequest, MAX_BODY_BYTES, parseKeysParam, parseReserveParam, parseUpdateBody, validateKeys } from './input';
 
 export interface HttpDeps {
   limiter: Limiter;
@@ -67,11 +67,10 @@ function readBody(req: Req): Promise<string> {
   });
 }
 
-/** The value of one query parameter (first occurrence; `+` is a space, as Go's Query().Get). */
-function queryParam(url: string, name: string): string | undefined {
+/** The query parameters (first occurrence wins in get(); `+` is a space, as Go's Query().Get). */
+function queryParams(url: string): URLSearchParams | undefined {
   const q = url.indexOf('?');
-  if (q < 0) return undefined;
-  return new URLSearchParams(url.slice(q + 1)).get(name) ?? undefined;
+  return q < 0 ? undefined : new URLSearchParams(url.slice(q + 1));
 }
 
 /** The node request listener: protocol fast path, then express. */
@@ -108,8 +107,10 @@ export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>, debu
 
   async function check(req: Req, res: Res, start: bigint): Promise<void> {
     try {
-      const keys = parseKeysParam(queryParam(req.url!, 'ratelimit_keys'));
-      sendJson(res, 200, await limiter.check(keys));
+      const q = queryParams(req.url!);
+      const keys = parseKeysParam(q?.get('ratelimit_keys') ?? undefined);
+      const reserve = parseReserveParam(q?.get('reserve'));
+      sendJson(res, 200, await limiter.check(keys, reserve));
     } catch (err) {
       fail(res, err, 'check');
     }
@@ -124,8 +125,10 @@ export function createHttpApp(deps: HttpDeps, isReady: () => Promise<void>, debu
         req.resume();
         throw new BadRequest(`Content-Type must be application/json, got ${JSON.stringify(ct.slice(0, 100))}`);
       }
-      const { keys, usage } = parseUpdateBody(await readBody(req));
-      await limiter.update(keys, usage);
+      const { keys, usage, reserved, estimated } = parseUpdateBody(await readBody(req));
+      const charged = await limiter.update(keys, usage, { reserved, estimated });
+      // Counts only: keys may identify users.
+      if (estimated) logger.debug('estimated report', { keys: keys.length, ruled: charged, reserved_tokens: reserved });
       // The reference replies 200 with an empty body.
       res.writeHead(200, { 'Content-Length': 0 });
       res.end();

@@ -4,6 +4,8 @@ import type { Usage } from '../limiter/limiter';
 export const MAX_KEYS = 16;
 export const MAX_KEY_BYTES = 512;
 export const MAX_BODY_BYTES = 64 * 1024;
+/** Bound on `reserve` (keeps every balance exact in Lua and JS doubles). */
+export const MAX_RESERVE = 1e15;
 
 export class BadRequest extends Error {
   constructor(message: string) {
@@ -38,6 +40,16 @@ export function parseKeysParam(raw: unknown): string[] {
   return validateKeys(v);
 }
 
+/** Parses the check's `reserve` parameter: absent = 0, else a non-negative integer ≤ MAX_RESERVE. */
+export function parseReserveParam(raw: string | null | undefined): number {
+  if (raw === null || raw === undefined) return 0;
+  const n = /^[0-9]{1,16}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n <= MAX_RESERVE)) {
+    throw new BadRequest(`reserve must be a non-negative integer (at most ${MAX_RESERVE}), got ${JSON.stringify(raw.slice(0, 100))}`);
+  }
+  return n;
+}
+
 function tokenCount(o: Record<string, unknown>, f: string): number | undefined {
   const v = o[f];
   if (v === undefined || v === null) return undefined;
@@ -47,8 +59,20 @@ function tokenCount(o: Record<string, unknown>, f: string): number | undefined {
   return v;
 }
 
-/** Parses the update body. Missing counts are 0; a missing total_tokens is prompt + completion. */
-export function parseUpdateBody(text: string): { keys: string[]; usage: Usage } {
+export interface UpdateBody {
+  keys: string[];
+  usage: Usage;
+  /** Tokens reserved at the check for this request (0 = none). */
+  reserved: number;
+  /** The plugin estimated the usage (no usage in the response). */
+  estimated: boolean;
+}
+
+/**
+ * Parses the update body. Missing counts are 0; a missing total_tokens is prompt + completion;
+ * reserved_tokens (default 0) and estimated (default false) are optional; other fields are ignored.
+ */
+export function parseUpdateBody(text: string): UpdateBody {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -61,5 +85,13 @@ export function parseUpdateBody(text: string): { keys: string[]; usage: Usage } 
   const prompt = tokenCount(o, 'prompt_tokens') ?? 0;
   const completion = tokenCount(o, 'completion_tokens') ?? 0;
   const total = tokenCount(o, 'total_tokens') ?? prompt + completion;
-  return { keys, usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total } };
+  const reserved = tokenCount(o, 'reserved_tokens') ?? 0;
+  const est = o.estimated;
+  if (est !== undefined && est !== null && typeof est !== 'boolean') throw new BadRequest('estimated must be a boolean');
+  return {
+    keys,
+    usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total },
+    reserved,
+    estimated: est === true,
+  };
 }
