@@ -3,6 +3,11 @@
  * service (a child process, as deployed) against a real Redis started here, plus the
  * redis-benchmark EVALSHA ceiling of the same Lua script on the same Redis.
  * Writes service/bench-results.json and prints it.
+ *
+ * BENCH_TARGET=http://host:port measures an already-running service instead (ours or any
+ * service speaking the protocol, e.g. the reference one): nothing is started, no
+ * redis-benchmark ceiling, results printed only. BENCH_KEY_PREFIX (default "bench-user-")
+ * names the keys, so they can match that service's rules.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -15,6 +20,8 @@ import { startRedis } from './redis';
 const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 6) * 1000;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const KEYS = 1000;
+const TARGET = process.env.BENCH_TARGET || '';
+const KEY_PREFIX = process.env.BENCH_KEY_PREFIX || 'bench-user-';
 
 const RULES = [
   // Huge bucket so every check stays allowed and every update is a real write.
@@ -36,7 +43,7 @@ function pct(sorted: Float64Array, p: number): number {
   return +sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))].toFixed(3);
 }
 
-async function load(port: number, make: (i: number) => { method: string; path: string; body?: string }): Promise<Phase> {
+async function load(host: string, port: number, make: (i: number) => { method: string; path: string; body?: string }): Promise<Phase> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const lat: number[] = [];
   let errors = 0;
@@ -47,7 +54,7 @@ async function load(port: number, make: (i: number) => { method: string; path: s
       const r = make(i++);
       const t0 = performance.now();
       const req = request(
-        { host: '127.0.0.1', port, method: r.method, path: r.path, agent, headers: r.body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(r.body) } : undefined },
+        { host, port, method: r.method, path: r.path, agent, headers: r.body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(r.body) } : undefined },
         (res) => {
           res.resume();
           res.on('end', () => {
@@ -99,7 +106,36 @@ function redisBenchmark(port: number, sha: string, op: string, pipeline: number)
   return rec;
 }
 
+function requests() {
+  const keys = Array.from({ length: KEYS }, (_, i) => `${KEY_PREFIX}${i}`);
+  const checkPaths = keys.map((k) => `/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify([k]))}`);
+  const updateBodies = keys.map((k) => JSON.stringify({ ratelimit_keys: [k], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 }));
+  return {
+    check: (i: number) => ({ method: 'GET', path: checkPaths[i % KEYS] }),
+    update: (i: number) => ({ method: 'POST', path: '/update_ratelimit_record', body: updateBodies[i % KEYS] }),
+  };
+}
+
+/** BENCH_TARGET: load an already-running service (warm-up, check, update); print only. */
+async function targetOnly(): Promise<void> {
+  const u = new URL(TARGET);
+  const host = u.hostname;
+  const port = Number(u.port || 80);
+  const r = requests();
+  await load(host, port, r.check);
+  const check = await load(host, port, r.check);
+  const update = await load(host, port, r.update);
+  const result = {
+    date: new Date().toISOString(),
+    target: TARGET,
+    setup: { connections: CONNECTIONS, seconds_per_phase: DURATION_MS / 1000, keys: KEYS, key_prefix: KEY_PREFIX },
+    service: { check, update },
+  };
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+}
+
 async function main(): Promise<void> {
+  if (TARGET) return targetOnly();
   const started = Date.now();
   const redis = await startRedis();
   const mainJs = join(__dirname, '..', 'main.js');
@@ -117,16 +153,11 @@ async function main(): Promise<void> {
       });
       child.once('exit', (c) => reject(new Error(`service exited ${c}`)));
     });
-    const keys = Array.from({ length: KEYS }, (_, i) => `bench-user-${i}`);
-    const checkPaths = keys.map((k) => `/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify([k]))}`);
-    const updateBodies = keys.map((k) => JSON.stringify({ ratelimit_keys: [k], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 }));
-
+    const r = requests();
     // Warm-up (JIT, connections, script cache).
-    const saved = DURATION_MS;
-    await load(port, (i) => ({ method: 'GET', path: checkPaths[i % KEYS] })).catch(() => undefined);
-    void saved;
-    const check = await load(port, (i) => ({ method: 'GET', path: checkPaths[i % KEYS] }));
-    const update = await load(port, (i) => ({ method: 'POST', path: '/update_ratelimit_record', body: updateBodies[i % KEYS] }));
+    await load('127.0.0.1', port, r.check).catch(() => undefined);
+    const check = await load('127.0.0.1', port, r.check);
+    const update = await load('127.0.0.1', port, r.update);
 
     const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', BUCKET_LUA], { encoding: 'utf8' }).trim();
     const ceiling = {
