@@ -17,8 +17,10 @@ import { AddressInfo } from 'net';
 
 export interface MockLlm {
   port: number;
-  /** Requests received so far (every path), newest last. */
+  /** Complete requests received so far (every path), newest last. */
   requests: MockRequest[];
+  /** Requests reset before their body ended: never answered. */
+  aborted: MockRequest[];
   close(): Promise<void>;
 }
 
@@ -54,10 +56,18 @@ function usageFor(req: http.IncomingMessage) {
 
 export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
   const requests: MockLlm['requests'] = [];
+  const aborted: MockLlm['aborted'] = [];
   let seq = 0;
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
+    try {
+      for await (const c of req) chunks.push(c as Buffer);
+    } catch {
+      // The request was reset before its body ended (e.g. Envoy refused it after forwarding
+      // its headers): a real API drops it, and so does the mock, keeping only a record.
+      aborted.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), sent: '' });
+      return;
+    }
     const body = Buffer.concat(chunks).toString('utf8');
     const rec: MockRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, sent: '' };
     requests.push(rec);
@@ -139,6 +149,7 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       resolve({
         port: (server.address() as AddressInfo).port,
         requests,
+        aborted,
         close: () =>
           new Promise<void>((r) => {
             server.closeAllConnections();
