@@ -8,9 +8,10 @@
  *
  * Phases, all on this machine (2 cores shared by everything, so every figure is a ratio to a
  * baseline measured in the same run, in interleaved rounds):
- *   1. throughput: baseline (plain Envoy), unmatched (plugin, Host not matched), matched (plugin,
- *      check + report per request), ROUNDS rounds of SECONDS each, order rotated per round;
- *   2. fixed rate: baseline vs matched at RATE requests/s, ROUNDS rounds each, alternating;
+ *   1. throughput: baseline (plain Envoy), noop (Envoy + a Wasm filter that does nothing: Envoy's
+ *      own Wasm cost), unmatched (plugin, Host not matched), matched (plugin, check + report per
+ *      request), ROUNDS rounds of SECONDS each, order rotated per round;
+ *   2. fixed rate: baseline vs matched at RATE requests/s, ROUNDS rounds of FIXED_SECONDS, alternating;
  *   3. memory: a fresh Envoy + plugin, VmRSS and admin /memory after 1,000 and 100,000 matched
  *      requests (each with its own key).
  */
@@ -29,7 +30,8 @@ import { RLS_PORT, RLS_SERVICE } from '../src/harness/envoy-config';
 import { startRedis, RedisHandle } from '../../service/test/support/redis-server';
 
 const env = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
-const SECONDS = env('BENCH_SECONDS', 8);
+const SECONDS = env('BENCH_SECONDS', 4);
+const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 5);
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 16);
 const RATE = env('BENCH_RATE', 500);
@@ -174,13 +176,15 @@ interface Ctx {
   mock: MockLlm;
   service: Service;
   base: Envoy;
+  noop: Envoy;
   plugin: Envoy;
 }
 
-type Config = 'baseline' | 'unmatched' | 'matched';
+type Config = 'baseline' | 'noop' | 'unmatched' | 'matched';
 
 function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
   if (c === 'baseline') return { envoy: ctx.base, host: MATCHED_HOST }; // the same bytes as matched
+  if (c === 'noop') return { envoy: ctx.noop, host: MATCHED_HOST };
   return { envoy: ctx.plugin, host: c === 'matched' ? MATCHED_HOST : UNMATCHED_HOST };
 }
 
@@ -198,6 +202,8 @@ interface Measured extends WrkRun {
   cpu_us_per_request: Record<string, number>;
   /** Share of the machine's CPU that was busy (anything, including other users of the machine). */
   machine_busy: number;
+  /** The part of machine_busy that none of the bench's processes used: other work on the machine. */
+  others_busy: number;
 }
 
 async function measure(ctx: Ctx, config: Config, round: number, o: { seconds: number; rate?: number }): Promise<Measured> {
@@ -218,6 +224,7 @@ async function measure(ctx: Ctx, config: Config, round: number, o: { seconds: nu
   cpu.mock = Math.round((self1.user + self1.system) / w.requests);
   cpu.wrk = Math.round((w.wrk_cpu_s * 1e6) / w.requests);
   const upstream = c1.upstream - c0.upstream;
+  const ours = (Object.values(cpu).reduce((a, b) => a + b, 0) * w.requests) / 1e6; // CPU seconds used by the bench's processes
   return {
     config,
     round,
@@ -225,8 +232,11 @@ async function measure(ctx: Ctx, config: Config, round: number, o: { seconds: nu
     rls_calls_per_request: upstream ? r3((c1.rls - c0.rls) / upstream) : 0,
     cpu_us_per_request: cpu,
     machine_busy: r3((m1.busy - m0.busy) / (m1.total - m0.total)),
+    others_busy: r3(Math.max(0, (m1.busy - m0.busy - ours) / (m1.total - m0.total))),
   };
 }
+
+const cpuTotal = (m: Measured) => Object.values(m.cpu_us_per_request).reduce((a, b) => a + b, 0);
 
 function summarize(runs: Measured[], configs: Config[]) {
   const out: Record<string, unknown> = {};
@@ -242,19 +252,38 @@ function summarize(runs: Measured[], configs: Config[]) {
       rls_calls_per_request: median(rs.map((r) => r.rls_calls_per_request)),
       cpu_us_per_request: cpu,
       machine_busy: median(rs.map((r) => r.machine_busy)),
+      others_busy: median(rs.map((r) => r.others_busy)),
     };
   }
   // Paired per round (same moment on the machine), then the median over rounds.
   const rounds = [...new Set(runs.map((r) => r.round))];
-  const ratio = (c: Config, f: (a: Measured, b: Measured) => number) =>
-    r3(median(rounds.map((n) => f(runs.find((r) => r.config === c && r.round === n)!, runs.find((r) => r.config === 'baseline' && r.round === n)!))));
+  const ratio = (c: Config, f: (a: Measured, b: Measured) => number, base: Config = 'baseline') =>
+    r3(median(rounds.map((n) => f(runs.find((r) => r.config === c && r.round === n)!, runs.find((r) => r.config === base && r.round === n)!))));
   for (const c of configs.filter((x) => x !== 'baseline')) {
     Object.assign(out[c] as object, {
       rps_ratio: ratio(c, (a, b) => a.rps / b.rps),
       p50_added_ms: ratio(c, (a, b) => a.p50_ms - b.p50_ms),
       p99_added_ms: ratio(c, (a, b) => a.p99_ms - b.p99_ms),
       envoy_cpu_us_added: ratio(c, (a, b) => a.cpu_us_per_request.envoy - b.cpu_us_per_request.envoy),
+      all_cpu_us_added: ratio(c, (a, b) => cpuTotal(a) - cpuTotal(b)),
     });
+    // The round in which other work on the machine took the least CPU (max over the pair).
+    const quiet = rounds
+      .map((n) => {
+        const a = runs.find((r) => r.config === c && r.round === n)!;
+        const b = runs.find((r) => r.config === 'baseline' && r.round === n)!;
+        return { round: n, others_busy: Math.max(a.others_busy, b.others_busy), rps_ratio: r3(a.rps / b.rps), p50_added_ms: r3(a.p50_ms - b.p50_ms), p99_added_ms: r3(a.p99_ms - b.p99_ms) };
+      })
+      .sort((x, y) => x.others_busy - y.others_busy)[0];
+    Object.assign(out[c] as object, { quietest_round: quiet });
+    if (configs.includes('noop') && c !== 'noop') {
+      Object.assign(out[c] as object, {
+        vs_noop: {
+          rps_ratio: ratio(c, (a, b) => a.rps / b.rps, 'noop'),
+          envoy_cpu_us_added: ratio(c, (a, b) => a.cpu_us_per_request.envoy - b.cpu_us_per_request.envoy, 'noop'),
+        },
+      });
+    }
   }
   return out;
 }
@@ -348,6 +377,9 @@ async function mainReal() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-bench-'));
   WASM = path.join(tmp, 'plugin.wasm');
   fs.copyFileSync(PLUGIN_WASM, WASM);
+  const noopWasm = path.join(tmp, 'noop.wasm');
+  log('building e2e/bench/noop-filter/index.ts (a Wasm filter that does nothing)');
+  execFileSync(path.join(REPO, 'node_modules/.bin/asc'), [path.join(__dirname, 'noop-filter/index.ts'), '-b', noopWasm, '--use', 'abort=', '-O3', '--runtime', 'full'], { stdio: 'inherit' });
   const wasmBytes = fs.readFileSync(WASM);
   const info = {
     machine: machine(),
@@ -371,12 +403,14 @@ async function mainReal() {
     const common = { llm: { host: '127.0.0.1', port: mock.port }, rateLimitService: { host: '127.0.0.1', port: service.port }, concurrency: ENVOY_CONCURRENCY };
     const base = await startEnvoy(common);
     stops.push(() => base.stop());
+    const noop = await startEnvoy({ ...common, wasmPath: noopWasm, pluginConfig: {} });
+    stops.push(() => noop.stop());
     const plugin = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE) });
     stops.push(() => plugin.stop());
-    const ctx: Ctx = { redis, mock, service, base, plugin };
+    const ctx: Ctx = { redis, mock, service, base, noop, plugin };
 
     // Sanity: the plugin really checks and reports matched requests, and leaves the others alone.
-    const configs: Config[] = ['baseline', 'unmatched', 'matched'];
+    const configs: Config[] = ['baseline', 'noop', 'unmatched', 'matched'];
     for (const c of configs) {
       const w = await measure(ctx, c, 0, { seconds: WARMUP_SECONDS });
       log(`warm-up ${c}: ${w.rps} req/s, ${w.errors} errors, ${w.rls_calls_per_request} service calls per request`);
@@ -401,7 +435,7 @@ async function mainReal() {
     for (let round = 1; round <= ROUNDS; round++) {
       const order = round % 2 ? fixedConfigs : [...fixedConfigs].reverse();
       for (const c of order) {
-        const m = await measure(ctx, c, round, { seconds: SECONDS, rate: RATE });
+        const m = await measure(ctx, c, round, { seconds: FIXED_SECONDS, rate: RATE });
         fixed.push(m);
         log(`${RATE} req/s round ${round} ${c}: ${m.rps} req/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.errors} errors`);
       }
@@ -409,6 +443,7 @@ async function mainReal() {
 
     // The memory run gets the machine to itself as far as we are concerned.
     await plugin.stop();
+    await noop.stop();
     await base.stop();
     const memory = await memoryPhase(ctx);
 
@@ -432,6 +467,7 @@ async function mainReal() {
       ...info,
       settings: {
         seconds_per_run: SECONDS,
+        seconds_per_fixed_rate_run: FIXED_SECONDS,
         rounds: ROUNDS,
         warmup_seconds: WARMUP_SECONDS,
         connections: CONNECTIONS,
