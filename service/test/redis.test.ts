@@ -126,6 +126,16 @@ test('Redis Cluster (3 masters): buckets work across slots', async () => {
       allow: false,
       key: 'regular-user-3',
     });
+    // Reserve across slots: refused on regular-user-3, the reservations on the other masters are returned.
+    const balances = async () =>
+      Promise.all(keys.map(async (k) => (await (await fetch(`${svc.url}/buckets/${k}`)).json()).balance as number));
+    const before = await balances();
+    const reserveUrl = `${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(keys))}&reserve=20`;
+    expect(await (await fetch(reserveUrl)).json()).toMatchObject({ allow: false, key: 'regular-user-3' });
+    expect(await balances()).toEqual(before);
+    const others = keys.filter((k) => k !== 'regular-user-3');
+    const ok = await (await fetch(`${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(others))}&reserve=20`)).json();
+    expect(ok).toMatchObject({ allow: true, reserved: 20, key: 'regular-user-11', remaining: 159 });
     expect((await fetch(svc.url + '/readyz')).status).toBe(200);
   } finally {
     await svc.close();
