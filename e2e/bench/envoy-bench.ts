@@ -112,10 +112,10 @@ let currentWrk: number | undefined; // process group of the running wrk, to end 
  * One wrk run. `stopWhen` is polled every 200 ms; when it holds, wrk gets SIGINT, which makes it
  * stop and report early (its Lua thread:stop() alone ends the load but wrk still waits for -d).
  */
-function runWrk(port: number, o: { host: string; keys?: number; rate?: number; stop?: number; seconds: number; connections?: number; stopWhen?: () => Promise<boolean> }): Promise<WrkRun> {
+function runWrk(port: number, o: { host: string; mode?: 'chat' | 'check'; keys?: number; rate?: number; stop?: number; seconds: number; connections?: number; stopWhen?: () => Promise<boolean> }): Promise<WrkRun> {
   const args = [
     '-t1', `-c${o.connections ?? CONNECTIONS}`, `-d${o.seconds}s`, '--timeout', '10s', '-s', LUA, `http://127.0.0.1:${port}/`,
-    '--', `host=${o.host}`, `keys=${o.keys ?? KEYS}`, `rate=${o.rate ?? 0}`, `stop=${o.stop ?? 0}`,
+    '--', `mode=${o.mode ?? 'chat'}`, `host=${o.host}`, `keys=${o.keys ?? KEYS}`, `rate=${o.rate ?? 0}`, `stop=${o.stop ?? 0}`,
   ];
   // bash's `times` reports the CPU its child (wrk) used, which /proc no longer shows after exit.
   const child = spawn('bash', ['-c', 'wrk "$@"; rc=$?; times >&2; exit $rc', 'bash', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -180,9 +180,10 @@ interface Ctx {
   plugin: Envoy;
 }
 
-type Config = 'baseline' | 'noop' | 'unmatched' | 'matched';
+type Config = 'baseline' | 'noop' | 'unmatched' | 'matched' | 'service';
 
 function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
+  if (c === 'service') return { envoy: ctx.base, host: MATCHED_HOST }; // not through Envoy: see measure()
   if (c === 'baseline') return { envoy: ctx.base, host: MATCHED_HOST }; // the same bytes as matched
   if (c === 'noop') return { envoy: ctx.noop, host: MATCHED_HOST };
   return { envoy: ctx.plugin, host: c === 'matched' ? MATCHED_HOST : UNMATCHED_HOST };
@@ -214,7 +215,10 @@ async function measure(ctx: Ctx, config: Config, round: number, o: { seconds: nu
   const m0 = machineCpu();
   const c0 = await counters(envoy);
   ctx.mock.requests.length = 0; // the mock keeps every request: don't let it grow across runs
-  const w = await runWrk(envoy.port, { host, seconds: o.seconds, rate: o.rate });
+  const w =
+    config === 'service'
+      ? await runWrk(ctx.service.port, { host, mode: 'check', seconds: o.seconds, rate: o.rate })
+      : await runWrk(envoy.port, { host, seconds: o.seconds, rate: o.rate });
   await sleep(300); // reports are sent after the response: let the last ones finish
   const c1 = await counters(envoy);
   const m1 = machineCpu();
@@ -259,7 +263,7 @@ function summarize(runs: Measured[], configs: Config[]) {
   const rounds = [...new Set(runs.map((r) => r.round))];
   const ratio = (c: Config, f: (a: Measured, b: Measured) => number, base: Config = 'baseline') =>
     r3(median(rounds.map((n) => f(runs.find((r) => r.config === c && r.round === n)!, runs.find((r) => r.config === base && r.round === n)!))));
-  for (const c of configs.filter((x) => x !== 'baseline')) {
+  for (const c of configs.filter((x) => x !== 'baseline' && x !== 'service')) {
     Object.assign(out[c] as object, {
       rps_ratio: ratio(c, (a, b) => a.rps / b.rps),
       p50_added_ms: ratio(c, (a, b) => a.p50_ms - b.p50_ms),
@@ -431,9 +435,10 @@ async function mainReal() {
     }
 
     const fixed: Measured[] = [];
-    const fixedConfigs: Config[] = ['baseline', 'matched'];
+    // 'service': the same rate of checks sent straight to the service (no Envoy): its share of the added latency.
+    const fixedConfigs: Config[] = ['baseline', 'matched', 'service'];
     for (let round = 1; round <= ROUNDS; round++) {
-      const order = round % 2 ? fixedConfigs : [...fixedConfigs].reverse();
+      const order = fixedConfigs.map((_, i) => fixedConfigs[(i + round - 1) % fixedConfigs.length]);
       for (const c of order) {
         const m = await measure(ctx, c, round, { seconds: FIXED_SECONDS, rate: RATE });
         fixed.push(m);

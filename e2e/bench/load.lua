@@ -1,5 +1,5 @@
 -- wrk script for the Envoy benchmarks (e2e/bench/envoy-bench.ts runs it).
--- Arguments after `--`: host=<Host header> keys=<N distinct user-type values> rate=<requests/s per thread, 0 = as fast as possible> stop=<requests per thread, 0 = run for -d>
+-- Arguments after `--`: mode=chat|check (check: GET /ratelimit straight to the service) host=<Host header> keys=<N distinct user-type values> rate=<requests/s per thread, 0 = as fast as possible> stop=<requests per thread, 0 = run for -d>
 -- Every request is the seed's chat completion POST; `user-type: bench-<thread>-<i>` rotates over N keys
 -- so that matched requests are each a check + report on a bucket that never runs out.
 -- done() prints one JSON line (latencies in microseconds) for the bench to parse.
@@ -31,7 +31,7 @@ local stop_after = 0
 local seen = 0
 
 function init(args)
-  local opt = { host = "dashscope.aliyuncs.com", keys = "1000", rate = "0", stop = "0" }
+  local opt = { host = "dashscope.aliyuncs.com", keys = "1000", rate = "0", stop = "0", mode = "chat" }
   for _, a in ipairs(args) do
     local k, v = a:match("^(%w+)=(.*)$")
     if k then opt[k] = v end
@@ -39,11 +39,16 @@ function init(args)
   local body = '{"messages":[{"role":"user","content":"介绍一下你自己"}]}'
   n = tonumber(opt.keys)
   for k = 1, n do
+    if opt.mode == "check" then
+      -- The service alone: the check the plugin makes for a matched request (GET /ratelimit).
+      reqs[k] = wrk.format("GET", string.format("/ratelimit?ratelimit_keys=%%5B%%22bench-%d-%d%%22%%5D", thread_id, k), { ["Host"] = "ratelimit" }, nil)
+    else
     reqs[k] = wrk.format("POST", "/", {
       ["Host"] = opt.host,
       ["Content-Type"] = "application/json",
       ["user-type"] = string.format("bench-%d-%d", thread_id, k),
     }, body)
+    end
   end
   local rate = tonumber(opt.rate)
   if rate > 0 then
