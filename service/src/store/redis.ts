@@ -19,6 +19,9 @@ export interface RedisStoreOptions {
   logger?: Logger;
 }
 
+/** Commands queued per Redis connection (unsent + awaiting reply) before new ones fail fast. */
+const MAX_QUEUED_COMMANDS = 20_000;
+
 const bucketScript = defineScript({
   SCRIPT: BUCKET_LUA,
   NUMBER_OF_KEYS: 1,
@@ -63,7 +66,11 @@ export class RedisStore implements BucketStore {
     const common = {
       password: opts.password || undefined,
       disableOfflineQueue: true,
-      commandOptions: { timeout: this.timeoutMs },
+      // No node-redis per-command timeout: it arms an AbortSignal.timeout per command whose
+      // timer fires (building a DOMException) even after the reply, about a fifth of the
+      // service's CPU under load. run() bounds every command with one cleared setTimeout
+      // instead, and the queue bound below keeps a hung Redis from piling commands up.
+      commandsQueueMaxLength: MAX_QUEUED_COMMANDS,
       socket,
     };
     if (opts.cluster) {
