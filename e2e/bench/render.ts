@@ -303,7 +303,9 @@ make bench-doc      # re-render this file from those JSON files
 \`\`\`
 
 \`make bench\` takes about 4–5 minutes. Shorter Envoy runs: \`BENCH_SECONDS=4 BENCH_ROUNDS=1 BENCH_MEMORY_TOTAL=10000 make bench-envoy\`
-(also \`BENCH_CONNECTIONS\`, \`BENCH_RATE\`, \`BENCH_ENVOY_CONCURRENCY\`, \`BENCH_OUT\`). The Envoy benchmark starts its own redis-server, service,
+(also \`BENCH_FIXED_SECONDS\`, \`BENCH_WARMUP_SECONDS\`, \`BENCH_CONNECTIONS\`, \`BENCH_RATE\`, \`BENCH_ENVOY_CONCURRENCY\`, \`BENCH_OUT\`).
+On a machine shared with other work, \`nice -n -10 make bench\` (as root) gives the benchmark's processes priority over it, which
+narrows the spread between runs; the niceness a run used is recorded below. The Envoy benchmark starts its own redis-server, service,
 mock LLM and three Envoys (plain, with a no-op Wasm filter, with the plugin; then a fresh one for the memory run) on free loopback
 ports and stops them by PID.
 `);
@@ -316,6 +318,7 @@ ports and stops them by PID.
 - Machine: ${mc.cores} cores (${mc.cpu_model}), ${mc.memory_gib} GiB memory, Linux ${v.kernel}; load average at the start ${mc.load_average_at_start.join(', ')}
   (the machine is shared with other work, which the "machine busy" columns show).
 - Versions: Envoy ${v.envoy}; Node ${v.node}; Redis ${v.redis}; wrk ${v.wrk}.
+- Scheduling: the bench and all it started ran at niceness ${e.settings.niceness ?? 0}${(e.settings.niceness ?? 0) < 0 ? ' (ahead of other work on the machine)' : ' (the same priority as any other work on the machine)'}.
 - Topology: wrk → Envoy (\`--concurrency ${e.settings.envoy_concurrency}\`) → mock LLM (e2e/src/mock-llm.ts, Node); the plugin → service (service/dist/main.js, Node, one process) → Redis; all on 127.0.0.1.
 - Rules: ${JSON.stringify(e.settings.rules)} — a bucket that never runs out, so every matched request is allowed and is one check plus one report.
 - The Envoy part took ${e.elapsed_s} s.
