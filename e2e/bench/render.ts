@@ -66,6 +66,29 @@ function cpuSum(c: Record<string, number>): number {
   return Object.values(c).reduce((a, b) => a + b, 0);
 }
 
+/** One line per target (same order as envoy-bench.ts writes them): what the figure is made of in this run. */
+function dominates(e: Any, i: number): string {
+  const tp = e.throughput.summary;
+  const fr = e.fixed_rate.summary;
+  const m = e.memory;
+  switch (i) {
+    case 0:
+      return tp.noop
+        ? `a no-op Wasm filter alone: ratio ${f3(tp.noop.rps_ratio)} (Envoy's per-stream Wasm cost, ${signed(tp.noop.envoy_cpu_us_added, 0)} µs); the plugin over it: ratio ${f3(tp.unmatched.vs_noop?.rps_ratio)} (${signed(tp.unmatched.vs_noop?.envoy_cpu_us_added, 0)} µs); other work on the machine: ${pct(tp.unmatched.others_busy)}`
+        : `Envoy CPU ${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs per request`;
+    case 1:
+      return fr.service
+        ? `the check round trip: service + Redis alone p50 ${f3(fr.service.p50_ms)} ms; the rest is Envoy's side of the call (dispatch, plugin callbacks, resuming the request) and waiting for a core (other work on the machine: ${pct(fr.matched.others_busy)})`
+        : 'the check round trip';
+    case 2:
+      return `scheduling on 2 shared cores: service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
+    case 3:
+      return `flat: ${int(m.after_first.vmrss_kib)} → ${int(m.after_total.vmrss_kib)} KiB; tcmalloc allocated ×${f3(m.allocated_growth_ratio)}`;
+    default:
+      return '';
+  }
+}
+
 function envoySections(e: Any): string {
   const out: string[] = [];
   const s = e.settings;
@@ -76,8 +99,8 @@ function envoySections(e: Any): string {
   out.push(`## Targets (issue 8)
 
 ${table(
-  ['target', 'goal', 'this run', 'met?'],
-  e.targets.map((t: Any) => [t.name, t.target, String(t.value), t.met ? '**met**' : '**MISSED**']),
+  ['target', 'goal', 'this run', 'met?', 'what dominates (details below)'],
+  e.targets.map((t: Any, i: number) => [t.name, t.target, String(t.value), t.met ? '**met**' : '**MISSED**', dominates(e, i)]),
 )}
 `);
 
