@@ -62,6 +62,20 @@ function spread(runs: Any[], config: string, f: (r: Any) => number): [number, nu
   return [Math.min(...xs), Math.max(...xs)];
 }
 
+/** Whether a throughput figure is CPU-bound, and which single-threaded process is nearest to a full core. */
+function saturation(r: Any, connections: number, cores: number): string {
+  const share = Object.entries<number>(r.cpu_us_per_request)
+    .map(([k, us]) => ({ k, core: (us * r.rps) / 1e6 }))
+    .sort((a, b) => b.core - a.core);
+  const name: Record<string, string> = { envoy: "Envoy's worker thread", mock: 'the mock (one Node thread)', service: 'the service (one Node thread)', redis: 'Redis', wrk: 'wrk' };
+  const top = share[0];
+  const busy = r.machine_busy;
+  const used = share.reduce((a, b) => a + b.core, 0);
+  const head = `At ${int(r.rps)} req/s these processes used ${f2(used)} of ${cores} cores (the machine: ${pct(busy)} busy); the busiest, ${name[top.k] ?? top.k}, ${pct(top.core)} of one core.`;
+  if (busy >= 0.9 || top.core >= 0.9) return `${head} So the figure is CPU-bound.`;
+  return `${head} So the figure is not CPU-bound: ${connections} connections in a closed loop, each request handed from process to process (wrk → Envoy → upstream and back) on ${cores} cores, give requests/s ≈ connections / latency (${connections} / ${f3(r.p50_ms)} ms ≈ ${int((connections / r.p50_ms) * 1000)}).`;
+}
+
 function cpuSum(c: Record<string, number>): number {
   return Object.values(c).reduce((a, b) => a + b, 0);
 }
@@ -255,11 +269,11 @@ Everything — wrk, Envoy, the mock LLM, the service, Redis, and whatever else r
 configuration that needs C µs of CPU per request in total cannot exceed ${cores} × 10⁶ / C requests/s on this machine, whichever process
 spends it; the CPU columns above give C per process.
 
-- **Baseline (plain Envoy).** ${int(cpuSum(base))} µs of CPU per request in all (CPU-bound ceiling ≈ ${int(ceiling(base))} req/s; measured
-  ${int(tp.baseline.rps)}): Envoy ${int(base.envoy)} µs, the Node mock LLM ${int(base.mock)} µs, wrk ${int(base.wrk)} µs. The mock — a Node HTTP
-  server that parses every request body and serialises a completion — is the largest or second-largest share, so the baseline measures
-  "Envoy in front of a Node upstream" rather than Envoy's own ceiling. That is the same for every configuration, and it is why the
-  throughput ratios say more than the absolute requests/s.
+- **Baseline (plain Envoy).** ${int(cpuSum(base))} µs of CPU per request in all: Envoy ${int(base.envoy)} µs, the Node mock LLM
+  ${int(base.mock)} µs, wrk ${int(base.wrk)} µs. ${saturation(tp.baseline, e.settings.connections, cores)} The mock — a Node HTTP server that parses
+  every request body and serialises a completion — costs about as much per request as Envoy, so the baseline measures "Envoy in front
+  of a Node upstream" rather than Envoy's own ceiling. That is the same for every configuration, and it is why the ratios say more
+  than the absolute requests/s.
 - **Unmatched (pass-through).** Envoy's CPU per request goes from ${int(base.envoy)} µs (plain) to ${int(un.envoy)} µs
   (${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs, paired per round); requests/s ratio ${f3(tp.unmatched.rps_ratio)}.${
     noop
@@ -277,13 +291,15 @@ spends it; the CPU columns above give C per process.
   "a few percent", not more precisely; the 97% target is ${tp.unmatched.rps_ratio >= 0.97 ? 'met' : 'missed'} in this run by that measure. The ratio
   also depends on what else each request costs: here the upstream is a mock that answers in ~${int(base.mock)} µs of CPU, so Envoy's fixed
   per-stream Wasm cost is a visible share of the whole; in front of a real LLM it is not.
-- **Matched (check + report).** ${int(cpuSum(mt))} µs of CPU per request in all (ceiling ≈ ${int(ceiling(mt))} req/s; measured
-  ${int(tp.matched.rps)}, ratio ${f3(tp.matched.rps_ratio)}): Envoy ${int(mt.envoy)} µs (${signed(tp.matched.envoy_cpu_us_added, 0)} µs over the
-  baseline: the plugin's callbacks, the two HTTP calls it makes through Envoy's connection pools, and buffering the response body to
-  find \`usage\`), the Node service ${int(mt.service)} µs (two HTTP requests per LLM request, each an express route and a Redis
-  round trip), Redis ${int(mt.redis)} µs (two EVALSHA of the bucket script), the mock ${int(mt.mock)} µs, wrk ${int(mt.wrk)} µs. The Node
-  service is the largest cost that the baseline does not have; on a real deployment it runs on other machines than the proxy, and the
-  LLM upstream takes seconds, not microseconds, per request.
+- **Matched (check + report).** ${int(cpuSum(mt))} µs of CPU per request in all (measured ${int(tp.matched.rps)} req/s, ratio
+  ${f3(tp.matched.rps_ratio)}): Envoy ${int(mt.envoy)} µs (${signed(tp.matched.envoy_cpu_us_added, 0)} µs over the baseline: two more HTTP
+  requests per request — the check and the report — through Envoy's connection pools and HTTP codec, the plugin's callbacks, and
+  reading each response chunk to find \`usage\`), the Node service ${int(mt.service)} µs (two HTTP requests, each an express route and a
+  Redis round trip), Redis ${int(mt.redis)} µs (two EVALSHA of the bucket script), the mock ${int(mt.mock)} µs, wrk ${int(mt.wrk)} µs.
+  ${saturation(tp.matched, e.settings.connections, cores)} Of what the baseline does not have, ${
+    mt.envoy - base.envoy >= mt.service ? "Envoy's side of the two calls is the larger part" : 'the Node service is the larger part'
+  }. In a deployment the service runs on other machines than the proxy, and the LLM upstream takes seconds, not microseconds, per
+  request, so the same absolute cost is a far smaller ratio there.
 - **Latency at ${e.settings.fixed_rate} req/s.** The check is on the request path: a matched request waits for one round trip Envoy →
   service → Redis → service → Envoy before it goes upstream (the report goes after the response and is not on the client's path). Added
   p50 ${signed(fr.matched.p50_added_ms)} ms and p99 ${signed(fr.matched.p99_added_ms)} ms in this run.${
