@@ -11,7 +11,8 @@
  *   1. throughput: baseline (plain Envoy), noop (Envoy + a Wasm filter that does nothing: Envoy's
  *      own Wasm cost), unmatched (plugin, Host not matched), matched (plugin, check + report per
  *      request), ROUNDS rounds of SECONDS each, order rotated per round;
- *   2. fixed rate: baseline vs matched at RATE requests/s, ROUNDS rounds of FIXED_SECONDS, alternating;
+ *   2. fixed rate: baseline, matched, and checks straight to the service at RATE requests/s,
+ *      FIXED_ROUNDS rounds of FIXED_SECONDS, order rotated per round;
  *   3. memory: a fresh Envoy + plugin, VmRSS and admin /memory after 1,000 and 100,000 matched
  *      requests (each with its own key).
  */
@@ -30,9 +31,10 @@ import { RLS_PORT, RLS_SERVICE } from '../src/harness/envoy-config';
 import { startRedis, RedisHandle } from '../../service/test/support/redis-server';
 
 const env = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
-const SECONDS = env('BENCH_SECONDS', 4);
+const SECONDS = env('BENCH_SECONDS', 3);
+const ROUNDS = env('BENCH_ROUNDS', 5);
 const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 5);
-const ROUNDS = env('BENCH_ROUNDS', 3);
+const FIXED_ROUNDS = env('BENCH_FIXED_ROUNDS', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 16);
 const RATE = env('BENCH_RATE', 500);
 const WARMUP_SECONDS = env('BENCH_WARMUP_SECONDS', 2);
@@ -437,7 +439,7 @@ async function mainReal() {
     const fixed: Measured[] = [];
     // 'service': the same rate of checks sent straight to the service (no Envoy): its share of the added latency.
     const fixedConfigs: Config[] = ['baseline', 'matched', 'service'];
-    for (let round = 1; round <= ROUNDS; round++) {
+    for (let round = 1; round <= FIXED_ROUNDS; round++) {
       const order = fixedConfigs.map((_, i) => fixedConfigs[(i + round - 1) % fixedConfigs.length]);
       for (const c of order) {
         const m = await measure(ctx, c, round, { seconds: FIXED_SECONDS, rate: RATE });
@@ -474,6 +476,7 @@ async function mainReal() {
         seconds_per_run: SECONDS,
         seconds_per_fixed_rate_run: FIXED_SECONDS,
         rounds: ROUNDS,
+        fixed_rate_rounds: FIXED_ROUNDS,
         warmup_seconds: WARMUP_SECONDS,
         connections: CONNECTIONS,
         wrk_threads: 1,

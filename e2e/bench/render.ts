@@ -171,7 +171,7 @@ ${table(
   out.push(`### At a fixed rate: ${s.fixed_rate} requests/s
 
 wrk paced by \`e2e/bench/load.lua\` (each response books the next slot of a ${s.fixed_rate}/s schedule), ${s.connections} connections,
-${s.rounds} rounds of ${s.seconds_per_fixed_rate_run ?? s.seconds_per_run} s, the order rotated per round. "added" = matched minus baseline, paired per round, median over rounds.
+${s.fixed_rate_rounds ?? s.rounds} rounds of ${s.seconds_per_fixed_rate_run ?? s.seconds_per_run} s, the order rotated per round. "added" = matched minus baseline, paired per round, median over rounds.
 The last row sends the same rate of checks (\`GET /ratelimit\`, one key each) straight to the service, without Envoy: the service's and
 Redis's share of the check round trip that a matched request waits for (the reports, one per request, are not in it).
 
@@ -342,7 +342,7 @@ make bench-doc      # re-render this file from those JSON files
 \`\`\`
 
 \`make bench\` takes about 4 minutes on this machine, build included (under 5). Shorter Envoy runs: \`BENCH_SECONDS=4 BENCH_ROUNDS=1 BENCH_MEMORY_TOTAL=10000 make bench-envoy\`
-(also \`BENCH_FIXED_SECONDS\`, \`BENCH_WARMUP_SECONDS\`, \`BENCH_CONNECTIONS\`, \`BENCH_RATE\`, \`BENCH_ENVOY_CONCURRENCY\`, \`BENCH_OUT\`).
+(also \`BENCH_FIXED_SECONDS\`, \`BENCH_FIXED_ROUNDS\`, \`BENCH_WARMUP_SECONDS\`, \`BENCH_CONNECTIONS\`, \`BENCH_RATE\`, \`BENCH_ENVOY_CONCURRENCY\`, \`BENCH_OUT\`).
 On a machine shared with other work, \`nice -n -10 make bench\` (as root) gives the benchmark's processes priority over it, which
 narrows the spread between runs; the niceness a run used is recorded below. The Envoy benchmark starts its own redis-server, service,
 mock LLM and three Envoys (plain, with a no-op Wasm filter, with the plugin; then a fresh one for the memory run) on free loopback
