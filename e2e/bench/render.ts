@@ -4,6 +4,7 @@
  *   docs/bench/envoy.json            (e2e/bench/envoy-bench.ts, make bench-envoy)
  *   service/bench-results.json       (npm run bench -w service, make bench-service)
  *   plugin/build/bench-results.json  (npm run bench -w plugin, make bench-plugin)
+ *   docs/bench/accuracy.json         (e2e/src/accuracy.ts, make bench-accuracy)
  * A missing file gives a marked section saying how to produce it.
  *
  *   node e2e/bench/run.js e2e/bench/render.ts       (make bench-doc)
@@ -15,6 +16,7 @@ import { REPO } from '../src/harness/paths';
 const ENVOY_JSON = process.env.BENCH_OUT ?? path.join(REPO, 'docs/bench/envoy.json');
 const SERVICE_JSON = path.join(REPO, 'service/bench-results.json');
 const PLUGIN_JSON = path.join(REPO, 'plugin/build/bench-results.json');
+const ACCURACY_JSON = path.join(REPO, 'docs/bench/accuracy.json');
 const DOC = process.env.BENCH_DOC ?? path.join(REPO, 'docs/BENCHMARKS.md');
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -327,6 +329,37 @@ spends it; the CPU columns above give C per process.
 `;
 }
 
+function accuracySection(j: Any | undefined): string {
+  const head = `## 6. Accuracy: overspend under concurrency, reservation off and on (\`make bench-accuracy\`)
+`;
+  if (!j) return `${head}\n> **Not available:** \`${rel(ACCURACY_JSON)}\` does not exist. Run \`make bench-accuracy\`, then \`make bench-doc\`.\n`;
+  const s = j.setup;
+  const rows = (j.runs as Any[]).map((r) => [
+    r.reserve ? 'on' : 'off',
+    int(r.admitted),
+    int(r.rejected),
+    int(r.spent),
+    `${signed(r.overspend, 0)} (${pct(r.overspend / r.capacity)})`,
+    r.reserve ? (r.overspend <= j.goalMaxOverspend ? 'met' : '**MISSED**') : '–',
+  ]);
+  return `${head}
+Read from \`${rel(ACCURACY_JSON)}\` (run of ${j.date}). A fresh bucket of ${int(s.capacity)} tokens (no refill during the run); ${s.requests} requests
+through Envoy + plugin + service, one every ${s.spacingMs} ms, each answered by the mock LLM after ${s.upstreamMs} ms with a known usage
+(prompt ${s.promptTokens}, completion 40–${s.maxTokens}, the request's \`max_tokens\`), so many requests are in flight before the first usage is
+reported. "Beyond capacity" is tokens spent minus the bucket's capacity; the goal with reservation is at most one request's estimation
+error (at most its whole cost, ${j.goalMaxOverspend} tokens, since each request names \`max_tokens\`).
+
+${table(['reservation', 'admitted', 'rejected (429)', 'tokens spent', 'beyond capacity', 'goal'], rows)}
+
+![cumulative tokens spent against the budget, reservation off and on](accuracy.svg)
+
+Without reservation every request that arrives while the balance is above zero is admitted, and the usage lands only after the
+answers: the bucket is overspent several times over. With \`reserve.enabled\`, the plugin estimates each request from its body
+(prompt text at 4 characters per token, CJK at 1, plus \`max_tokens\`) and the service deducts the estimate atomically at admission,
+then corrects it to the real usage; requests are admitted again as the corrections refund the over-estimates.
+`;
+}
+
 function main() {
   const e = load(ENVOY_JSON);
   const svc = load(SERVICE_JSON);
@@ -347,6 +380,7 @@ make bench          # everything below; installs wrk (apt-get), redis-server, th
 make bench-envoy    # sections 1–3 only  -> docs/bench/envoy.json
 make bench-service  # section 4 only     -> service/bench-results.json
 make bench-plugin   # section 5 only     -> plugin/build/bench-results.json
+make bench-accuracy # section 6 (not part of make bench) -> docs/bench/accuracy.json, docs/accuracy.svg
 make bench-doc      # re-render this file from those JSON files
 \`\`\`
 
@@ -380,6 +414,7 @@ ports and stops them by PID.
   }
   parts.push(serviceSection(svc));
   parts.push(pluginSection(plg));
+  parts.push(accuracySection(load(ACCURACY_JSON)));
   if (e) parts.push(limitsSection(e));
   parts.push(`## Method notes
 
