@@ -1,7 +1,7 @@
 import type { ChargeField } from '../config/rules';
 import type { Metrics } from '../metrics';
 import type { BucketStore } from '../store/types';
-import { retryAfterSeconds, type BucketResult } from './bucket';
+import { retryAfterSeconds, type BucketOp, type BucketResult } from './bucket';
 import type { CompiledRule, RuleSet } from './ruleset';
 
 export interface CheckResult {
@@ -67,15 +67,8 @@ export class Limiter {
    */
   async check(keys: readonly string[], reserve = 0): Promise<CheckResult> {
     if (reserve > 0) return this.reserveCheck(keys, reserve);
-    const rs = this.ruleSet;
     const n = keys.length;
-    const rules: (CompiledRule | null)[] = new Array(n);
-    const pending: (Promise<BucketResult> | null)[] = new Array(n);
-    for (let i = 0; i < n; i++) {
-      const r = rs.match(keys[i]);
-      rules[i] = r;
-      pending[i] = r ? this.store.run(keys[i], r.params, 'check', 0) : null;
-    }
+    const { rules, pending } = this.runPerKey(keys, 'check', 0);
     let results: (BucketResult | null)[];
     try {
       results = await Promise.all(pending);
@@ -116,6 +109,19 @@ export class Limiter {
     };
   }
 
+  /** Starts one store step per key that has a rule (in parallel); null where no rule applies. */
+  private runPerKey(keys: readonly string[], op: BucketOp, cost: number) {
+    const rs = this.ruleSet;
+    const rules: (CompiledRule | null)[] = new Array(keys.length);
+    const pending: (Promise<BucketResult> | null)[] = new Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const r = rs.match(keys[i]);
+      rules[i] = r;
+      pending[i] = r ? this.store.run(keys[i], r.params, op, cost) : null;
+    }
+    return { rules, pending };
+  }
+
   /**
    * Check with a reservation of `n` tokens. Per ruled key, in one atomic store step: refill;
    * admit iff balance > 0 and balance >= min(n, max_tokens); if admitted deduct n. The keys
@@ -126,15 +132,8 @@ export class Limiter {
    * lowered by a reservation that is then rolled back.
    */
   private async reserveCheck(keys: readonly string[], n: number): Promise<CheckResult> {
-    const rs = this.ruleSet;
     const count = keys.length;
-    const rules: (CompiledRule | null)[] = new Array(count);
-    const pending: (Promise<BucketResult> | null)[] = new Array(count);
-    for (let i = 0; i < count; i++) {
-      const r = rs.match(keys[i]);
-      rules[i] = r;
-      pending[i] = r ? this.store.run(keys[i], r.params, 'reserve', n) : null;
-    }
+    const { rules, pending } = this.runPerKey(keys, 'reserve', n);
     const settled = await Promise.allSettled(pending);
     let failure: unknown;
     let refused = -1;
