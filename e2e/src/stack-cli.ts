@@ -14,7 +14,8 @@ import { freePort } from './harness/ports';
 import { request } from './harness/http';
 import { waitFor } from './harness/process';
 
-const RUN = path.join(REPO, '.run');
+// STACK_RUN_DIR lets tests keep their stack apart from one a user left running.
+const RUN = process.env.STACK_RUN_DIR || path.join(REPO, '.run');
 const STATE = path.join(RUN, 'stack.json');
 
 function detached(name: string, cmd: string, args: string[], env: Record<string, string>): number {
@@ -76,7 +77,7 @@ async function up() {
     pids.envoy = detached('envoy', envoyBin(), ['-c', configFile, '--disable-hot-restart', '-l', 'warning', '--component-log-level', 'wasm:info'], {});
     save();
     await answers(adminPort, '/ready');
-    console.log(`Stack is up (logs in .run/). Envoy :${envoyPort}, admin :${adminPort}, service :${servicePort}, LLM ${llm.tls ? 'https' : 'http'}://${llm.host}:${llm.port}`);
+    console.log(`Stack is up (logs in ${path.relative(REPO, RUN) || RUN}/). Envoy :${envoyPort}, admin :${adminPort}, service :${servicePort}, LLM ${llm.tls ? 'https' : 'http'}://${llm.host}:${llm.port}`);
     console.log(`\n  curl -i http://127.0.0.1:${envoyPort}/ -H 'Host: dashscope.aliyuncs.com' -H 'Content-Type: application/json' \\\n    -H 'user-type: regular-user' --data '{"messages":[{"role":"user","content":"介绍一下你自己"}]}'`);
     console.log(`  curl http://127.0.0.1:${servicePort}/buckets/regular-user     # the bucket's balance`);
     console.log(`  curl http://127.0.0.1:${adminPort}/stats?filter=llm_ratelimit  # the plugin's counters`);
