@@ -69,7 +69,8 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
             code: { local: { filename: o.wasmPath } },
           },
           // Like the WasmPlugin's FAIL_OPEN: a crashed plugin lets traffic through.
-          fail_open: true,
+          // (failure_policy replaces the deprecated fail_open.)
+          failure_policy: 'FAIL_OPEN',
         },
       },
     });
