@@ -376,10 +376,20 @@ function startsWithLower(v: ByteBuf, prefix: string): bool {
 // Matched streams by context id.
 export const streams = new Map<u32, Stream>();
 
+/** The matched stream `id`, or null. Unmatched traffic alone leaves the map empty: no lookup then. */
+function streamOf(id: u32): Stream | null {
+  if (streams.size == 0 || !streams.has(id)) return null;
+  return streams.get(id);
+}
+
+// The request view, reused by every onRequestHeaders (reset first): nothing allocated for it per request.
+const view = new RequestView();
+
 export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   let cfg = root.config;
   if (cfg === null) return CONTINUE;
-  let req = new RequestView();
+  let req = view;
+  req.reset();
   if (!requestMatches(cfg, req)) return CONTINUE;
 
   let rk = renderKeys(cfg, req);
@@ -436,8 +446,8 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
 }
 
 export function onRequestData(id: u32, size: u32, endOfStream: bool): i32 {
-  if (!streams.has(id)) return CONTINUE;
-  let s = streams.get(id);
+  let s = streamOf(id);
+  if (s === null) return CONTINUE;
   if (s.phase == PH_BUFFERING) return s.onBufferedBody(size, endOfStream);
   // While the check is pending, hold the body: returning Continue would also
   // release the paused headers and bypass the check.
@@ -446,34 +456,38 @@ export function onRequestData(id: u32, size: u32, endOfStream: bool): i32 {
 }
 
 export function onRequestTrailers(id: u32): i32 {
-  if (!streams.has(id)) return CONTINUE;
-  let s = streams.get(id);
+  let s = streamOf(id);
+  if (s === null) return CONTINUE;
   if (s.phase == PH_BUFFERING) return s.onBufferedTrailers();
   if (s.phase == PH_CHECKING) return STOP_ITERATION;
   return CONTINUE;
 }
 
 export function onResponseHeaders(id: u32, endOfStream: bool): void {
-  if (streams.has(id)) streams.get(id).onResponseHeaders(endOfStream);
+  let s = streamOf(id);
+  if (s !== null) s.onResponseHeaders(endOfStream);
 }
 
 export function onResponseBody(id: u32, size: u32, endOfStream: bool): void {
-  if (streams.has(id)) streams.get(id).onResponseBody(size, endOfStream);
+  let s = streamOf(id);
+  if (s !== null) s.onResponseBody(size, endOfStream);
 }
 
 export function onResponseTrailers(id: u32): void {
-  if (streams.has(id)) streams.get(id).finish();
+  let s = streamOf(id);
+  if (s !== null) s.finish();
 }
 
 /** proxy_on_done: the stream is over, whatever happened. */
 export function onStreamEnd(id: u32): void {
-  if (!streams.has(id)) return;
-  let s = streams.get(id);
+  let s = streamOf(id);
+  if (s === null) return;
   s.ended = true;
   s.finish();
 }
 
 /** Forgets a stream; true if it was a matched one. */
 export function onStreamDelete(id: u32): bool {
+  if (streams.size == 0) return false;
   return streams.delete(id);
 }

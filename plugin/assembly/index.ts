@@ -6,7 +6,7 @@
 // no registered factory, and switches into the origin stream on http-call replies even
 // when that stream is gone. Here every root id is accepted — "" (Istio, WasmPlugin
 // without pluginName), "llm-token-ratelimit", or any other — and unmatched requests
-// allocate nothing per stream beyond one map entry.
+// allocate nothing per stream (see primaryId below).
 
 import { proc_exit } from "bindings/wasi_unstable";
 import { ByteBuf } from "./bytes";
@@ -36,10 +36,23 @@ export function abort_proc_exit(message: string | null, fileName: string | null,
 }
 
 const roots = new Map<u32, Root>();
-const streamRoot = new Map<u32, u32>(); // stream context id -> root context id
+// The first root context is the "primary" one. Its streams (with one plugin configuration
+// per VM: all streams) are not recorded anywhere; only streams of other roots get an entry
+// in streamRoot. So an unmatched request costs no map insert or delete.
+let primaryId: u32 = 0;
+let primary: Root | null = null; // null before the first root and after it is deleted
+let hadPrimary = false;
+const streamRoot = new Map<u32, u32>(); // stream context id -> root context id, other roots only
+
+function addRoot(id: u32): void {
+  if (roots.has(id)) return;
+  let r = new Root(id);
+  roots.set(id, r);
+  if (!hadPrimary) { hadPrimary = true; primaryId = id; primary = r; }
+}
 
 function rootOf(streamId: u32): Root | null {
-  if (!streamRoot.has(streamId)) return null;
+  if (streamRoot.size == 0 || !streamRoot.has(streamId)) return primary;
   let r = streamRoot.get(streamId);
   if (!roots.has(r)) return null;
   return roots.get(r);
@@ -48,11 +61,8 @@ function rootOf(streamId: u32): Root | null {
 export function proxy_abi_version_0_2_0(): void {}
 
 export function proxy_on_context_create(id: u32, rootId: u32): void {
-  if (rootId == 0) {
-    if (!roots.has(id)) roots.set(id, new Root(id));
-  } else {
-    streamRoot.set(id, rootId);
-  }
+  if (rootId == 0) addRoot(id);
+  else if (!hadPrimary || rootId != primaryId) streamRoot.set(id, rootId);
 }
 
 export function proxy_on_vm_start(rootId: u32, size: u32): u32 { return 1; }
@@ -73,7 +83,7 @@ export function proxy_validate_configuration(rootId: u32, size: u32): u32 {
 }
 
 export function proxy_on_configure(rootId: u32, size: u32): u32 {
-  if (!roots.has(rootId)) roots.set(rootId, new Root(rootId));
+  addRoot(rootId);
   let raw = readConfig(size);
   if (raw === null) {
     abi.log(abi.LOG_ERROR, "llm-token-ratelimit: cannot read pluginConfig");
@@ -132,6 +142,9 @@ export function proxy_on_done(id: u32): u32 {
 
 export function proxy_on_delete(id: u32): void {
   if (onStreamDelete(id)) collectGarbage();
-  streamRoot.delete(id);
-  roots.delete(id);
+  if (streamRoot.size > 0) streamRoot.delete(id);
+  // With only the primary root alive, any other id is a stream: no lookup.
+  if (id == primaryId || primary === null || roots.size > 1) {
+    if (roots.delete(id) && id == primaryId) primary = null;
+  }
 }

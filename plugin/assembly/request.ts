@@ -1,7 +1,7 @@
 // Lazy, cached view of the current request's attributes. Each value is fetched from the
 // host at most once per request, and only if a match rule or key template needs it.
 
-import { ByteBuf, hexVal } from "./bytes";
+import { ByteBuf, hexVal, toLower } from "./bytes";
 import { HostBytes, MAP_REQUEST_HEADERS } from "./abi";
 
 const H_AUTHORITY = ByteBuf.fromString(":authority");
@@ -32,13 +32,21 @@ export class RequestView {
   private method_: ByteBuf | null = null;
   private methodDone: bool = false;
 
+  /** Forgets the previous request's values (the view is reused: no allocation per request). */
+  reset(): void {
+    this.host_ = null;
+    this.hostDone = false;
+    this.path_ = null;
+    this.pathDone = false;
+    this.method_ = null;
+    this.methodDone = false;
+  }
+
   /** Host without port, lower case (":authority" header). */
   host(): ByteBuf | null {
     if (!this.hostDone) {
       this.hostDone = true;
-      let h = requestHeader(H_AUTHORITY);
-      if (h !== null) h = stripPort(h).lower();
-      this.host_ = h;
+      this.host_ = hostHeader();
     }
     return this.host_;
   }
@@ -99,6 +107,35 @@ function queryStart(p: ByteBuf): i32 {
     if (c == 0x3f || c == 0x23) return i;
   }
   return -1;
+}
+
+/**
+ * ":authority" without port, lower case, or null if absent: the same value as
+ * stripPort(requestHeader(":authority")).lower(), copied once out of the host's block.
+ */
+function hostHeader(): ByteBuf | null {
+  if (!hb.header(MAP_REQUEST_HEADERS, H_AUTHORITY)) return null;
+  let src = hb.ptr;
+  let n = src == 0 ? 0 : hostLength(src, hb.len);
+  let b = new ByteBuf(n);
+  let dst = b.ptr();
+  for (let i = 0; i < n; i++) store<u8>(dst + <usize>i, <u8>toLower(<i32>load<u8>(src + <usize>i)));
+  b.length = n;
+  hb.release();
+  return b;
+}
+
+/** Length of the `n` bytes at `p` without a port (stripPort's rule, in place). */
+function hostLength(p: usize, n: i32): i32 {
+  let i = n - 1;
+  while (i >= 0 && load<u8>(p + <usize>i) >= 0x30 && load<u8>(p + <usize>i) <= 0x39) i--;
+  if (i < 0 || load<u8>(p + <usize>i) != 0x3a) return n;
+  if (load<u8>(p) == 0x5b) {
+    if (i > 0 && load<u8>(p + <usize>(i - 1)) == 0x5d) return i;
+    return n;
+  }
+  for (let j = 0; j < i; j++) if (load<u8>(p + <usize>j) == 0x3a) return n; // bare IPv6
+  return i;
 }
 
 /** "host:port" -> "host"; "[v6]:port" -> "[v6]"; a bare IPv6 literal is left alone. */
