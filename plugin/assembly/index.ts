@@ -133,18 +133,18 @@ export function proxy_on_http_call_response(rootId: u32, token: u32, nHeaders: u
 }
 
 // Envoy calls proxy_on_done when any stream is destroyed (completed, reset or
-// abandoned). proxy_on_log is deliberately not exported: Envoy skips callbacks a module
-// does not export, which saves one VM call on every request.
+// abandoned), and for a root context when its plugin is removed; proxy_on_delete comes
+// right after it (Envoy's Context::onDestroy: onDone(); onDelete(); a root: onDelete once
+// onDone returned true). So all the cleanup happens here, and neither proxy_on_delete nor
+// proxy_on_log is exported: Envoy skips callbacks a module does not export, which saves
+// two VM calls on every request.
 export function proxy_on_done(id: u32): u32 {
   onStreamEnd(id);
-  return 1;
-}
-
-export function proxy_on_delete(id: u32): void {
   if (onStreamDelete(id)) collectGarbage();
   if (streamRoot.size > 0) streamRoot.delete(id);
   // With only the primary root alive, any other id is a stream: no lookup.
   if (id == primaryId || primary === null || roots.size > 1) {
     if (roots.delete(id) && id == primaryId) primary = null;
   }
+  return 1;
 }

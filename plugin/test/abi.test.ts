@@ -22,11 +22,13 @@ describe('module and ABI', () => {
     const exp = WebAssembly.Module.exports(loadModule()).map((e) => e.name);
     for (const n of ['proxy_abi_version_0_2_0', 'malloc', 'memory', 'proxy_on_context_create', 'proxy_on_configure',
       'proxy_on_request_headers', 'proxy_on_request_body', 'proxy_on_response_headers', 'proxy_on_response_body',
-      'proxy_on_http_call_response', 'proxy_on_done', 'proxy_on_delete']) {
+      'proxy_on_http_call_response', 'proxy_on_done']) {
       expect(exp).toContain(n);
     }
-    // Not needed (proxy_on_done covers the end of every stream): not exported, so Envoy skips the call.
+    // Not needed (proxy_on_done covers the end of every stream and does the cleanup; Envoy
+    // calls proxy_on_delete right after it): not exported, so Envoy skips the calls.
     expect(exp).not.toContain('proxy_on_log');
+    expect(exp).not.toContain('proxy_on_delete');
   });
 
   test.each(['', 'llm-token-ratelimit', 'anything-else'])('root id %j is accepted', (rootId) => {
