@@ -390,7 +390,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   if (cfg === null) return CONTINUE;
   let req = view;
   req.reset();
-  if (!requestMatches(cfg, req)) return CONTINUE;
+  if (!requestMatches(cfg, req)) { req.reset(); return CONTINUE; }
 
   let rk = renderKeys(cfg, req);
   let missing = rk.missing;

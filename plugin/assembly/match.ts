@@ -22,7 +22,7 @@ export function requestMatches(cfg: Config, req: RequestView): bool {
   for (let i = 0; i < rules.length; i++) {
     let r = rules[i];
     let h = r.host;
-    if (h !== null && !matchStr(h, req.host())) continue;
+    if (h !== null && !req.hostMatches(h.kind, h.value)) continue;
     let p = r.path;
     if (p !== null && !matchStr(p, req.path())) continue;
     return true;

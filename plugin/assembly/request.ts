@@ -9,6 +9,9 @@ const H_PATH = ByteBuf.fromString(":path");
 const H_METHOD = ByteBuf.fromString(":method");
 
 const hb = new HostBytes();
+// ":authority" as the host handed it over (our malloc'd block): match rules compare it in
+// place, so an unmatched request copies nothing. Released by host() or reset().
+const rawHost = new HostBytes();
 
 /** Request header value (copied out), or null if absent. `name` must be lower case. */
 export function requestHeader(name: ByteBuf): ByteBuf | null {
@@ -27,6 +30,9 @@ export function property(path: ByteBuf): ByteBuf | null {
 export class RequestView {
   private host_: ByteBuf | null = null;
   private hostDone: bool = false;
+  private rawDone: bool = false;   // ":authority" read (into rawHost, if present)
+  private rawPresent: bool = false;
+  private rawLen: i32 = 0;         // its length without port
   private path_: ByteBuf | null = null;
   private pathDone: bool = false;
   private method_: ByteBuf | null = null;
@@ -34,6 +40,10 @@ export class RequestView {
 
   /** Forgets the previous request's values (the view is reused: no allocation per request). */
   reset(): void {
+    rawHost.release();
+    this.rawDone = false;
+    this.rawPresent = false;
+    this.rawLen = 0;
     this.host_ = null;
     this.hostDone = false;
     this.path_ = null;
@@ -46,9 +56,35 @@ export class RequestView {
   host(): ByteBuf | null {
     if (!this.hostDone) {
       this.hostDone = true;
-      this.host_ = hostHeader();
+      this.readRawHost();
+      if (this.rawPresent) this.host_ = lowerCopy(rawHost.ptr, this.rawLen);
+      rawHost.release();
     }
     return this.host_;
+  }
+
+  private readRawHost(): void {
+    if (this.rawDone) return;
+    this.rawDone = true;
+    if (!rawHost.header(MAP_REQUEST_HEADERS, H_AUTHORITY)) return;
+    this.rawPresent = true;
+    this.rawLen = rawHost.ptr == 0 ? 0 : hostLength(rawHost.ptr, rawHost.len);
+  }
+
+  /**
+   * Whether the host (as host() returns it) equals `value` (exact), starts with it
+   * (prefix) or ends with it (suffix); `value` is lower case. Before host() was needed,
+   * compares in place in the host's block, folding case on the fly: no copy.
+   */
+  hostMatches(kind: i32, value: ByteBuf): bool {
+    if (this.hostDone) {
+      let h = this.host_;
+      if (h === null) return false;
+      return matchAt(kind, value, h.ptr(), h.length, false);
+    }
+    this.readRawHost();
+    if (!this.rawPresent) return false;
+    return matchAt(kind, value, rawHost.ptr, this.rawLen, true);
   }
 
   /** Full ":path" including any query. */
@@ -109,20 +145,26 @@ function queryStart(p: ByteBuf): i32 {
   return -1;
 }
 
-/**
- * ":authority" without port, lower case, or null if absent: the same value as
- * stripPort(requestHeader(":authority")).lower(), copied once out of the host's block.
- */
-function hostHeader(): ByteBuf | null {
-  if (!hb.header(MAP_REQUEST_HEADERS, H_AUTHORITY)) return null;
-  let src = hb.ptr;
-  let n = src == 0 ? 0 : hostLength(src, hb.len);
+/** The `n` bytes at `src`, lower case (host(): the same value as stripPort(requestHeader(":authority")).lower()). */
+function lowerCopy(src: usize, n: i32): ByteBuf {
   let b = new ByteBuf(n);
   let dst = b.ptr();
   for (let i = 0; i < n; i++) store<u8>(dst + <usize>i, <u8>toLower(<i32>load<u8>(src + <usize>i)));
   b.length = n;
-  hb.release();
   return b;
+}
+
+/** M_EXACT (0) / M_PREFIX (1) / M_SUFFIX (2) match of `value` against the `n` bytes at `p`. */
+function matchAt(kind: i32, value: ByteBuf, p: usize, n: i32, fold: bool): bool {
+  let k = value.length;
+  if (kind == 0 ? k != n : k > n) return false;
+  let off: usize = kind == 2 ? <usize>(n - k) : 0;
+  let q = value.ptr();
+  if (!fold) return memory.compare(p + off, q, <usize>k) == 0;
+  for (let i = 0; i < k; i++) {
+    if (toLower(<i32>load<u8>(p + off + <usize>i)) != <i32>load<u8>(q + <usize>i)) return false;
+  }
+  return true;
 }
 
 /** Length of the `n` bytes at `p` without a port (stripPort's rule, in place). */
