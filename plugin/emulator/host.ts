@@ -221,10 +221,28 @@ export class ProxyWasmHost {
     return this.call('proxy_on_configure', this.rootId, this.rootId, this.pluginConfig.length) === 1;
   }
 
-  newStream(): Stream {
+  /**
+   * A further root context in the same VM (Envoy shares one VM between filter configs with
+   * the same vm_config, one root context per plugin configuration). Returns its id, 0 if
+   * its configure failed.
+   */
+  addRoot(config: string | object | Buffer): number {
     const id = this.nextContextId++;
-    this.contexts.set(id, new ContextState(id, this.rootId));
-    this.call('proxy_on_context_create', id, id, this.rootId);
+    this.contexts.set(id, new ContextState(id, 0));
+    this.call('proxy_on_context_create', id, id, 0);
+    this.pluginConfig = Buffer.isBuffer(config) ? config : Buffer.from(typeof config === 'string' ? config : JSON.stringify(config));
+    return this.call('proxy_on_configure', id, id, this.pluginConfig.length) === 1 ? id : 0;
+  }
+
+  /** A root context's plugin is removed: proxy_on_done, then proxy_on_delete (as Envoy does). */
+  removeRoot(id: number): void {
+    if (this.call('proxy_on_done', id, id) === 1) this.call('proxy_on_delete', id, id);
+  }
+
+  newStream(rootId: number = this.rootId): Stream {
+    const id = this.nextContextId++;
+    this.contexts.set(id, new ContextState(id, rootId));
+    this.call('proxy_on_context_create', id, id, rootId);
     return new Stream(this, id);
   }
 

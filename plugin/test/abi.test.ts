@@ -38,6 +38,26 @@ describe('module and ABI', () => {
     expect(s.requestContinued).toBe(1);
   });
 
+  test('several root contexts in one VM: each stream follows its own root', () => {
+    const h = newHost(); // root 1: the seed config (dashscope.aliyuncs.com)
+    const other = h.addRoot({ ...SEED_CONFIG, matches: [{ host: { exact: 'other.example' } }] });
+    expect(other).toBeGreaterThan(0);
+    const pending = () => h.pendingCalls().length;
+    expect(h.newStream().sendRequestHeaders(reqHeaders([['user-type', 'u']], 'other.example'))).toBe(0);
+    expect(pending()).toBe(0);
+    expect(h.newStream(other).sendRequestHeaders(reqHeaders([['user-type', 'u']], 'other.example'))).toBe(1);
+    expect(h.newStream(other).sendRequestHeaders(reqHeaders([['user-type', 'u']], 'dashscope.aliyuncs.com'))).toBe(0);
+    expect(h.newStream().sendRequestHeaders(reqHeaders([['user-type', 'u']]))).toBe(1);
+    expect(pending()).toBe(2);
+    // The first root goes away: its streams pass untouched, the other root's still work.
+    const s1 = h.newStream();
+    h.removeRoot(h.rootId);
+    expect(s1.sendRequestHeaders(reqHeaders([['user-type', 'u']]))).toBe(0);
+    expect(h.newStream(other).sendRequestHeaders(reqHeaders([['user-type', 'u']], 'other.example'))).toBe(1);
+    expect(pending()).toBe(3);
+    expect(h.trapped).toBeNull();
+  });
+
   test('unmatched requests cost one header read and nothing else', () => {
     const h = newHost();
     h.hostCallCount.clear();
