@@ -432,16 +432,9 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
     return CONTINUE;
   }
 
-  let token = dispatchCheck(cfg, s.keys);
-  if (token < 0) {
-    abi.log(abi.LOG_DEBUG, "llm-token-ratelimit: check call refused by host");
-    if (cfg.failOpen) { inc(metrics.failOpen); s.phase = PH_ALLOWED; return CONTINUE; }
-    inc(metrics.failClosed);
-    s.phase = PH_REJECTED;
-    sendCheckFailed();
-    return STOP_ITERATION;
-  }
-  root.track(<u32>token, CALL_CHECK, id);
+  // Pause the request until the check is answered (or go on at once if the host refused
+  // the call and failOpen says so).
+  if (s.startCheck(-1) == START_ALLOWED) return CONTINUE;
   return STOP_ITERATION;
 }
 
