@@ -85,16 +85,8 @@ export class Limiter {
         continue;
       }
       if (res.balance <= 0) {
-        this.metrics.decisions.inc({ rule: r.regexSource, result: 'limited' });
         // Count the remaining keys as not evaluated: the first limited key decides.
-        return {
-          allow: false,
-          description: `${keys[i]} is being rate-limited`,
-          key: keys[i],
-          limit: r.maxTokens,
-          remaining: 0,
-          retry_after_seconds: retryAfterSeconds(res, r.params),
-        };
+        return this.limited(keys[i], r, res, 1);
       }
       this.metrics.decisions.inc({ rule: r.regexSource, result: 'allowed' });
       if (best < 0 || res.balance < results[best]!.balance) best = i;
@@ -106,6 +98,19 @@ export class Limiter {
       key: keys[best],
       limit: rules[best]!.maxTokens,
       remaining: results[best]!.balance,
+    };
+  }
+
+  /** The refusal for the deciding key; `need` is the balance that would admit (1 without a reservation). */
+  private limited(key: string, r: CompiledRule, res: BucketResult, need: number): CheckResult {
+    this.metrics.decisions.inc({ rule: r.regexSource, result: 'limited' });
+    return {
+      allow: false,
+      description: `${key} is being rate-limited`,
+      key,
+      limit: r.maxTokens,
+      remaining: Math.max(res.balance, 0),
+      retry_after_seconds: retryAfterSeconds(res, r.params, need),
     };
   }
 
@@ -162,17 +167,7 @@ export class Limiter {
         this.metrics.decisions.inc({ rule: '', result: 'unruled' });
         continue;
       }
-      if (i === refused) {
-        this.metrics.decisions.inc({ rule: r.regexSource, result: 'limited' });
-        return {
-          allow: false,
-          description: `${keys[i]} is being rate-limited`,
-          key: keys[i],
-          limit: r.maxTokens,
-          remaining: Math.max(res.balance, 0),
-          retry_after_seconds: retryAfterSeconds(res, r.params, Math.min(n, r.maxTokens)),
-        };
-      }
+      if (i === refused) return this.limited(keys[i], r, res, Math.min(n, r.maxTokens));
       this.metrics.decisions.inc({ rule: r.regexSource, result: 'allowed' });
       if (refused < 0) this.metrics.tokensReserved.inc({ rule: r.regexSource }, n);
       if (best < 0 || res.balance < (settled[best] as PromiseFulfilledResult<BucketResult>).value.balance) best = i;
