@@ -23,6 +23,8 @@ export interface EnvoyConfigOptions {
   wasmPath?: string;
   /** The plugin's configuration object (the WasmPlugin's pluginConfig). */
   pluginConfig?: unknown;
+  /** Other HTTP filters, placed before the plugin (e.g. the Istio manifests' Lua filter in its test). */
+  httpFilters?: object[];
 }
 
 function cluster(name: string, ep: Endpoint) {
@@ -49,7 +51,7 @@ function cluster(name: string, ep: Endpoint) {
 }
 
 export function envoyConfig(o: EnvoyConfigOptions): object {
-  const filters: object[] = [];
+  const filters: object[] = [...(o.httpFilters ?? [])];
   if (o.wasmPath) {
     filters.push({
       name: 'envoy.filters.http.wasm',

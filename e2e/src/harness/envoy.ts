@@ -18,12 +18,12 @@ export interface Envoy {
   stop(): Promise<void>;
 }
 
-export type EnvoyOptions = Omit<EnvoyConfigOptions, 'listen' | 'admin'> & { concurrency?: number; logLevel?: string; dir?: string };
+export type EnvoyOptions = Omit<EnvoyConfigOptions, 'listen' | 'admin'> & { concurrency?: number; logLevel?: string };
 
-/** Starts a real Envoy on free ports and waits until its listener answers. */
-export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
+/** Writes the config for free ports into a temp dir and starts Envoy on it; stop() also removes the dir. */
+async function launch(o: EnvoyOptions) {
   const [port, adminPort] = [await freePort(), await freePort()];
-  const dir = o.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-envoy-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-envoy-'));
   const configFile = path.join(dir, 'envoy.yaml');
   fs.writeFileSync(configFile, stringify(envoyConfig({ ...o, listen: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort } })));
   const proc = startProcess('envoy', envoyBin(), [
@@ -34,7 +34,16 @@ export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
     // The plugin's own log lines (configuration errors, call failures) come through this component.
     '--component-log-level', 'wasm:info',
   ]);
-  const stop = () => proc.stop();
+  const stop = async () => {
+    await proc.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { port, adminPort, configFile, proc, stop };
+}
+
+/** Starts a real Envoy on free ports and waits until its listener answers. */
+export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
+  const { port, adminPort, configFile, proc, stop } = await launch(o);
   try {
     await waitFor('Envoy to be ready', async () => {
       const r = await Promise.race([proc.exited.then((c) => ({ exited: c })), request(adminPort, { path: '/ready', timeoutMs: 1000 })]);
@@ -66,16 +75,9 @@ export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
 
 /** Starts Envoy expecting it to refuse the configuration; resolves with its exit code and output. */
 export async function envoyRejects(o: EnvoyOptions, timeoutMs = 20000): Promise<{ code: number | string; output: string }> {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-envoy-'));
-  const configFile = path.join(dir, 'envoy.yaml');
-  fs.writeFileSync(configFile, stringify(envoyConfig({ ...o, listen: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort } })));
-  const proc = startProcess('envoy', envoyBin(), ['-c', configFile, '--disable-hot-restart', '--concurrency', '1', '-l', 'warning', '--component-log-level', 'wasm:info']);
+  const { proc, stop } = await launch({ concurrency: 1, ...o });
   const timer = new Promise<'running'>((r) => setTimeout(() => r('running'), timeoutMs).unref());
   const code = await Promise.race([proc.exited, timer]);
-  if (code === 'running') {
-    await proc.stop();
-    return { code: 'still running', output: proc.output() };
-  }
-  return { code, output: proc.output() };
+  await stop();
+  return { code: code === 'running' ? 'still running' : code, output: proc.output() };
 }
