@@ -56,5 +56,6 @@ test('up leaves the stack running for curl; down stops every process it started'
     expect(fs.existsSync(path.join(dir, 'stack.json'))).toBe(false);
   } finally {
     await node('stack-cli.js', ['down'], env).catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
