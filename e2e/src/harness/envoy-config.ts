@@ -25,7 +25,14 @@ export interface EnvoyConfigOptions {
   pluginConfig?: unknown;
   /** Other HTTP filters, placed before the plugin (e.g. the Istio manifests' Lua filter in its test). */
   httpFilters?: object[];
+  /**
+   * Scope the plugin in Envoy: only requests for these hosts enter the Wasm filter; the catch-all
+   * virtual host disables it (route FilterConfig.disabled), so other requests never reach the VM.
+   */
+  pluginOnlyForHosts?: string[];
 }
+
+const WASM_FILTER = 'envoy.filters.http.wasm';
 
 function cluster(name: string, ep: Endpoint) {
   const tls = ep.tls
@@ -50,11 +57,26 @@ function cluster(name: string, ep: Endpoint) {
   };
 }
 
+function virtualHosts(o: EnvoyConfigOptions): object[] {
+  const routes = [{ match: { prefix: '/' }, route: { cluster: 'llm_upstream', timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } }];
+  const hosts = o.pluginOnlyForHosts;
+  if (!hosts?.length) return [{ name: 'all', domains: ['*'], routes }];
+  return [
+    { name: 'llm', domains: hosts.flatMap((h) => [h, `${h}:*`]), routes },
+    {
+      name: 'all',
+      domains: ['*'],
+      routes,
+      typed_per_filter_config: { [WASM_FILTER]: { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', disabled: true } },
+    },
+  ];
+}
+
 export function envoyConfig(o: EnvoyConfigOptions): object {
   const filters: object[] = [...(o.httpFilters ?? [])];
   if (o.wasmPath) {
     filters.push({
-      name: 'envoy.filters.http.wasm',
+      name: WASM_FILTER,
       typed_config: {
         '@type': 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm',
         config: {
@@ -96,7 +118,7 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
                     stat_prefix: 'llm_egress',
                     route_config: {
                       name: 'llm',
-                      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'llm_upstream', timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } }] }],
+                      virtual_hosts: virtualHosts(o),
                     },
                     http_filters: filters,
                   },

@@ -19,6 +19,8 @@ export interface StackOptions {
   upstream?: Endpoint;
   /** Send the plugin's calls here instead of starting our service (a stand-in, a dead port). */
   rateLimitService?: Endpoint;
+  /** Envoy runs the plugin only for these hosts (see EnvoyConfigOptions.pluginOnlyForHosts). */
+  pluginOnlyForHosts?: string[];
 }
 
 export interface Stack {
@@ -49,6 +51,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       rateLimitService: o.rateLimitService ?? { host: '127.0.0.1', port: service!.port },
       wasmPath: withPlugin ? PLUGIN_WASM : undefined,
       pluginConfig: o.pluginConfig ?? readJson(PLUGIN_CONFIG_FILE),
+      pluginOnlyForHosts: o.pluginOnlyForHosts,
     });
     started.push(envoy);
     return { envoy, service: service as Service, mock, stop: stopAll };
