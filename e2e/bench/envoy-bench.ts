@@ -31,8 +31,8 @@ import { RLS_PORT, RLS_SERVICE } from '../src/harness/envoy-config';
 import { startRedis, RedisHandle } from '../../service/test/support/redis-server';
 
 const env = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
-const SECONDS = env('BENCH_SECONDS', 3);
-const ROUNDS = env('BENCH_ROUNDS', 5);
+const SECONDS = env('BENCH_SECONDS', 1);
+const ROUNDS = env('BENCH_ROUNDS', 14);
 const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 5);
 const FIXED_ROUNDS = env('BENCH_FIXED_ROUNDS', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 16);
@@ -42,6 +42,13 @@ const MEMORY_FIRST = env('BENCH_MEMORY_FIRST', 1_000);
 const MEMORY_TOTAL = env('BENCH_MEMORY_TOTAL', 100_000);
 const ENVOY_CONCURRENCY = env('BENCH_ENVOY_CONCURRENCY', 1);
 const KEYS = 1000;
+// Envoy, the system under test, gets a core of its own (the last); wrk, the mock LLM (this process),
+// the service and Redis share the others. Without it, which process the scheduler puts beside
+// Envoy's worker changes from run to run, and so does Envoy's share of a core. BENCH_PIN=0: no pinning.
+const CORES = os.cpus().length;
+const PIN = CORES >= 2 && env('BENCH_PIN', 1) !== 0;
+const ENVOY_CPUS = String(CORES - 1);
+const OTHER_CPUS = CORES > 2 ? `0-${CORES - 2}` : '0';
 const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'docs/bench/envoy.json');
 const LUA = path.join(__dirname, 'load.lua');
 // A private copy of plugin.wasm: a rebuild during the run must not change what is measured.
@@ -60,6 +67,13 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
+/** The q-quantile (0..1) by linear interpolation. */
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const i = (s.length - 1) * q;
+  const lo = Math.floor(i);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (i - lo);
+};
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 // ---------- CPU accounting (where the time goes) ----------
@@ -79,6 +93,11 @@ function machineCpu(): { busy: number; total: number } {
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = f[3] + f[4];
   return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+/** Binds every thread of a running process to the given CPUs (taskset, util-linux). */
+function pin(pid: number, cpus: string): void {
+  if (PIN) execFileSync('taskset', ['-a', '-c', '-p', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function rssKiB(pid: number): number {
@@ -120,7 +139,10 @@ function runWrk(port: number, o: { host: string; mode?: 'chat' | 'check'; keys?:
     '--', `mode=${o.mode ?? 'chat'}`, `host=${o.host}`, `keys=${o.keys ?? KEYS}`, `rate=${o.rate ?? 0}`, `stop=${o.stop ?? 0}`,
   ];
   // bash's `times` reports the CPU its child (wrk) used, which /proc no longer shows after exit.
-  const child = spawn('bash', ['-c', 'wrk "$@"; rc=$?; times >&2; exit $rc', 'bash', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const bash = ['bash', '-c', 'wrk "$@"; rc=$?; times >&2; exit $rc', 'bash', ...args];
+  const child = PIN
+    ? spawn('taskset', ['-c', OTHER_CPUS, ...bash], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    : spawn(bash[0], bash.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   currentWrk = child.pid;
   let poller: NodeJS.Timeout | undefined;
   if (o.stopWhen) {
@@ -178,16 +200,21 @@ interface Ctx {
   mock: MockLlm;
   service: Service;
   base: Envoy;
+  base2: Envoy;
   noop: Envoy;
   plugin: Envoy;
+  /** The plugin scoped by Envoy to MATCHED_HOST (pluginOnlyForHosts): other hosts never enter the VM. */
+  scoped: Envoy;
 }
 
-type Config = 'baseline' | 'noop' | 'unmatched' | 'matched' | 'service';
+type Config = 'baseline' | 'baseline2' | 'noop' | 'unmatched' | 'scoped' | 'matched' | 'service';
 
 function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
   if (c === 'service') return { envoy: ctx.base, host: MATCHED_HOST }; // not through Envoy: see measure()
   if (c === 'baseline') return { envoy: ctx.base, host: MATCHED_HOST }; // the same bytes as matched
+  if (c === 'baseline2') return { envoy: ctx.base2, host: MATCHED_HOST }; // a second plain Envoy: the noise floor
   if (c === 'noop') return { envoy: ctx.noop, host: MATCHED_HOST };
+  if (c === 'scoped') return { envoy: ctx.scoped, host: UNMATCHED_HOST };
   return { envoy: ctx.plugin, host: c === 'matched' ? MATCHED_HOST : UNMATCHED_HOST };
 }
 
@@ -221,7 +248,7 @@ async function measure(ctx: Ctx, config: Config, round: number, o: { seconds: nu
     config === 'service'
       ? await runWrk(ctx.service.port, { host, mode: 'check', seconds: o.seconds, rate: o.rate })
       : await runWrk(envoy.port, { host, seconds: o.seconds, rate: o.rate });
-  await sleep(300); // reports are sent after the response: let the last ones finish
+  if (config === 'matched') await sleep(300); // reports are sent after the response: let the last ones finish
   const c1 = await counters(envoy);
   const m1 = machineCpu();
   const self1 = process.cpuUsage(self0);
@@ -263,11 +290,15 @@ function summarize(runs: Measured[], configs: Config[]) {
   }
   // Paired per round (same moment on the machine), then the median over rounds.
   const rounds = [...new Set(runs.map((r) => r.round))];
-  const ratio = (c: Config, f: (a: Measured, b: Measured) => number, base: Config = 'baseline') =>
-    r3(median(rounds.map((n) => f(runs.find((r) => r.config === c && r.round === n)!, runs.find((r) => r.config === base && r.round === n)!))));
+  const perRound = (c: Config, f: (a: Measured, b: Measured) => number, base: Config = 'baseline') =>
+    rounds.map((n) => f(runs.find((r) => r.config === c && r.round === n)!, runs.find((r) => r.config === base && r.round === n)!));
+  const ratio = (c: Config, f: (a: Measured, b: Measured) => number, base: Config = 'baseline') => r3(median(perRound(c, f, base)));
   for (const c of configs.filter((x) => x !== 'baseline' && x !== 'service')) {
+    const rpsRatios = perRound(c, (a, b) => a.rps / b.rps);
     Object.assign(out[c] as object, {
       rps_ratio: ratio(c, (a, b) => a.rps / b.rps),
+      /** The middle half of the per-round ratios (25th to 75th percentile). */
+      rps_ratio_iqr: [r3(quantile(rpsRatios, 0.25)), r3(quantile(rpsRatios, 0.75))],
       p50_added_ms: ratio(c, (a, b) => a.p50_ms - b.p50_ms),
       p99_added_ms: ratio(c, (a, b) => a.p99_ms - b.p99_ms),
       envoy_cpu_us_added: ratio(c, (a, b) => a.cpu_us_per_request.envoy - b.cpu_us_per_request.envoy),
@@ -282,7 +313,7 @@ function summarize(runs: Measured[], configs: Config[]) {
       })
       .sort((x, y) => x.others_busy - y.others_busy)[0];
     Object.assign(out[c] as object, { quietest_round: quiet });
-    if (configs.includes('noop') && c !== 'noop') {
+    if (configs.includes('noop') && (c === 'unmatched' || c === 'matched')) {
       Object.assign(out[c] as object, {
         vs_noop: {
           rps_ratio: ratio(c, (a, b) => a.rps / b.rps, 'noop'),
@@ -303,6 +334,7 @@ async function memoryPhase(ctx: Pick<Ctx, 'redis' | 'service' | 'mock'>) {
     pluginConfig: readJson(PLUGIN_CONFIG_FILE),
     concurrency: ENVOY_CONCURRENCY,
   });
+  pin(envoy.proc.pid, ENVOY_CPUS);
   try {
     const snapshot = async () => {
       await sleep(1500); // let the last reports complete and Envoy settle
@@ -376,6 +408,7 @@ function machine() {
 async function main() {
   requireBuilt(PLUGIN_WASM, 'make plugin');
   if (spawnSync('wrk', ['-v'], { stdio: 'ignore' }).error) throw new Error('wrk not found: apt-get install -y wrk (make bench does it)');
+  if (PIN && spawnSync('taskset', ['-V'], { stdio: 'ignore' }).error) throw new Error('taskset not found: apt-get install -y util-linux (or BENCH_PIN=0 to run unpinned)');
 }
 
 async function mainReal() {
@@ -386,6 +419,11 @@ async function mainReal() {
   const noopWasm = path.join(tmp, 'noop.wasm');
   log('building e2e/bench/noop-filter/index.ts (a Wasm filter that does nothing)');
   execFileSync(path.join(REPO, 'node_modules/.bin/asc'), [path.join(__dirname, 'noop-filter/index.ts'), '-b', noopWasm, '--use', 'abort=', '-O3', '--runtime', 'full'], { stdio: 'inherit' });
+  // Envoy calls only the callbacks a module exports: the no-op row is Envoy's Wasm floor for the
+  // plugin only if both export the same ones.
+  const wasmApi = (globalThis as unknown as { WebAssembly: { Module: { new (b: Buffer): object; exports(m: object): { name: string }[] } } }).WebAssembly;
+  const callbacks = (f: string) => wasmApi.Module.exports(new wasmApi.Module(fs.readFileSync(f))).map((x) => x.name).filter((n) => n.startsWith('proxy_')).sort().join(' ');
+  if (callbacks(noopWasm) !== callbacks(WASM)) throw new Error(`the no-op filter exports ${callbacks(noopWasm)}\nbut the plugin exports ${callbacks(WASM)}: make e2e/bench/noop-filter/index.ts export the same proxy_* functions`);
   const wasmBytes = fs.readFileSync(WASM);
   const info = {
     machine: machine(),
@@ -400,23 +438,39 @@ async function mainReal() {
   };
   process.on('SIGINT', () => void stopAll().then(() => process.exit(130)));
   try {
+    pin(process.pid, OTHER_CPUS); // the mock LLM runs in this process
     const redis = await startRedis();
     stops.push(() => redis.stop());
+    pin(redis.pid, OTHER_CPUS);
     const mock = await createMockLlm();
     stops.push(() => mock.close());
     const service = await startService({ rules: RULES, redisUrl: redis.url });
     stops.push(() => service.stop());
+    pin(service.proc.pid, OTHER_CPUS);
     const common = { llm: { host: '127.0.0.1', port: mock.port }, rateLimitService: { host: '127.0.0.1', port: service.port }, concurrency: ENVOY_CONCURRENCY };
     const base = await startEnvoy(common);
     stops.push(() => base.stop());
+    const base2 = await startEnvoy(common);
+    stops.push(() => base2.stop());
     const noop = await startEnvoy({ ...common, wasmPath: noopWasm, pluginConfig: {} });
     stops.push(() => noop.stop());
     const plugin = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE) });
     stops.push(() => plugin.stop());
-    const ctx: Ctx = { redis, mock, service, base, noop, plugin };
+    const scoped = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE), pluginOnlyForHosts: [MATCHED_HOST] });
+    stops.push(() => scoped.stop());
+    for (const e of [base, base2, noop, plugin, scoped]) pin(e.proc.pid, ENVOY_CPUS);
+    const ctx: Ctx = { redis, mock, service, base, base2, noop, plugin, scoped };
+
+    // The scoped Envoy still limits its own host: one matched request is one check and one report.
+    const s0 = await counters(scoped);
+    const one = await request(scoped.port, { method: 'POST', path: '/', headers: { host: MATCHED_HOST, 'content-type': 'application/json', 'user-type': 'bench-scoped' }, body: '{"messages":[]}' });
+    const deadline = Date.now() + 5000;
+    while ((await counters(scoped)).rls - s0.rls < 2 && Date.now() < deadline) await sleep(50);
+    const calls = (await counters(scoped)).rls - s0.rls;
+    if (one.status !== 200 || calls !== 2) throw new Error(`scoped Envoy: a matched request got ${one.status} and made ${calls} service calls (expected 200 and 2)`);
 
     // Sanity: the plugin really checks and reports matched requests, and leaves the others alone.
-    const configs: Config[] = ['baseline', 'noop', 'unmatched', 'matched'];
+    const configs: Config[] = ['baseline', 'baseline2', 'noop', 'unmatched', 'scoped', 'matched'];
     for (const c of configs) {
       const w = await measure(ctx, c, 0, { seconds: WARMUP_SECONDS });
       log(`warm-up ${c}: ${w.rps} req/s, ${w.errors} errors, ${w.rls_calls_per_request} service calls per request`);
@@ -449,8 +503,10 @@ async function mainReal() {
     }
 
     // The memory run gets the machine to itself as far as we are concerned.
+    await scoped.stop();
     await plugin.stop();
     await noop.stop();
+    await base2.stop();
     await base.stop();
     const memory = await memoryPhase(ctx);
 
@@ -481,6 +537,8 @@ async function mainReal() {
         connections: CONNECTIONS,
         wrk_threads: 1,
         envoy_concurrency: ENVOY_CONCURRENCY,
+        /** CPUs (taskset lists) Envoy and everything else ran on; null: not pinned. */
+        pinning: PIN ? { envoy: ENVOY_CPUS, others: OTHER_CPUS } : null,
         /** Scheduling priority the bench and everything it started ran at (nice -n -10 make bench: ahead of other work). */
         niceness: os.getPriority(),
         fixed_rate: RATE,
