@@ -7,13 +7,17 @@
  *   node e2e/bench/run.js e2e/bench/envoy-bench.ts      (make bench-envoy)
  *
  * Phases, all on this machine (2 cores shared by everything, so every figure is a ratio to a
- * baseline measured in the same run, in interleaved rounds):
- *   1. throughput: baseline (plain Envoy), noop (Envoy + a Wasm filter that does nothing: Envoy's
- *      own Wasm cost), unmatched (plugin, Host not matched), matched (plugin, check + report per
- *      request), ROUNDS rounds of SECONDS each, order rotated per round;
+ * baseline measured in the same run, in interleaved rounds; Envoy pinned to the last core, the
+ * rest to the others, unless BENCH_PIN=0):
+ *   1. throughput: baseline (plain Envoy), baseline2 (a second plain Envoy: the noise floor), noop
+ *      (Envoy + a Wasm filter that does nothing: Envoy's own Wasm cost), unmatched (plugin, Host not
+ *      matched), scoped (plugin disabled by Envoy for other hosts), matched (plugin, check + report
+ *      per request), ROUNDS rounds of SECONDS each, order rotated per round;
  *   2. fixed rate: baseline, matched, and checks straight to the service at RATE requests/s,
  *      FIXED_ROUNDS rounds of FIXED_SECONDS, order rotated per round;
- *   3. memory: a fresh Envoy + plugin, VmRSS and admin /memory after 1,000 and 100,000 matched
+ *   3. side by side: baseline, baseline2, noop, readhost (noop that reads :authority) and unmatched
+ *      loaded at the same time at SIDE_RATE each: Envoy CPU per request, to a microsecond or two;
+ *   4. memory: a fresh Envoy + plugin, VmRSS and admin /memory after 1,000 and 100,000 matched
  *      requests (each with its own key).
  */
 import { spawn, spawnSync } from 'child_process';
@@ -32,8 +36,12 @@ import { startRedis, RedisHandle } from '../../service/test/support/redis-server
 
 const env = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
 const SECONDS = env('BENCH_SECONDS', 1);
-const ROUNDS = env('BENCH_ROUNDS', 14);
-const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 5);
+const ROUNDS = env('BENCH_ROUNDS', 12);
+const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 4);
+// Side by side: the pass-through Envoys loaded at the same time, each at SIDE_RATE requests/s.
+const SIDE_SECONDS = env('BENCH_SIDE_SECONDS', 5);
+const SIDE_ROUNDS = env('BENCH_SIDE_ROUNDS', 3);
+const SIDE_RATE = env('BENCH_SIDE_RATE', 600);
 const FIXED_ROUNDS = env('BENCH_FIXED_ROUNDS', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 16);
 const RATE = env('BENCH_RATE', 500);
@@ -100,6 +108,19 @@ function pin(pid: number, cpus: string): void {
   if (PIN) execFileSync('taskset', ['-a', '-c', '-p', cpus, String(pid)], { stdio: 'ignore' });
 }
 
+/** CPU nanoseconds all threads of a process have run so far (schedstat: exact, not in clock ticks). */
+function cpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return ns;
+}
+
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
@@ -127,7 +148,7 @@ interface WrkRun {
   wrk_cpu_s: number;
 }
 
-let currentWrk: number | undefined; // process group of the running wrk, to end it on Ctrl-C
+const runningWrk = new Set<number>(); // process groups of running wrk processes, to end them on Ctrl-C
 
 /**
  * One wrk run. `stopWhen` is polled every 200 ms; when it holds, wrk gets SIGINT, which makes it
@@ -143,7 +164,7 @@ function runWrk(port: number, o: { host: string; mode?: 'chat' | 'check'; keys?:
   const child = PIN
     ? spawn('taskset', ['-c', OTHER_CPUS, ...bash], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     : spawn(bash[0], bash.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  currentWrk = child.pid;
+  runningWrk.add(child.pid!);
   let poller: NodeJS.Timeout | undefined;
   if (o.stopWhen) {
     const stopWhen = o.stopWhen;
@@ -168,9 +189,9 @@ function runWrk(port: number, o: { host: string; mode?: 'chat' | 'check'; keys?:
   child.stderr.on('data', (d) => (err += d));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       clearInterval(poller);
-      currentWrk = undefined;
+      runningWrk.delete(child.pid!);
       const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
       if (code !== 0 || !line) return reject(new Error(`wrk failed (${code}):\n${out}\n${err}`));
       const j = JSON.parse(line.slice('WRK_JSON '.length)) as WrkJson;
@@ -202,18 +223,21 @@ interface Ctx {
   base: Envoy;
   base2: Envoy;
   noop: Envoy;
+  /** The no-op filter that also reads :authority (noop-filter/read-host.ts). */
+  readhost: Envoy;
   plugin: Envoy;
   /** The plugin scoped by Envoy to MATCHED_HOST (pluginOnlyForHosts): other hosts never enter the VM. */
   scoped: Envoy;
 }
 
-type Config = 'baseline' | 'baseline2' | 'noop' | 'unmatched' | 'scoped' | 'matched' | 'service';
+type Config = 'baseline' | 'baseline2' | 'noop' | 'readhost' | 'unmatched' | 'scoped' | 'matched' | 'service';
 
 function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
   if (c === 'service') return { envoy: ctx.base, host: MATCHED_HOST }; // not through Envoy: see measure()
   if (c === 'baseline') return { envoy: ctx.base, host: MATCHED_HOST }; // the same bytes as matched
   if (c === 'baseline2') return { envoy: ctx.base2, host: MATCHED_HOST }; // a second plain Envoy: the noise floor
   if (c === 'noop') return { envoy: ctx.noop, host: MATCHED_HOST };
+  if (c === 'readhost') return { envoy: ctx.readhost, host: MATCHED_HOST };
   if (c === 'scoped') return { envoy: ctx.scoped, host: UNMATCHED_HOST };
   return { envoy: ctx.plugin, host: c === 'matched' ? MATCHED_HOST : UNMATCHED_HOST };
 }
@@ -325,6 +349,42 @@ function summarize(runs: Measured[], configs: Config[]) {
   return out;
 }
 
+/**
+ * The pass-through configurations loaded at the same moment, each by its own wrk at the same fixed
+ * rate: whatever else the machine does then, it does to all of them, so their Envoy CPU per request
+ * can be compared to a fraction of a microsecond (throughput runs, one after another, cannot).
+ */
+async function sideBySide(ctx: Ctx, configs: Config[]) {
+  const rounds: { round: number; config: Config; rps: number; errors: number; envoy_cpu_us_per_request: number }[] = [];
+  const targets = configs.map((c) => ({ c, ...target(ctx, c) }));
+  await Promise.all(targets.map((t) => runWrk(t.envoy.port, { host: t.host, seconds: 1, rate: SIDE_RATE, connections: 8 }))); // warm-up
+  for (let round = 1; round <= SIDE_ROUNDS; round++) {
+    const before = targets.map((t) => cpuNs(t.envoy.proc.pid));
+    const runs = await Promise.all(targets.map((t) => runWrk(t.envoy.port, { host: t.host, seconds: SIDE_SECONDS, rate: SIDE_RATE, connections: 8 })));
+    targets.forEach((t, i) => {
+      const us = (cpuNs(t.envoy.proc.pid) - before[i]) / 1000 / runs[i].requests;
+      rounds.push({ round, config: t.c, rps: runs[i].rps, errors: runs[i].errors, envoy_cpu_us_per_request: Math.round(us * 100) / 100 });
+    });
+    ctx.mock.requests.length = 0;
+    log(`side by side round ${round}: ` + rounds.filter((r) => r.round === round).map((r) => `${r.config} ${r.rps} req/s ${r.envoy_cpu_us_per_request} µs`).join(', '));
+  }
+  const of = (c: Config, n: number) => rounds.find((r) => r.config === c && r.round === n)!.envoy_cpu_us_per_request;
+  const ns = [...new Set(rounds.map((r) => r.round))];
+  const summary: Record<string, object> = {};
+  configs.forEach((c, i) => {
+    const xs = ns.map((n) => of(c, n));
+    summary[c] = {
+      rps: median(rounds.filter((r) => r.config === c).map((r) => r.rps)),
+      errors: rounds.filter((r) => r.config === c).reduce((a, r) => a + r.errors, 0),
+      envoy_cpu_us_per_request: r3(median(xs)),
+      envoy_cpu_us_range: [r3(Math.min(...xs)), r3(Math.max(...xs))],
+      /** Envoy CPU µs per request over each configuration listed before this one: paired per round (the same seconds), median over rounds. */
+      added_us_over: Object.fromEntries(configs.slice(0, i).map((b) => [b, r3(median(ns.map((n) => of(c, n) - of(b, n))))])),
+    };
+  });
+  return { summary, rounds };
+}
+
 async function memoryPhase(ctx: Pick<Ctx, 'redis' | 'service' | 'mock'>) {
   log('memory: a fresh Envoy + plugin');
   const envoy = await startEnvoy({
@@ -417,13 +477,17 @@ async function mainReal() {
   WASM = path.join(tmp, 'plugin.wasm');
   fs.copyFileSync(PLUGIN_WASM, WASM);
   const noopWasm = path.join(tmp, 'noop.wasm');
-  log('building e2e/bench/noop-filter/index.ts (a Wasm filter that does nothing)');
+  log('building e2e/bench/noop-filter/index.ts and read-host.ts (Wasm filters that do nothing, or read one header)');
   execFileSync(path.join(REPO, 'node_modules/.bin/asc'), [path.join(__dirname, 'noop-filter/index.ts'), '-b', noopWasm, '--use', 'abort=', '-O3', '--runtime', 'full'], { stdio: 'inherit' });
   // Envoy calls only the callbacks a module exports: the no-op row is Envoy's Wasm floor for the
   // plugin only if both export the same ones.
   const wasmApi = (globalThis as unknown as { WebAssembly: { Module: { new (b: Buffer): object; exports(m: object): { name: string }[] } } }).WebAssembly;
   const callbacks = (f: string) => wasmApi.Module.exports(new wasmApi.Module(fs.readFileSync(f))).map((x) => x.name).filter((n) => n.startsWith('proxy_')).sort().join(' ');
-  if (callbacks(noopWasm) !== callbacks(WASM)) throw new Error(`the no-op filter exports ${callbacks(noopWasm)}\nbut the plugin exports ${callbacks(WASM)}: make e2e/bench/noop-filter/index.ts export the same proxy_* functions`);
+  const readHostWasm = path.join(tmp, 'read-host.wasm');
+  execFileSync(path.join(REPO, 'node_modules/.bin/asc'), [path.join(__dirname, 'noop-filter/read-host.ts'), '-b', readHostWasm, '--use', 'abort=', '-O3', '--runtime', 'full'], { stdio: 'inherit' });
+  for (const [f, src] of [[noopWasm, 'index.ts'], [readHostWasm, 'read-host.ts']]) {
+    if (callbacks(f) !== callbacks(WASM)) throw new Error(`e2e/bench/noop-filter/${src} exports ${callbacks(f)}\nbut the plugin exports ${callbacks(WASM)}: make them export the same proxy_* functions`);
+  }
   const wasmBytes = fs.readFileSync(WASM);
   const info = {
     machine: machine(),
@@ -433,7 +497,7 @@ async function mainReal() {
   log(`${info.machine.cores} cores, Envoy ${info.versions.envoy}, Node ${info.versions.node}, Redis ${info.versions.redis}, wrk ${info.versions.wrk}`);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
-    if (currentWrk) process.kill(-currentWrk, 'SIGKILL');
+    for (const pg of runningWrk) process.kill(-pg, 'SIGKILL');
     for (const s of stops.reverse()) await s().catch(() => undefined);
   };
   process.on('SIGINT', () => void stopAll().then(() => process.exit(130)));
@@ -454,12 +518,14 @@ async function mainReal() {
     stops.push(() => base2.stop());
     const noop = await startEnvoy({ ...common, wasmPath: noopWasm, pluginConfig: {} });
     stops.push(() => noop.stop());
+    const readhost = await startEnvoy({ ...common, wasmPath: readHostWasm, pluginConfig: {} });
+    stops.push(() => readhost.stop());
     const plugin = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE) });
     stops.push(() => plugin.stop());
     const scoped = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE), pluginOnlyForHosts: [MATCHED_HOST] });
     stops.push(() => scoped.stop());
-    for (const e of [base, base2, noop, plugin, scoped]) pin(e.proc.pid, ENVOY_CPUS);
-    const ctx: Ctx = { redis, mock, service, base, base2, noop, plugin, scoped };
+    for (const e of [base, base2, noop, readhost, plugin, scoped]) pin(e.proc.pid, ENVOY_CPUS);
+    const ctx: Ctx = { redis, mock, service, base, base2, noop, readhost, plugin, scoped };
 
     // The scoped Envoy still limits its own host: one matched request is one check and one report.
     const s0 = await counters(scoped);
@@ -502,9 +568,12 @@ async function mainReal() {
       }
     }
 
+    const side = await sideBySide(ctx, ['baseline', 'baseline2', 'noop', 'readhost', 'unmatched']);
+
     // The memory run gets the machine to itself as far as we are concerned.
     await scoped.stop();
     await plugin.stop();
+    await readhost.stop();
     await noop.stop();
     await base2.stop();
     await base.stop();
@@ -542,6 +611,7 @@ async function mainReal() {
         /** Scheduling priority the bench and everything it started ran at (nice -n -10 make bench: ahead of other work). */
         niceness: os.getPriority(),
         fixed_rate: RATE,
+        side_by_side: { seconds: SIDE_SECONDS, rounds: SIDE_ROUNDS, rate_each: SIDE_RATE, connections_each: 8 },
         keys: KEYS,
         memory_requests: [MEMORY_FIRST, MEMORY_TOTAL],
         request: `POST / (seed chat completion, ${MATCHED_HOST} for matched and baseline, ${UNMATCHED_HOST} for unmatched), user-type: bench-<n>`,
@@ -549,6 +619,7 @@ async function mainReal() {
       },
       throughput: { summary: tp, runs: throughput },
       fixed_rate: { summary: fr, runs: fixed },
+      side_by_side: side,
       memory,
       targets,
       elapsed_s: Math.round((Date.now() - started) / 1000),

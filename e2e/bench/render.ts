@@ -46,6 +46,7 @@ const LABEL: Record<string, string> = {
   baseline: 'plain Envoy (baseline)',
   baseline2: 'plain Envoy again (a second, identical Envoy: the noise floor)',
   noop: 'Envoy + a no-op Wasm filter',
+  readhost: 'Envoy + a no-op Wasm filter that reads :authority',
   unmatched: 'Envoy + plugin, not matched',
   scoped: 'Envoy + plugin scoped by Envoy to the LLM host, another host',
   matched: 'Envoy + plugin, matched (check + report)',
@@ -94,6 +95,9 @@ function dominates(e: Any, i: number): string {
         tp.noop ? `a no-op Wasm filter alone: ratio ${f3(tp.noop.rps_ratio)} (Envoy's per-stream Wasm cost, ${signed(tp.noop.envoy_cpu_us_added, 0)} µs of Envoy CPU)` : '',
         tp.noop ? `the plugin over it: ratio ${f3(tp.unmatched.vs_noop?.rps_ratio)} (${signed(tp.unmatched.vs_noop?.envoy_cpu_us_added, 0)} µs)` : `Envoy CPU ${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs per request`,
         tp.baseline2 ? `noise floor: a second plain Envoy measured ${f3(tp.baseline2.rps_ratio)} of the first (middle half of rounds ${iqr(tp.baseline2)})` : '',
+        e.side_by_side?.summary.readhost
+          ? `side by side, Envoy CPU per request over plain Envoy: no-op filter ${signed(e.side_by_side.summary.noop.added_us_over.baseline, 1)} µs, reading \`:authority\` ${signed(e.side_by_side.summary.readhost.added_us_over.baseline, 1)} µs, the plugin ${signed(e.side_by_side.summary.unmatched.added_us_over.baseline, 1)} µs`
+          : '',
         `the plugin's middle half of rounds: ${iqr(tp.unmatched)}`,
         tp.scoped ? `with the plugin scoped to the LLM host by Envoy (plugin/README.md), other hosts: ratio ${f3(tp.scoped.rps_ratio)}` : '',
       ]
@@ -206,6 +210,40 @@ ${
     : ''
 }`);
 
+  const side = e.side_by_side;
+  if (side) {
+    const ss = s.side_by_side;
+    const names = Object.keys(side.summary);
+    const rows = names.map((k, i) => {
+      const r = side.summary[k];
+      const prev = i > 0 ? r.added_us_over[names[i - 1]] : undefined;
+      return [
+        LABEL[k] ?? k,
+        int(r.rps),
+        `${f1(r.envoy_cpu_us_per_request)} (${f1(r.envoy_cpu_us_range[0])}–${f1(r.envoy_cpu_us_range[1])})`,
+        i === 0 ? '–' : signed(r.added_us_over.baseline, 1),
+        i === 0 ? '–' : signed(prev, 1),
+        int(r.errors),
+      ];
+    });
+    out.push(`### Side by side: what each pass-through step costs Envoy
+
+The throughput runs follow one another, and the machine changes between them by more than the steps measured there. Here the
+pass-through configurations run at the same moment, each driven by its own wrk at ${ss.rate_each} requests/s (${ss.connections_each} connections), ${ss.rounds} rounds of
+${ss.seconds} s: whatever the machine does then, it does to all of them. Envoy's CPU per request is read from \`/proc/<pid>/task/*/schedstat\`
+(nanoseconds, all threads); "added" is paired per round, median over rounds.
+
+${table(['configuration', 'requests/s each', 'Envoy CPU µs/request (range over rounds)', 'added over plain Envoy', 'added over the row above', 'errors'], rows)}
+
+${
+  side.summary.baseline2
+    ? `The second plain Envoy differs from the first by ${signed(side.summary.baseline2.added_us_over.baseline, 1)} µs: that is the precision of this table. `
+    : ''
+}Every Envoy here shares one core with the others at a modest rate, so each request finds the caches cold and costs more than in the
+throughput runs (compare the plain rows); the steps are what a request costs an Envoy that is not kept busy by it alone.
+`);
+  }
+
   out.push(`### Memory: Envoy resident memory across ${int(m.after_total.requests)} matched requests
 
 A fresh Envoy + plugin (\`--concurrency ${s.envoy_concurrency}\`), matched requests as fast as the chain allows, each with its own key
@@ -277,6 +315,7 @@ function limitsSection(e: Any): string {
   const base = tp.baseline.cpu_us_per_request;
   const un = tp.unmatched.cpu_us_per_request;
   const noop = tp.noop?.cpu_us_per_request;
+  const sb = e.side_by_side?.summary;
   const mt = tp.matched.cpu_us_per_request;
   const cores = e.machine.cores;
   const ceiling = (c: Record<string, number>) => Math.round((cores * 1e6) / cpuSum(c));
@@ -294,12 +333,17 @@ spends it; the CPU columns above give C per process.
 - **Unmatched (pass-through).** Envoy's CPU per request goes from ${int(base.envoy)} µs (plain) to ${int(un.envoy)} µs
   (${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs, paired per round); requests/s ratio ${f3(tp.unmatched.rps_ratio)} (middle half of rounds ${iqr(tp.unmatched)}).${
     noop
-      ? ` A Wasm filter that does nothing (the same callbacks, each returning at once) costs ${signed(tp.noop.envoy_cpu_us_added, 0)} µs of Envoy CPU
-  per request over plain Envoy (requests/s ratio ${f3(tp.noop.rps_ratio)}, middle half ${iqr(tp.noop)}): a Wasm context per stream and one
-  call into V8 per callback — context creation, request headers, request body, response headers, response body, stream end — which
-  any Proxy-Wasm filter pays whatever it does. The plugin's own work on an unmatched request (read \`:authority\` — one host call, which
-  itself calls back into the module's \`malloc\` — and find no match) adds ${signed(tp.unmatched.vs_noop?.envoy_cpu_us_added, 0)} µs over the no-op
-  filter (requests/s ratio to it ${f3(tp.unmatched.vs_noop?.rps_ratio)}); in the emulator that code itself takes under a microsecond (section 5).`
+      ? ` A Wasm filter that does nothing (the same callbacks, each returning at once) has requests/s ratio ${f3(tp.noop.rps_ratio)} (middle half
+  ${iqr(tp.noop)}), and the plugin ${f3(tp.unmatched.vs_noop?.rps_ratio)} of that.`
+      : ''
+  }${
+    sb?.readhost
+      ? ` Measured side by side (the table above), Envoy's CPU per request grows by ${signed(sb.noop.added_us_over.baseline, 1)} µs for the no-op
+  filter — a Wasm context per stream and one call into V8 per callback (context creation, request headers, request body, response
+  headers, response body, stream end), which any Proxy-Wasm filter pays whatever it does — by ${signed(sb.readhost.added_us_over.noop, 1)} µs more for reading
+  \`:authority\` (one host call, during which the host calls back into the module's \`malloc\`), the least any filter matching on the
+  host must do, and by ${signed(sb.unmatched.added_us_over.readhost, 1)} µs more for the plugin itself. The plugin's own matching code runs in well under a
+  microsecond in the emulator (section 5), so most of that last step is not its instructions; we have not attributed it further.`
       : ''
   }${
     tp.baseline2
