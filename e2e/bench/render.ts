@@ -448,11 +448,11 @@ make bench-doc      # re-render this file from those JSON files
 \`\`\`
 
 \`make bench\` takes about 4 minutes on this machine, build included (under 5). Shorter Envoy runs: \`BENCH_SECONDS=4 BENCH_ROUNDS=1 BENCH_MEMORY_TOTAL=10000 make bench-envoy\`
-(also \`BENCH_FIXED_SECONDS\`, \`BENCH_FIXED_ROUNDS\`, \`BENCH_WARMUP_SECONDS\`, \`BENCH_CONNECTIONS\`, \`BENCH_RATE\`, \`BENCH_ENVOY_CONCURRENCY\`, \`BENCH_PIN\`, \`BENCH_OUT\`).
+(also \`BENCH_FIXED_SECONDS\`, \`BENCH_FIXED_ROUNDS\`, \`BENCH_WARMUP_SECONDS\`, \`BENCH_CONNECTIONS\`, \`BENCH_RATE\`, \`BENCH_ENVOY_CONCURRENCY\`, \`BENCH_SIDE_SECONDS\`, \`BENCH_SIDE_ROUNDS\`, \`BENCH_SIDE_RATE\`, \`BENCH_PIN\`, \`BENCH_OUT\`).
 On a machine shared with other work, \`nice -n -10 make bench\` (as root) gives the benchmark's processes priority over it, which
 narrows the spread between runs; the niceness a run used is recorded below. The Envoy benchmark starts its own redis-server, service,
-mock LLM and four Envoys (plain twice, with a no-op Wasm filter, with the plugin; then a fresh one for the memory run) on free loopback
-ports and stops them by PID. On two or more cores it pins every Envoy to the last core and everything else to the others
+mock LLM and six Envoys (plain twice, with a no-op Wasm filter, with a no-op filter that reads \`:authority\`, with the plugin, with the
+plugin scoped by Envoy to the LLM host; then a fresh one with the plugin for the memory run) on free loopback ports and stops them by PID. On two or more cores it pins every Envoy to the last core and everything else to the others
 (\`taskset\`; \`BENCH_PIN=0\` turns that off).
 `);
   if (e) {
