@@ -108,7 +108,7 @@ function dominates(e: Any, i: number): string {
         ? `the check round trip: service + Redis alone p50 ${f3(fr.service.p50_ms)} ms; the rest is Envoy's side of the call (dispatch, plugin callbacks, resuming the request) and waiting for a core (other work on the machine: ${pct(fr.matched.others_busy)})`
         : 'the check round trip';
     case 2:
-      return `scheduling on 2 shared cores: service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
+      return `scheduling (the service shares a core with Redis, the mock and wrk): service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
     case 3:
       return `flat: ${int(m.after_first.vmrss_kib)} → ${int(m.after_total.vmrss_kib)} KiB; tcmalloc allocated ×${f3(m.allocated_growth_ratio)}`;
     default:
@@ -387,9 +387,11 @@ spends it; the CPU columns above give C per process.
   added time is Envoy's: the plugin's callbacks, the HTTP call through Envoy's connection pool, resuming the paused request. In the
   matched runs the service also handles one report per request between the checks, which lengthens its queue at the tail.`
       : ''
-  } The tail is set by scheduling on ${cores} cores shared by five busy processes (wrk, Envoy, the mock, the service, Redis${
-    fr.matched.others_busy > 0.05 ? `, and other work on the machine: ${pct(fr.matched.others_busy)} of it during the matched runs` : ''
-  }): a check that arrives while the service's single event loop or Envoy's single worker waits for a core, or while Node collects
+  } The tail is set by scheduling: ${
+    e.settings.pinning
+      ? `Envoy has CPU ${e.settings.pinning.envoy} to itself, but the service, Redis, the mock and wrk share CPU ${e.settings.pinning.others}`
+      : `${cores} cores are shared by five busy processes (wrk, Envoy, the mock, the service, Redis)`
+  }${fr.matched.others_busy > 0.05 ? `, with other work on the machine (${pct(fr.matched.others_busy)} of it during the matched runs)` : ''}: a check that arrives while the service's single event loop or Envoy's single worker waits for a core, or while Node collects
   garbage, waits milliseconds. A service on its own cores (as deployed: a separate pod) would not share them with the proxy.
 - **Memory.** Only Envoy's resident memory is measured; the service's and Redis's grow with the number of keys by design (Redis
   holds one bucket per key until it expires).
