@@ -108,7 +108,7 @@ function dominates(e: Any, i: number): string {
         ? `the check round trip: service + Redis alone p50 ${f3(fr.service.p50_ms)} ms; the rest is Envoy's side of the call (dispatch, plugin callbacks, resuming the request) and waiting for a core (other work on the machine: ${pct(fr.matched.others_busy)})`
         : 'the check round trip';
     case 2:
-      return `scheduling (the service shares a core with Redis, the mock and wrk): service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
+      return `scheduling (${e.settings.pinning ? 'the service shares a core with Redis, the mock and wrk' : 'two cores shared by every process'}): service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
     case 3:
       return `flat: ${int(m.after_first.vmrss_kib)} → ${int(m.after_total.vmrss_kib)} KiB; tcmalloc allocated ×${f3(m.allocated_growth_ratio)}`;
     default:
