@@ -223,8 +223,6 @@ interface Ctx {
   base: Envoy;
   base2: Envoy;
   noop: Envoy;
-  /** The no-op filter that also reads :authority (noop-filter/read-host.ts). */
-  readhost: Envoy;
   plugin: Envoy;
   /** The plugin scoped by Envoy to MATCHED_HOST (pluginOnlyForHosts): other hosts never enter the VM. */
   scoped: Envoy;
@@ -232,12 +230,14 @@ interface Ctx {
 
 type Config = 'baseline' | 'baseline2' | 'noop' | 'readhost' | 'unmatched' | 'scoped' | 'matched' | 'service';
 
+/** The Host header a configuration's requests carry: the plugin's own host, except where the point is not to match. */
+const hostOf = (c: Config) => (c === 'unmatched' || c === 'scoped' ? UNMATCHED_HOST : MATCHED_HOST);
+
 function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
   if (c === 'service') return { envoy: ctx.base, host: MATCHED_HOST }; // not through Envoy: see measure()
   if (c === 'baseline') return { envoy: ctx.base, host: MATCHED_HOST }; // the same bytes as matched
   if (c === 'baseline2') return { envoy: ctx.base2, host: MATCHED_HOST }; // a second plain Envoy: the noise floor
   if (c === 'noop') return { envoy: ctx.noop, host: MATCHED_HOST };
-  if (c === 'readhost') return { envoy: ctx.readhost, host: MATCHED_HOST };
   if (c === 'scoped') return { envoy: ctx.scoped, host: UNMATCHED_HOST };
   return { envoy: ctx.plugin, host: c === 'matched' ? MATCHED_HOST : UNMATCHED_HOST };
 }
@@ -354,10 +354,26 @@ function summarize(runs: Measured[], configs: Config[]) {
  * rate: whatever else the machine does then, it does to all of them, so their Envoy CPU per request
  * can be compared to a fraction of a microsecond (throughput runs, one after another, cannot).
  */
-async function sideBySide(ctx: Ctx, configs: Config[]) {
+async function sideBySide(ctx: Pick<Ctx, 'mock'>, configs: Config[], start: (c: Config) => Promise<Envoy>) {
+  // Fresh Envoys, started and warmed up alike: an Envoy's past traffic moves its CPU per request by
+  // several µs (seen here with Envoys reused from the throughput runs), more than the steps measured.
+  const envoys: Envoy[] = [];
+  try {
+    for (const c of configs) {
+      const e = await start(c);
+      envoys.push(e);
+      pin(e.proc.pid, ENVOY_CPUS);
+    }
+    return await sideBySideRounds(ctx, configs.map((c, i) => ({ c, envoy: envoys[i], host: hostOf(c) })));
+  } finally {
+    for (const e of envoys) await e.stop();
+  }
+}
+
+async function sideBySideRounds(ctx: Pick<Ctx, 'mock'>, targets: { c: Config; envoy: Envoy; host: string }[]) {
+  const configs = targets.map((t) => t.c);
   const rounds: { round: number; config: Config; rps: number; errors: number; envoy_cpu_us_per_request: number }[] = [];
-  const targets = configs.map((c) => ({ c, ...target(ctx, c) }));
-  await Promise.all(targets.map((t) => runWrk(t.envoy.port, { host: t.host, seconds: 1, rate: SIDE_RATE, connections: 8 }))); // warm-up
+  await Promise.all(targets.map((t) => runWrk(t.envoy.port, { host: t.host, seconds: 2, rate: SIDE_RATE, connections: 8 }))); // warm-up
   for (let round = 1; round <= SIDE_ROUNDS; round++) {
     const before = targets.map((t) => cpuNs(t.envoy.proc.pid));
     const runs = await Promise.all(targets.map((t) => runWrk(t.envoy.port, { host: t.host, seconds: SIDE_SECONDS, rate: SIDE_RATE, connections: 8 })));
@@ -385,15 +401,9 @@ async function sideBySide(ctx: Ctx, configs: Config[]) {
   return { summary, rounds };
 }
 
-async function memoryPhase(ctx: Pick<Ctx, 'redis' | 'service' | 'mock'>) {
+async function memoryPhase(ctx: Pick<Ctx, 'mock'>, start: () => Promise<Envoy>) {
   log('memory: a fresh Envoy + plugin');
-  const envoy = await startEnvoy({
-    llm: { host: '127.0.0.1', port: ctx.mock.port },
-    rateLimitService: { host: '127.0.0.1', port: ctx.service.port },
-    wasmPath: WASM,
-    pluginConfig: readJson(PLUGIN_CONFIG_FILE),
-    concurrency: ENVOY_CONCURRENCY,
-  });
+  const envoy = await start();
   pin(envoy.proc.pid, ENVOY_CPUS);
   try {
     const snapshot = async () => {
@@ -512,20 +522,27 @@ async function mainReal() {
     stops.push(() => service.stop());
     pin(service.proc.pid, OTHER_CPUS);
     const common = { llm: { host: '127.0.0.1', port: mock.port }, rateLimitService: { host: '127.0.0.1', port: service.port }, concurrency: ENVOY_CONCURRENCY };
-    const base = await startEnvoy(common);
+    const withPlugin = { ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE) };
+    /** The Envoy each configuration runs on. */
+    const envoyFor = (c: Config) => {
+      if (c === 'noop') return startEnvoy({ ...common, wasmPath: noopWasm, pluginConfig: {} });
+      if (c === 'readhost') return startEnvoy({ ...common, wasmPath: readHostWasm, pluginConfig: {} });
+      if (c === 'unmatched' || c === 'matched') return startEnvoy(withPlugin);
+      if (c === 'scoped') return startEnvoy({ ...withPlugin, pluginOnlyForHosts: [MATCHED_HOST] });
+      return startEnvoy(common);
+    };
+    const base = await envoyFor('baseline');
     stops.push(() => base.stop());
-    const base2 = await startEnvoy(common);
+    const base2 = await envoyFor('baseline2');
     stops.push(() => base2.stop());
-    const noop = await startEnvoy({ ...common, wasmPath: noopWasm, pluginConfig: {} });
+    const noop = await envoyFor('noop');
     stops.push(() => noop.stop());
-    const readhost = await startEnvoy({ ...common, wasmPath: readHostWasm, pluginConfig: {} });
-    stops.push(() => readhost.stop());
-    const plugin = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE) });
+    const plugin = await envoyFor('unmatched');
     stops.push(() => plugin.stop());
-    const scoped = await startEnvoy({ ...common, wasmPath: WASM, pluginConfig: readJson(PLUGIN_CONFIG_FILE), pluginOnlyForHosts: [MATCHED_HOST] });
+    const scoped = await envoyFor('scoped');
     stops.push(() => scoped.stop());
-    for (const e of [base, base2, noop, readhost, plugin, scoped]) pin(e.proc.pid, ENVOY_CPUS);
-    const ctx: Ctx = { redis, mock, service, base, base2, noop, readhost, plugin, scoped };
+    for (const e of [base, base2, noop, plugin, scoped]) pin(e.proc.pid, ENVOY_CPUS);
+    const ctx: Ctx = { redis, mock, service, base, base2, noop, plugin, scoped };
 
     // The scoped Envoy still limits its own host: one matched request is one check and one report.
     const s0 = await counters(scoped);
@@ -568,16 +585,16 @@ async function mainReal() {
       }
     }
 
-    const side = await sideBySide(ctx, ['baseline', 'baseline2', 'noop', 'readhost', 'unmatched']);
-
-    // The memory run gets the machine to itself as far as we are concerned.
+    // The side-by-side and memory runs get the machine to themselves as far as we are concerned.
     await scoped.stop();
     await plugin.stop();
-    await readhost.stop();
     await noop.stop();
     await base2.stop();
     await base.stop();
-    const memory = await memoryPhase(ctx);
+
+    const side = await sideBySide(ctx, ['baseline', 'baseline2', 'noop', 'readhost', 'unmatched'], envoyFor);
+
+    const memory = await memoryPhase(ctx, () => envoyFor('matched'));
 
     const tp = summarize(throughput, configs) as Record<Config, Record<string, number>>;
     const fr = summarize(fixed, fixedConfigs) as Record<Config, Record<string, number>>;

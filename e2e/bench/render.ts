@@ -231,7 +231,8 @@ ${
 The throughput runs follow one another, and the machine changes between them by more than the steps measured there. Here the
 pass-through configurations run at the same moment, each driven by its own wrk at ${ss.rate_each} requests/s (${ss.connections_each} connections), ${ss.rounds} rounds of
 ${ss.seconds} s: whatever the machine does then, it does to all of them. Envoy's CPU per request is read from \`/proc/<pid>/task/*/schedstat\`
-(nanoseconds, all threads); "added" is paired per round, median over rounds.
+(nanoseconds, all threads); "added" is paired per round, median over rounds. These Envoys are started for this phase and warmed up
+alike: Envoys reused from the throughput runs, whose past traffic differed, disagreed with each other by up to 15 µs per request.
 
 ${table(['configuration', 'requests/s each', 'Envoy CPU µs/request (range over rounds)', 'added over plain Envoy', 'added over the row above', 'errors'], rows)}
 
@@ -342,9 +343,9 @@ spends it; the CPU columns above give C per process.
   filter — a Wasm context per stream and one call into V8 per callback (context creation, request headers, request body, response
   headers, response body, stream end), which any Proxy-Wasm filter pays whatever it does — by ${signed(sb.readhost.added_us_over.noop, 1)} µs for reading
   \`:authority\` (one host call, during which the host calls back into the module's \`malloc\`), the least any filter matching on the
-  host must do, and by ${signed(sb.unmatched.added_us_over.readhost, 1)} µs for the plugin itself. The plugin's own matching code runs in well under a
-  microsecond in the emulator (section 5), so most of that last step is not its instructions, and it moves between setups (+1 to
-  +3 µs in throw-away runs outside this benchmark, see plugin/README.md); we have not attributed it further.`
+  host must do, and by ${signed(sb.unmatched.added_us_over.readhost, 1)} µs for the plugin's own work on top of that (its matching code runs in well under a
+  microsecond in the emulator, section 5; at this rate, with five Envoys taking turns on one core, a larger module also finds
+  more of itself out of the caches).`
       : ''
   }${
     tp.baseline2
