@@ -233,13 +233,20 @@ type Config = 'baseline' | 'baseline2' | 'noop' | 'readhost' | 'unmatched' | 'sc
 /** The Host header a configuration's requests carry: the plugin's own host, except where the point is not to match. */
 const hostOf = (c: Config) => (c === 'unmatched' || c === 'scoped' ? UNMATCHED_HOST : MATCHED_HOST);
 
+/** The long-lived Envoy a configuration of the throughput and fixed-rate runs uses. */
 function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
-  if (c === 'service') return { envoy: ctx.base, host: MATCHED_HOST }; // not through Envoy: see measure()
-  if (c === 'baseline') return { envoy: ctx.base, host: MATCHED_HOST }; // the same bytes as matched
-  if (c === 'baseline2') return { envoy: ctx.base2, host: MATCHED_HOST }; // a second plain Envoy: the noise floor
-  if (c === 'noop') return { envoy: ctx.noop, host: MATCHED_HOST };
-  if (c === 'scoped') return { envoy: ctx.scoped, host: UNMATCHED_HOST };
-  return { envoy: ctx.plugin, host: c === 'matched' ? MATCHED_HOST : UNMATCHED_HOST };
+  const envoys: Partial<Record<Config, Envoy>> = {
+    baseline: ctx.base, // the same request bytes as matched
+    service: ctx.base, // not through Envoy: see measure()
+    baseline2: ctx.base2, // a second plain Envoy: the noise floor
+    noop: ctx.noop,
+    unmatched: ctx.plugin,
+    matched: ctx.plugin,
+    scoped: ctx.scoped,
+  };
+  const envoy = envoys[c];
+  if (!envoy) throw new Error(`${c} runs only side by side, on Envoys of its own`);
+  return { envoy, host: hostOf(c) };
 }
 
 async function counters(envoy: Envoy): Promise<{ upstream: number; rls: number }> {
@@ -352,7 +359,7 @@ function summarize(runs: Measured[], configs: Config[]) {
 /**
  * The pass-through configurations loaded at the same moment, each by its own wrk at the same fixed
  * rate: whatever else the machine does then, it does to all of them, so their Envoy CPU per request
- * can be compared to a fraction of a microsecond (throughput runs, one after another, cannot).
+ * can be compared to a microsecond or two (throughput runs, one after another, cannot).
  */
 async function sideBySide(ctx: Pick<Ctx, 'mock'>, configs: Config[], start: (c: Config) => Promise<Envoy>) {
   // Fresh Envoys, started and warmed up alike: an Envoy's past traffic moves its CPU per request by
