@@ -38,11 +38,11 @@ const env = (name: string, dflt: number) => (process.env[name] ? Number(process.
 const SECONDS = env('BENCH_SECONDS', 1);
 const ROUNDS = env('BENCH_ROUNDS', 12);
 const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 4);
+const FIXED_ROUNDS = env('BENCH_FIXED_ROUNDS', 3);
 // Side by side: the pass-through Envoys loaded at the same time, each at SIDE_RATE requests/s.
 const SIDE_SECONDS = env('BENCH_SIDE_SECONDS', 5);
 const SIDE_ROUNDS = env('BENCH_SIDE_ROUNDS', 3);
 const SIDE_RATE = env('BENCH_SIDE_RATE', 600);
-const FIXED_ROUNDS = env('BENCH_FIXED_ROUNDS', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 16);
 const RATE = env('BENCH_RATE', 500);
 const WARMUP_SECONDS = env('BENCH_WARMUP_SECONDS', 2);
