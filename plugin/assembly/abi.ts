@@ -48,6 +48,19 @@ declare function proxy_define_metric(typ: i32, namePtr: usize, nameSize: usize, 
 // @ts-ignore: decorator
 @external("env", "proxy_increment_metric")
 declare function proxy_increment_metric(id: u32, offset: i64): u32;
+// @ts-ignore: decorator
+@external("env", "proxy_record_metric")
+declare function proxy_record_metric(id: u32, value: u64): u32;
+// @ts-ignore: decorator
+@external("env", "proxy_get_current_time_nanoseconds")
+declare function proxy_get_current_time_nanoseconds(retPtr: usize): u32;
+// @ts-ignore: decorator
+@external("env", "proxy_set_tick_period_milliseconds")
+declare function proxy_set_tick_period_milliseconds(period: u32): u32;
+// Envoy (proxy-wasm-cpp-host) provides WASI's random_get under both WASI module names.
+// @ts-ignore: decorator
+@external("wasi_unstable", "random_get")
+declare function wasi_random_get(ptr: usize, len: usize): u16;
 
 export const OK: u32 = 0;
 
@@ -178,15 +191,45 @@ export function httpCall(cluster: ByteBuf, headers: HeaderList, body: ByteBuf, t
   return <i64>load<u32>(SLOT + 8);
 }
 
-export function defineCounter(name: string): u32 {
+const METRIC_COUNTER = 0;
+const METRIC_GAUGE = 1;
+
+function defineMetric(typ: i32, name: string): u32 {
   let n = ByteBuf.fromString(name);
   store<u32>(SLOT + 12, 0);
-  if (proxy_define_metric(0, n.ptr(), n.length, SLOT + 12) != OK) return 0xffffffff;
+  if (proxy_define_metric(typ, n.ptr(), n.length, SLOT + 12) != OK) return 0xffffffff;
   return load<u32>(SLOT + 12);
 }
 
+export function defineCounter(name: string): u32 { return defineMetric(METRIC_COUNTER, name); }
+export function defineGauge(name: string): u32 { return defineMetric(METRIC_GAUGE, name); }
+
 export function incrementCounter(id: u32): void {
   if (id != 0xffffffff) proxy_increment_metric(id, 1);
+}
+
+export function recordGauge(id: u32, value: u64): void {
+  if (id != 0xffffffff) proxy_record_metric(id, value);
+}
+
+/** Host wall clock in milliseconds (0 if the host cannot tell). */
+export function nowMs(): i64 {
+  store<u64>(SLOT, 0);
+  if (proxy_get_current_time_nanoseconds(SLOT) != OK) return 0;
+  return <i64>(load<u64>(SLOT) / 1000000);
+}
+
+/** Calls proxy_on_tick on the current root context every `ms` milliseconds (0 stops it). */
+export function setTickPeriod(ms: u32): void {
+  proxy_set_tick_period_milliseconds(ms);
+}
+
+/** `n` random bytes from the host (false if it has none to give). */
+export function randomBytes(out: ByteBuf, n: i32): bool {
+  out.reserve(n);
+  if (wasi_random_get(out.ptr() + <usize>out.length, <usize>n) != 0) return false;
+  out.length += n;
+  return true;
 }
 
 export function log(level: i32, msg: string): void {

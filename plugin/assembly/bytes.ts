@@ -132,3 +132,33 @@ export function hexVal(c: i32): i32 {
   if (c >= 65 && c <= 70) return c - 55;
   return -1;
 }
+
+/** Non-negative decimal value (capped at `cap`), -1 if `v` is not one. */
+export function parseDecimal(v: ByteBuf, cap: i64): i64 {
+  if (v.length == 0 || v.length > 18) return -1;
+  let n: i64 = 0;
+  for (let i = 0; i < v.length; i++) {
+    let c = v.at(i);
+    if (c < 0x30 || c > 0x39) return -1;
+    n = n * 10 + <i64>(c - 0x30);
+  }
+  if (n > cap) n = cap;
+  return n;
+}
+
+/** `v` starts with the lower-case ASCII `prefix`, ignoring ASCII case. */
+export function startsWithLower(v: ByteBuf, prefix: string): bool {
+  if (v.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    if (toLower(v.at(i)) != prefix.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** `v` ends with the ASCII `suffix`. */
+export function endsWithStr(v: ByteBuf, suffix: string): bool {
+  let n = suffix.length;
+  if (v.length < n) return false;
+  for (let i = 0; i < n; i++) if (v.at(v.length - n + i) != suffix.charCodeAt(i)) return false;
+  return true;
+}

@@ -1,9 +1,15 @@
 // The check call to the rate-limit service and the reading of its reply.
 //   GET /ratelimit?ratelimit_keys=<URL-encoded JSON array>   ->   200 {"allow": bool, "description": string,
-//   optional "limit", "remaining", "retry_after_seconds"}. Anything else is a failed check.
+//   optional "limit", "remaining", "retry_after_seconds"}.
 // With reserve on: GET /ratelimit?ratelimit_keys=...&reserve=N; an admitting service that
-// deducted N says so with "reserved": N (the reference service ignores the parameter and
-// never sends "reserved": then nothing was reserved).
+// deducted N says so with "reserved": N and "reservation_id" (the reference service ignores
+// the parameter and sends neither: then nothing was reserved).
+//
+// Which replies mean what: 200 with a JSON decision decides. A 4xx whose body is a JSON
+// object is the service refusing this request (our service's errors are JSON): the request
+// is refused, never let through. Anything else (no reply, timeout, 5xx, a 4xx without a
+// JSON body such as the reference service's empty 400 on a Redis failure) means the service
+// is unavailable, and failOpen decides.
 
 import { ByteBuf } from "./bytes";
 import { Config } from "./config";
@@ -16,7 +22,8 @@ const MAX_REPLY_BYTES = 65536;
 
 export const ALLOW = 0;
 export const DENY = 1;
-export const FAIL = 2;
+export const FAIL = 2;    // the service is unavailable: failOpen decides
+export const REFUSED = 3; // the service refused the request (4xx, JSON): refuse it
 
 export class Decision {
   outcome: i32 = FAIL;
@@ -25,6 +32,7 @@ export class Decision {
   remaining: f64 = -1;
   retryAfter: f64 = -1;
   reserved: i64 = 0;   // tokens the service deducted up front (allow only)
+  reservationId: ByteBuf | null = null; // names that reservation in the report
   reason: string = ""; // why the check failed, for logs
 }
 
@@ -50,11 +58,23 @@ export function dispatchCheck(cfg: Config, keys: ByteBuf[], reserve: i64 = -1): 
   }
   // :authority is required: without it Envoy fails the call with BAD_ARGUMENT.
   // Never forward the client's Authorization header or body.
-  let headers = new HeaderList()
-    .add(":method", ByteBuf.fromString("GET"))
+  let headers = serviceHeaders(cfg, "GET", path);
+  return httpCall(cfg.cluster, headers, new ByteBuf(0), cfg.timeoutMs);
+}
+
+/** Headers of a call to the service: only what the plugin writes, never the client's. */
+export function serviceHeaders(cfg: Config, method: string, path: ByteBuf): HeaderList {
+  let h = new HeaderList()
+    .add(":method", ByteBuf.fromString(method))
     .add(":path", path)
     .add(":authority", cfg.authority);
-  return httpCall(cfg.cluster, headers, new ByteBuf(0), cfg.timeoutMs);
+  let token = cfg.token;
+  if (token !== null) {
+    let v = ByteBuf.fromString("Bearer ");
+    v.appendBuf(token);
+    h.add("authorization", v);
+  }
+  return h;
 }
 
 const hb = new HostBytes();
@@ -79,7 +99,11 @@ export function readDecision(nHeaders: u32, bodySize: u32): Decision {
   let d = new Decision();
   if (nHeaders == 0) { d.reason = "no reply (timeout, reset or unknown cluster)"; return d; }
   let status = callStatus(nHeaders);
-  if (status != 200) { d.reason = "status " + status.toString(); return d; }
+  if (status != 200) {
+    d.reason = "status " + status.toString();
+    if (status >= 400 && status < 500 && replyIsJsonObject(bodySize)) d.outcome = REFUSED;
+    return d;
+  }
   if (bodySize == 0 || bodySize > <u32>MAX_REPLY_BYTES) { d.reason = "body size " + bodySize.toString(); return d; }
   if (!hb.buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, bodySize)) { d.reason = "body unreadable"; return d; }
   let body = hb.toBuf();
@@ -98,7 +122,17 @@ export function readDecision(nHeaders: u32, bodySize: u32): Decision {
   if (allow.b) {
     n = v.get("reserved");
     if (n !== null && n.kind == J_NUM && n.n >= 0 && n.n <= 1e15) d.reserved = <i64>Math.floor(n.n);
+    let id = v.get("reservation_id");
+    if (id !== null && id.kind == J_STR && id.s !== null && (<ByteBuf>id.s).length <= 256) d.reservationId = id.s;
   }
   d.outcome = allow.b ? ALLOW : DENY;
   return d;
+}
+
+/** Whether the call's reply body is a JSON object (read after the status, same effective context). */
+function replyIsJsonObject(bodySize: u32): bool {
+  if (bodySize < 2 || bodySize > <u32>MAX_REPLY_BYTES) return false;
+  if (!hb.buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, bodySize)) return false;
+  let v = parseJson(hb.toBuf());
+  return v !== null && v.kind == J_OBJ;
 }

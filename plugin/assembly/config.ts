@@ -18,6 +18,8 @@ export class StrMatch {
 export class MatchRule {
   host: StrMatch | null = null;
   path: StrMatch | null = null;
+  route: StrMatch | null = null;   // Envoy's route name (xds.route_name): a client cannot spell it otherwise
+  cluster: StrMatch | null = null; // Envoy's upstream cluster name (xds.cluster_name)
 }
 
 export const MISSING_DENY = 0;
@@ -28,6 +30,12 @@ export const DEFAULT_TIMEOUT_MS: u32 = 1000;
 export const DEFAULT_REJECT_STATUS: u32 = 429;
 export const DEFAULT_MAX_BUFFER_BYTES = 16384;
 export const DEFAULT_MAX_KEY_BYTES = 256;
+// What the protocol can carry (the service refuses more; a refused check must never be
+// something a client can cause, so the plugin refuses such a configuration instead).
+export const MAX_KEYS = 16;
+export const MAX_KEY_BYTES = 512;
+export const MIN_KEY_BYTES = 64; // room for a prefix plus the 32-hex-digit digest
+export const DEFAULT_MAX_QUEUED_REPORTS = 10000;
 
 // reserve: estimate a request's cost from its body and reserve it with the check.
 export const DEFAULT_RESERVE_MAX_BODY_BYTES = 262144;
@@ -35,23 +43,21 @@ export const DEFAULT_CHARS_PER_TOKEN: f64 = 4;
 export const DEFAULT_CJK_CHARS_PER_TOKEN: f64 = 1;
 export const DEFAULT_COMPLETION_TOKENS = 1024;
 
+/** Token estimates (reservations, and responses without usage) and reserve mode. */
 export class ReserveConfig {
   enabled: bool = false;
-  maxBodyBytes: i32 = DEFAULT_RESERVE_MAX_BODY_BYTES;
   charsPerToken: f64 = DEFAULT_CHARS_PER_TOKEN;
   cjkCharsPerToken: f64 = DEFAULT_CJK_CHARS_PER_TOKEN;
   defaultCompletionTokens: i32 = DEFAULT_COMPLETION_TOKENS;
-  includeStreamUsage: bool = false;
 }
 
 export class Config {
   reserve: ReserveConfig = new ReserveConfig();
   matches: MatchRule[] = [];
-  needHost: bool = false;
-  needPath: bool = false;
   keys: Template[] = [];
   cluster: ByteBuf = new ByteBuf(0);
   authority: ByteBuf = new ByteBuf(0);
+  token: ByteBuf | null = null;  // sent as "authorization: Bearer <token>" to the service
   timeoutMs: u32 = DEFAULT_TIMEOUT_MS;
   failOpen: bool = true;
   rejectStatus: u32 = DEFAULT_REJECT_STATUS;
@@ -59,6 +65,10 @@ export class Config {
   missingDefault: ByteBuf = new ByteBuf(0);
   maxBufferBytes: i32 = DEFAULT_MAX_BUFFER_BYTES;
   maxKeyBytes: i32 = DEFAULT_MAX_KEY_BYTES;
+  maxRequestBodyBytes: i32 = DEFAULT_RESERVE_MAX_BODY_BYTES;
+  includeStreamUsage: bool = true;
+  estimateMissingUsage: bool = true;
+  maxQueuedReports: i32 = DEFAULT_MAX_QUEUED_REPORTS;
 }
 
 export class ConfigResult {
@@ -67,11 +77,14 @@ export class ConfigResult {
 }
 
 const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
-  "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve"];
+  "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve", "estimate", "includeStreamUsage",
+  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports"];
+// reserve.maxBodyBytes and reserve.includeStreamUsage: earlier names of the top-level settings.
 const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
   "includeStreamUsage"];
-const SERVICE_FIELDS = ["service", "port", "cluster", "timeoutMs", "authority"];
-const MATCH_FIELDS = ["host", "path"];
+const ESTIMATE_FIELDS = ["charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens"];
+const SERVICE_FIELDS = ["service", "port", "cluster", "timeoutMs", "authority", "token"];
+const MATCH_FIELDS = ["host", "path", "route", "cluster"];
 const STRMATCH_FIELDS = ["exact", "prefix", "suffix", "regex"];
 
 class Ctx {
@@ -152,74 +165,104 @@ function parse(c: Ctx, raw: ByteBuf): Config | null {
   if (root.kind != J_OBJ) { c.fail("pluginConfig", "expected a JSON object", root); return null; }
   if (!knownFields(c, root, "", TOP_FIELDS)) return null;
   let cfg = new Config();
+  if (!parseMatches(c, root.get("matches"), cfg)) return null;
+  if (!parseKeys(c, root.get("rateLimitKeys"), cfg)) return null;
+  if (!parseService(c, root.get("rateLimitService"), cfg)) return null;
+  if (!parseFailurePolicy(c, root, cfg)) return null;
+  if (!parseLimits(c, root, cfg)) return null;
+  let rv = root.get("reserve");
+  if (rv !== null && !parseReserve(c, rv, cfg)) return null;
+  let ev = root.get("estimate");
+  if (ev !== null && !parseEstimate(c, ev, cfg.reserve)) return null;
+  return cfg;
+}
 
-  // matches: absent or [] = every request the filter sees.
-  let m = root.get("matches");
-  if (m !== null) {
-    if (m.kind != J_ARR) { c.fail("matches", "expected an array", m); return null; }
-    for (let i = 0; i < m.items.length; i++) {
-      let e = m.items[i];
-      let f = "matches[" + i.toString() + "]";
-      if (e.kind != J_OBJ) { c.fail(f, "expected an object with host and/or path", e); return null; }
-      if (!knownFields(c, e, f + ".", MATCH_FIELDS)) return null;
-      let rule = new MatchRule();
-      let h = e.get("host");
-      if (h !== null) {
-        rule.host = parseStrMatch(c, h, f + ".host", true);
-        if (rule.host === null) return null;
-        cfg.needHost = true;
-      }
-      let p = e.get("path");
-      if (p !== null) {
-        rule.path = parseStrMatch(c, p, f + ".path", false);
-        if (rule.path === null) return null;
-        cfg.needPath = true;
-      }
-      cfg.matches.push(rule);
+/** matches: absent or [] = every request the filter sees. */
+function parseMatches(c: Ctx, m: JValue | null, cfg: Config): bool {
+  if (m === null) return true;
+  if (m.kind != J_ARR) return c.fail("matches", "expected an array", m);
+  for (let i = 0; i < m.items.length; i++) {
+    let e = m.items[i];
+    let f = "matches[" + i.toString() + "]";
+    if (e.kind != J_OBJ) return c.fail(f, "expected an object with host, path, route and/or cluster", e);
+    if (!knownFields(c, e, f + ".", MATCH_FIELDS)) return false;
+    let rule = new MatchRule();
+    let h = e.get("host");
+    if (h !== null) {
+      let hm = parseStrMatch(c, h, f + ".host", true);
+      if (hm === null) return false;
+      // Hosts compare without a trailing dot (as request hosts do): "a.com." = "a.com".
+      let v = hm.value;
+      while (v.length > 0 && v.at(v.length - 1) == 0x2e && hm.kind != M_PREFIX) v.length--;
+      rule.host = hm;
     }
+    let p = e.get("path");
+    if (p !== null) {
+      rule.path = parseStrMatch(c, p, f + ".path", false);
+      if (rule.path === null) return false;
+    }
+    let r = e.get("route");
+    if (r !== null) {
+      rule.route = parseStrMatch(c, r, f + ".route", false);
+      if (rule.route === null) return false;
+    }
+    let cl = e.get("cluster");
+    if (cl !== null) {
+      rule.cluster = parseStrMatch(c, cl, f + ".cluster", false);
+      if (rule.cluster === null) return false;
+    }
+    cfg.matches.push(rule);
   }
+  return true;
+}
 
-  let keys = root.get("rateLimitKeys");
-  if (keys === null) { c.fail("rateLimitKeys", "required", null); return null; }
-  if (keys.kind != J_ARR || keys.items.length == 0) { c.fail("rateLimitKeys", "expected a non-empty array of strings", keys); return null; }
+function parseKeys(c: Ctx, keys: JValue | null, cfg: Config): bool {
+  if (keys === null) return c.fail("rateLimitKeys", "required", null);
+  if (keys.kind != J_ARR || keys.items.length == 0) return c.fail("rateLimitKeys", "expected a non-empty array of strings", keys);
+  if (keys.items.length > MAX_KEYS) {
+    return c.fail("rateLimitKeys", "at most " + MAX_KEYS.toString() + " key templates (the protocol's bound), got " +
+      keys.items.length.toString(), null);
+  }
   for (let i = 0; i < keys.items.length; i++) {
     let k = keys.items[i];
     let f = "rateLimitKeys[" + i.toString() + "]";
-    if (!nonEmptyString(c, k, f)) return null;
+    if (!nonEmptyString(c, k, f)) return false;
     let t = parseTemplate(str(k));
-    if (t.template === null) { c.fail(f, t.error, k); return null; }
+    if (t.template === null) return c.fail(f, t.error, k);
     cfg.keys.push(<Template>t.template);
   }
+  return true;
+}
 
-  let svc = root.get("rateLimitService");
-  if (svc === null) { c.fail("rateLimitService", "required", null); return null; }
-  if (svc.kind != J_OBJ) { c.fail("rateLimitService", "expected an object", svc); return null; }
-  if (!knownFields(c, svc, "rateLimitService.", SERVICE_FIELDS)) return null;
+function parseService(c: Ctx, svc: JValue | null, cfg: Config): bool {
+  if (svc === null) return c.fail("rateLimitService", "required", null);
+  if (svc.kind != J_OBJ) return c.fail("rateLimitService", "expected an object", svc);
+  if (!knownFields(c, svc, "rateLimitService.", SERVICE_FIELDS)) return false;
   let service = svc.get("service");
   let port = svc.get("port");
   let cluster = svc.get("cluster");
   let serviceName = "";
   if (service !== null) {
-    if (!nonEmptyString(c, service, "rateLimitService.service")) return null;
+    if (!nonEmptyString(c, service, "rateLimitService.service")) return false;
     serviceName = str(service);
   }
   let portNum = -1;
   if (port !== null) {
     portNum = intIn(c, port, "rateLimitService.port", 1, 65535);
-    if (portNum < 0) return null;
+    if (portNum < 0) return false;
   }
   if (cluster !== null) {
-    if (!nonEmptyString(c, cluster, "rateLimitService.cluster")) return null;
+    if (!nonEmptyString(c, cluster, "rateLimitService.cluster")) return false;
     cfg.cluster = <ByteBuf>cluster.s;
   } else {
-    if (service === null) { c.fail("rateLimitService.service", "required (or set rateLimitService.cluster)", null); return null; }
-    if (port === null) { c.fail("rateLimitService.port", "required (or set rateLimitService.cluster)", null); return null; }
+    if (service === null) return c.fail("rateLimitService.service", "required (or set rateLimitService.cluster)", null);
+    if (port === null) return c.fail("rateLimitService.port", "required (or set rateLimitService.cluster)", null);
     // Istio's sidecar names the outbound cluster of a service port like this.
     cfg.cluster = ByteBuf.fromString("outbound|" + portNum.toString() + "||" + serviceName);
   }
   let auth = svc.get("authority");
   if (auth !== null) {
-    if (!nonEmptyString(c, auth, "rateLimitService.authority")) return null;
+    if (!nonEmptyString(c, auth, "rateLimitService.authority")) return false;
     cfg.authority = <ByteBuf>auth.s;
   } else if (service !== null) {
     cfg.authority = ByteBuf.fromString(serviceName);
@@ -229,31 +272,45 @@ function parse(c: Ctx, raw: ByteBuf): Config | null {
   let timeout = svc.get("timeoutMs");
   if (timeout !== null) {
     let t = intIn(c, timeout, "rateLimitService.timeoutMs", 1, 60000);
-    if (t < 0) return null;
+    if (t < 0) return false;
     cfg.timeoutMs = <u32>t;
   }
+  let token = svc.get("token");
+  if (token !== null) {
+    // The value is a secret: errors never print it.
+    if (token.kind != J_STR || token.s === null || (<ByteBuf>token.s).length == 0) {
+      return c.fail("rateLimitService.token", "expected a non-empty string", null);
+    }
+    let tb = <ByteBuf>token.s;
+    for (let i = 0; i < tb.length; i++) {
+      let ch = tb.at(i);
+      if (ch <= 0x20 || ch >= 0x7f) return c.fail("rateLimitService.token", "must be printable ASCII without spaces", null);
+    }
+    cfg.token = tb;
+  }
+  return true;
+}
 
-  let fo = root.get("failOpen");
-  let fa = root.get("fallOpen"); // the reference README's spelling
-  if (fo !== null && fa !== null && (fo.kind != fa.kind || fo.b != fa.b)) {
-    c.fail("fallOpen", "conflicts with failOpen (set only one)", fa); return null;
+function parseFailurePolicy(c: Ctx, root: JValue, cfg: Config): bool {
+  let failOpen = root.get("failOpen");
+  let fallOpen = root.get("fallOpen"); // the reference README's spelling
+  if (failOpen !== null && fallOpen !== null && (failOpen.kind != fallOpen.kind || failOpen.b != fallOpen.b)) {
+    return c.fail("fallOpen", "conflicts with failOpen (set only one)", fallOpen);
   }
   // (if/else, not ?: — AssemblyScript 0.17's reference counting mishandles ?: on references)
-  if (fo !== null) {
-    if (fo.kind != J_BOOL) { c.fail("failOpen", "expected true or false", fo); return null; }
-    cfg.failOpen = fo.b;
-  } else if (fa !== null) {
-    if (fa.kind != J_BOOL) { c.fail("fallOpen", "expected true or false", fa); return null; }
-    cfg.failOpen = fa.b;
+  if (failOpen !== null) {
+    if (failOpen.kind != J_BOOL) return c.fail("failOpen", "expected true or false", failOpen);
+    cfg.failOpen = failOpen.b;
+  } else if (fallOpen !== null) {
+    if (fallOpen.kind != J_BOOL) return c.fail("fallOpen", "expected true or false", fallOpen);
+    cfg.failOpen = fallOpen.b;
   }
-
   let rs = root.get("rejectStatus");
   if (rs !== null) {
     let s = intIn(c, rs, "rejectStatus", 400, 599);
-    if (s < 0) return null;
+    if (s < 0) return false;
     cfg.rejectStatus = <u32>s;
   }
-
   let mk = root.get("onMissingKey");
   if (mk !== null) {
     if (mk.kind == J_STR && (<ByteBuf>mk.s).eqStr("deny")) cfg.onMissingKey = MISSING_DENY;
@@ -262,25 +319,40 @@ function parse(c: Ctx, raw: ByteBuf): Config | null {
       cfg.onMissingKey = MISSING_DEFAULT;
       cfg.missingDefault = <ByteBuf>mk.items[0].s;
     } else {
-      c.fail("onMissingKey", "expected \"deny\", \"skip\" or {\"default\": \"<literal>\"}", mk); return null;
+      return c.fail("onMissingKey", "expected \"deny\", \"skip\" or {\"default\": \"<literal>\"}", mk);
     }
   }
+  return true;
+}
 
-  let mb = root.get("maxBufferBytes");
-  if (mb !== null) {
-    let v = intIn(c, mb, "maxBufferBytes", 256, 1048576);
-    if (v < 0) return null;
-    cfg.maxBufferBytes = v;
-  }
-  let mkb = root.get("maxKeyBytes");
-  if (mkb !== null) {
-    let v = intIn(c, mkb, "maxKeyBytes", 16, 4096);
-    if (v < 0) return null;
-    cfg.maxKeyBytes = v;
-  }
-  let rv = root.get("reserve");
-  if (rv !== null && !parseReserve(c, rv, cfg.reserve)) return null;
-  return cfg;
+/** Sizes, bounds and the usage switches. */
+function parseLimits(c: Ctx, root: JValue, cfg: Config): bool {
+  let v = intField(c, root, "maxBufferBytes", "maxBufferBytes", 256, 1048576, cfg.maxBufferBytes);
+  if (v < 0) return false;
+  cfg.maxBufferBytes = v;
+  v = intField(c, root, "maxKeyBytes", "maxKeyBytes", MIN_KEY_BYTES, MAX_KEY_BYTES, cfg.maxKeyBytes);
+  if (v < 0) return false;
+  cfg.maxKeyBytes = v;
+  v = intField(c, root, "maxRequestBodyBytes", "maxRequestBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
+  if (v < 0) return false;
+  cfg.maxRequestBodyBytes = v;
+  v = intField(c, root, "maxQueuedReports", "maxQueuedReports", 0, 1000000, cfg.maxQueuedReports);
+  if (v < 0) return false;
+  cfg.maxQueuedReports = v;
+  let b = boolField(c, root, "includeStreamUsage", "includeStreamUsage", cfg.includeStreamUsage);
+  if (b < 0) return false;
+  cfg.includeStreamUsage = b == 1;
+  b = boolField(c, root, "estimateMissingUsage", "estimateMissingUsage", cfg.estimateMissingUsage);
+  if (b < 0) return false;
+  cfg.estimateMissingUsage = b == 1;
+  return true;
+}
+
+/** An optional integer field of `obj` in [lo, hi]; `dflt` when absent, -1 (and an error) when invalid. */
+function intField(c: Ctx, obj: JValue, name: string, field: string, lo: i32, hi: i32, dflt: i32): i32 {
+  let v = obj.get(name);
+  if (v === null) return dflt;
+  return intIn(c, v, field, <f64>lo, <f64>hi);
 }
 
 function boolField(c: Ctx, obj: JValue, name: string, field: string, dflt: bool): i32 {
@@ -297,32 +369,37 @@ function ratioField(c: Ctx, obj: JValue, name: string, field: string, dflt: f64)
   return v.n;
 }
 
-function parseReserve(c: Ctx, v: JValue, r: ReserveConfig): bool {
+function parseReserve(c: Ctx, v: JValue, cfg: Config): bool {
   if (v.kind != J_OBJ) return c.fail("reserve", "expected an object", v);
   if (!knownFields(c, v, "reserve.", RESERVE_FIELDS)) return false;
+  let r = cfg.reserve;
   let en = boolField(c, v, "enabled", "reserve.enabled", false);
   if (en < 0) return false;
   r.enabled = en == 1;
-  let mb = v.get("maxBodyBytes");
-  if (mb !== null) {
-    let n = intIn(c, mb, "reserve.maxBodyBytes", 1024, 16777216);
-    if (n < 0) return false;
-    r.maxBodyBytes = n;
-  }
-  let cpt = ratioField(c, v, "charsPerToken", "reserve.charsPerToken", DEFAULT_CHARS_PER_TOKEN);
+  let mb = intField(c, v, "maxBodyBytes", "reserve.maxBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
+  if (mb < 0) return false;
+  cfg.maxRequestBodyBytes = mb;
+  let isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", cfg.includeStreamUsage);
+  if (isu < 0) return false;
+  cfg.includeStreamUsage = isu == 1;
+  return parseEstimateFields(c, v, "reserve.", r);
+}
+
+function parseEstimate(c: Ctx, v: JValue, r: ReserveConfig): bool {
+  if (v.kind != J_OBJ) return c.fail("estimate", "expected an object", v);
+  if (!knownFields(c, v, "estimate.", ESTIMATE_FIELDS)) return false;
+  return parseEstimateFields(c, v, "estimate.", r);
+}
+
+function parseEstimateFields(c: Ctx, v: JValue, prefix: string, r: ReserveConfig): bool {
+  let cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
   if (cpt < 0) return false;
   r.charsPerToken = cpt;
-  let cjk = ratioField(c, v, "cjkCharsPerToken", "reserve.cjkCharsPerToken", DEFAULT_CJK_CHARS_PER_TOKEN);
+  let cjk = ratioField(c, v, "cjkCharsPerToken", prefix + "cjkCharsPerToken", r.cjkCharsPerToken);
   if (cjk < 0) return false;
   r.cjkCharsPerToken = cjk;
-  let dc = v.get("defaultCompletionTokens");
-  if (dc !== null) {
-    let n = intIn(c, dc, "reserve.defaultCompletionTokens", 0, 1000000);
-    if (n < 0) return false;
-    r.defaultCompletionTokens = n;
-  }
-  let isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", false);
-  if (isu < 0) return false;
-  r.includeStreamUsage = isu == 1;
+  let dc = intField(c, v, "defaultCompletionTokens", prefix + "defaultCompletionTokens", 0, 1000000, r.defaultCompletionTokens);
+  if (dc < 0) return false;
+  r.defaultCompletionTokens = dc;
   return true;
 }

@@ -94,7 +94,10 @@ export function proxy_on_configure(rootId: u32, size: u32): u32 {
   return ok ? 1 : 0;
 }
 
-export function proxy_on_tick(rootId: u32): void {}
+export function proxy_on_tick(rootId: u32): void {
+  if (roots.has(rootId)) roots.get(rootId).onTick();
+  collectGarbage();
+}
 export function proxy_on_queue_ready(rootId: u32, token: u32): void {}
 
 export function proxy_on_request_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 {

@@ -1,11 +1,22 @@
 // Renders the configured key templates for one request, applying onMissingKey and the
-// key length cap.
+// key bound. Every key reaches the service as valid UTF-8 of at most maxKeyBytes bytes
+// (the protocol's bound is 512): a value that is longer, or not valid UTF-8, becomes its
+// valid prefix plus a digest of the whole value, so distinct values stay distinct keys
+// and no client byte can make the service refuse the check.
 
 import { ByteBuf } from "./bytes";
 import { Config, MISSING_DENY, MISSING_SKIP } from "./config";
 import { RequestView } from "./request";
 import { SEG_LITERAL, resolve } from "./template";
 import { utf8Boundary } from "./encode";
+import { utf8SeqLen } from "./json";
+import { sha256 } from "./sha256";
+import { hexDigit } from "./bytes";
+
+/** Hex digits of the digest in a bounded key: 128 bits of SHA-256. */
+export const DIGEST_HEX = 32;
+/** Separates the kept prefix from the digest. */
+const DIGEST_MARK = 0x7e; // '~'
 
 export class RenderedKeys {
   keys: ByteBuf[] = [];
@@ -30,8 +41,39 @@ export function renderKeys(cfg: Config, req: RequestView): RenderedKeys {
       out.appendBuf(cfg.missingDefault);
     }
     if (skip) continue;
-    out.length = utf8Boundary(out, cfg.maxKeyBytes);
-    res.keys.push(out);
+    res.keys.push(boundKey(out, cfg.maxKeyBytes));
   }
   return res;
+}
+
+/** Length of the longest prefix of `b` that is valid UTF-8. */
+function validPrefix(b: ByteBuf): i32 {
+  let base = b.ptr();
+  let i = 0;
+  while (i < b.length) {
+    let c = <i32>load<u8>(base + <usize>i);
+    if (c < 0x80) { i++; continue; }
+    let n = utf8SeqLen(base, i, b.length);
+    if (n <= 0) return i;
+    i += n;
+  }
+  return i;
+}
+
+/** `raw` if it is valid UTF-8 within maxBytes; else its valid prefix, '~' and a digest of all of it. */
+export function boundKey(raw: ByteBuf, maxBytes: i32): ByteBuf {
+  let valid = validPrefix(raw);
+  if (valid == raw.length && raw.length <= maxBytes) return raw;
+  let keep = maxBytes - 1 - DIGEST_HEX;
+  if (valid < keep) keep = valid;
+  keep = utf8Boundary(raw, keep);
+  let out = new ByteBuf(keep + 1 + DIGEST_HEX);
+  out.appendRaw(raw.ptr(), keep);
+  out.push(DIGEST_MARK);
+  let d = sha256(raw);
+  for (let i = 0; i < DIGEST_HEX / 2; i++) {
+    out.push(hexDigit(d.at(i) >> 4));
+    out.push(hexDigit(d.at(i)));
+  }
+  return out;
 }

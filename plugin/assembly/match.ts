@@ -1,10 +1,19 @@
-// Which requests the plugin handles: any `matches` entry whose host and path (both
-// optional) match. No entries = every request. Host: lower case, without port.
-// Path: without the query string.
+// Which requests the plugin handles: any `matches` entry whose conditions (host, path,
+// route, cluster; each optional) all hold. No entries = every request. Host: lower case,
+// without port or trailing dot. Path: without the query string. Route and cluster: the
+// names Envoy resolved for the request (xds.route_name, xds.cluster_name).
 
 import { ByteBuf } from "./bytes";
 import { Config, StrMatch, M_EXACT, M_PREFIX } from "./config";
-import { RequestView } from "./request";
+import { RequestView, property } from "./request";
+
+export const MATCH_NO = 0;
+export const MATCH_YES = 1;
+/** A host rule had to judge a malformed Host (see RequestView.hostMalformed): refuse the request. */
+export const MATCH_BAD_HOST = 2;
+
+const ROUTE_NAME = ByteBuf.fromString("xds\0route_name");
+const CLUSTER_NAME = ByteBuf.fromString("xds\0cluster_name");
 
 function matchStr(m: StrMatch, v: ByteBuf | null): bool {
   if (v === null) return false;
@@ -16,16 +25,23 @@ function matchStr(m: StrMatch, v: ByteBuf | null): bool {
   return memory.compare(v.ptr() + off, p.ptr(), <usize>n) == 0;
 }
 
-export function requestMatches(cfg: Config, req: RequestView): bool {
+export function requestMatches(cfg: Config, req: RequestView): i32 {
   let rules = cfg.matches;
-  if (rules.length == 0) return true;
+  if (rules.length == 0) return MATCH_YES;
   for (let i = 0; i < rules.length; i++) {
     let r = rules[i];
     let h = r.host;
-    if (h !== null && !req.hostMatches(h.kind, h.value)) continue;
+    if (h !== null) {
+      if (req.hostMalformed()) return MATCH_BAD_HOST;
+      if (!req.hostMatches(h.kind, h.value)) continue;
+    }
     let p = r.path;
     if (p !== null && !matchStr(p, req.path())) continue;
-    return true;
+    let rt = r.route;
+    if (rt !== null && !matchStr(rt, property(ROUTE_NAME))) continue;
+    let cl = r.cluster;
+    if (cl !== null && !matchStr(cl, property(CLUSTER_NAME))) continue;
+    return MATCH_YES;
   }
-  return false;
+  return MATCH_NO;
 }

@@ -1,7 +1,7 @@
 // Envoy counters (Envoy shows them with its "wasmcustom." prefix, e.g.
 // wasmcustom.llm_ratelimit.requests_allowed). Defined once per VM.
 
-import { defineCounter, incrementCounter } from "./abi";
+import { defineCounter, defineGauge, incrementCounter, recordGauge } from "./abi";
 
 export const PREFIX = "llm_ratelimit.";
 
@@ -16,8 +16,13 @@ export class Metrics {
   usageNotFound: u32 = 0;    // response ended without a usage object
   compressedSkipped: u32 = 0; // response had a content-encoding we do not decode
   usageTooLarge: u32 = 0;    // a usage object exceeded maxBufferBytes and was dropped
-  usageEstimated: u32 = 0;   // reserve: no usage in the response, an estimate was reported
-  bodyOverLimit: u32 = 0;    // reserve: request body above reserve.maxBodyBytes, estimated from its length
+  usageEstimated: u32 = 0;   // no usage in the response, an estimate was reported
+  bodyOverLimit: u32 = 0;    // request body above maxRequestBodyBytes, estimated from its length
+  checkRefused: u32 = 0;     // the service refused the check (4xx, JSON): request refused
+  badHost: u32 = 0;          // malformed Host refused by host matching
+  reportsRetried: u32 = 0;   // a failed report sent again
+  reportsDropped: u32 = 0;   // a report given up (retry queue full, or refused by the service)
+  serviceUnreachable: u32 = 0; // gauge: 1 while the host refuses calls to the service cluster (e.g. unknown cluster)
 
   define(): void {
     this.allowed = defineCounter(PREFIX + "requests_allowed");
@@ -32,6 +37,11 @@ export class Metrics {
     this.usageTooLarge = defineCounter(PREFIX + "usage_too_large");
     this.usageEstimated = defineCounter(PREFIX + "usage_estimated");
     this.bodyOverLimit = defineCounter(PREFIX + "request_body_over_limit");
+    this.checkRefused = defineCounter(PREFIX + "check_refused");
+    this.badHost = defineCounter(PREFIX + "bad_host_refused");
+    this.reportsRetried = defineCounter(PREFIX + "reports_retried");
+    this.reportsDropped = defineCounter(PREFIX + "reports_dropped");
+    this.serviceUnreachable = defineGauge(PREFIX + "service_unreachable");
   }
 }
 
@@ -45,3 +55,5 @@ export function defineMetricsOnce(): void {
 }
 
 export function inc(id: u32): void { incrementCounter(id); }
+
+export function setGauge(id: u32, v: u64): void { recordGauge(id, v); }

@@ -34,6 +34,17 @@ export function sendCheckFailed(): void {
     ByteBuf.fromString("rate limit service unavailable"), textHeaders());
 }
 
+/** The service refused the check (a 4xx with a JSON body): the request is refused, not let through. */
+export function sendCheckRefused(): void {
+  sendLocalResponse(403, "llm_token_rate_limit_check_refused",
+    ByteBuf.fromString("rate limit check refused for this request"), textHeaders());
+}
+
+/** Host matching met a Host that could name another host (userinfo, several values). */
+export function sendBadHost(): void {
+  sendLocalResponse(400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"), textHeaders());
+}
+
 /** A key placeholder had no value and onMissingKey is "deny". */
 export function sendMissingKey(template: string): void {
   let body = ByteBuf.fromString("missing rate limit key attribute: ");

@@ -32,7 +32,8 @@ export class RequestView {
   private hostDone: bool = false;
   private rawDone: bool = false;   // ":authority" read (into rawHost, if present)
   private rawPresent: bool = false;
-  private rawLen: i32 = 0;         // its length without port
+  private rawLen: i32 = 0;         // its length without port and trailing dot
+  private rawMalformed: bool = false;
   private path_: ByteBuf | null = null;
   private pathDone: bool = false;
   private method_: ByteBuf | null = null;
@@ -44,6 +45,7 @@ export class RequestView {
     this.rawDone = false;
     this.rawPresent = false;
     this.rawLen = 0;
+    this.rawMalformed = false;
     this.host_ = null;
     this.hostDone = false;
     this.path_ = null;
@@ -68,7 +70,23 @@ export class RequestView {
     this.rawDone = true;
     if (!rawHost.header(MAP_REQUEST_HEADERS, H_AUTHORITY)) return;
     this.rawPresent = true;
-    this.rawLen = rawHost.ptr == 0 ? 0 : hostLength(rawHost.ptr, rawHost.len);
+    if (rawHost.ptr == 0) return;
+    let n = hostLength(rawHost.ptr, rawHost.len);
+    // "a.com." names the same host as "a.com" (DNS root); compare without the dot.
+    while (n > 0 && load<u8>(rawHost.ptr + <usize>(n - 1)) == 0x2e) n--;
+    this.rawLen = n;
+    this.rawMalformed = malformedHost(rawHost.ptr, rawHost.len);
+  }
+
+  /**
+   * True when the Host / :authority could name a host other than the one it is compared as:
+   * userinfo ("x@a.com"), several values (two Host headers arrive joined: "a.com,b.com"),
+   * whitespace. Envoy routes such a request by the whole string (a catch-all route may still
+   * send it to the LLM), so host matching refuses it instead of guessing.
+   */
+  hostMalformed(): bool {
+    this.readRawHost();
+    return this.rawMalformed;
   }
 
   /**
@@ -165,6 +183,14 @@ function matchAt(kind: i32, value: ByteBuf, p: usize, n: i32, fold: bool): bool 
     if (toLower(<i32>load<u8>(p + off + <usize>i)) != <i32>load<u8>(q + <usize>i)) return false;
   }
   return true;
+}
+
+function malformedHost(p: usize, n: i32): bool {
+  for (let i = 0; i < n; i++) {
+    let c = load<u8>(p + <usize>i);
+    if (c == 0x40 || c == 0x2c || c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
 }
 
 /** Length of the `n` bytes at `p` without a port (stripPort's rule, in place). */

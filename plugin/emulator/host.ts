@@ -70,6 +70,8 @@ export interface HostOptions {
   firstToken?: number;
   /** Measure time spent in host functions (hostNs), so benchmarks can subtract it. */
   timeHostCalls?: boolean;
+  /** The host clock in ms (default Date.now); tests that need time to pass set host.nowMs. */
+  nowMs?: number;
 }
 
 const HEADER_MAP = { requestHeaders: 0, requestTrailers: 1, responseHeaders: 2, responseTrailers: 3, callHeaders: 6, callTrailers: 7 };
@@ -147,12 +149,17 @@ export class ProxyWasmHost {
   private pluginConfig: Buffer = Buffer.alloc(0);
   private callReply: { headers: HeaderList; body: Buffer } | null = null;
   rootId = 0;
+  /** Host clock (ms) as proxy_get_current_time_nanoseconds reports it; tests advance it. */
+  nowMs: number;
+  /** Tick period the plugin asked for, by root context (proxy_set_tick_period_milliseconds). */
+  tickPeriods = new Map<number, number>();
 
   constructor(options: HostOptions = {}, module: WebAssembly.Module = loadModule()) {
     this.module = module;
     this.options = options;
     for (const [k, v] of Object.entries(options.properties ?? {})) this.properties.set(k, Buffer.from(v));
     this.nextToken = options.firstToken ?? 1;
+    this.nowMs = options.nowMs ?? Date.now();
     this.instance = new WebAssembly.Instance(module, this.buildImports());
     this.exports = this.instance.exports;
   }
@@ -270,6 +277,12 @@ export class ProxyWasmHost {
     } finally {
       this.callReply = null;
     }
+  }
+
+  /** Advances the clock by `ms` and calls proxy_on_tick on every root that asked for ticks. */
+  tick(ms = 0): void {
+    this.nowMs += ms;
+    for (const [id, period] of this.tickPeriods) if (period > 0) this.call('proxy_on_tick', id, id);
   }
 
   pendingCalls(): HttpCall[] {
@@ -481,10 +494,16 @@ export class ProxyWasmHost {
         return WasmResult.Ok;
       },
       proxy_get_current_time_nanoseconds: (retPtr: number) => {
-        this.mem().writeBigUInt64LE(BigInt(Date.now()) * 1000000n, retPtr);
+        this.mem().writeBigUInt64LE(BigInt(Math.floor(this.nowMs)) * 1000000n, retPtr);
         return WasmResult.Ok;
       },
-      proxy_set_tick_period_milliseconds: () => WasmResult.Ok,
+      proxy_set_tick_period_milliseconds: (period: number) => {
+        // Envoy ticks the root context of the context that asked.
+        const c = this.ctxState();
+        if (!c) return WasmResult.BadArgument;
+        this.tickPeriods.set(c.rootId === 0 ? c.id : c.rootId, period >>> 0);
+        return WasmResult.Ok;
+      },
       proxy_done: () => WasmResult.Ok,
     };
     const imports: Record<string, Record<string, Function>> = {
@@ -493,6 +512,10 @@ export class ProxyWasmHost {
         proc_exit: (code: number) => {
           const last = this.logs.length ? this.logs[this.logs.length - 1].message : '';
           throw new Trap(`proc_exit(${code}) ${last}`);
+        },
+        random_get: (ptr: number, len: number) => {
+          this.mem().set(require('crypto').randomBytes(len), ptr);
+          return 0;
         },
       },
     };

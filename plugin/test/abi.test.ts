@@ -14,6 +14,8 @@ describe('module and ABI', () => {
       'env.proxy_log', 'env.proxy_get_property', 'env.proxy_get_header_map_value', 'env.proxy_remove_header_map_value',
       'env.proxy_get_buffer_bytes', 'env.proxy_set_buffer_bytes', 'env.proxy_continue_stream', 'env.proxy_send_local_response', 'env.proxy_http_call',
       'env.proxy_set_effective_context', 'env.proxy_define_metric', 'env.proxy_increment_metric', 'wasi_unstable.proc_exit',
+      'env.proxy_record_metric', 'env.proxy_get_current_time_nanoseconds', 'env.proxy_set_tick_period_milliseconds',
+      'wasi_unstable.random_get',
     ]);
     for (const i of imports) expect(allowed.has(i) ? i : `unexpected import ${i}`).toBe(i);
   });

@@ -22,7 +22,8 @@ describe('configuration', () => {
   test('a good configuration is logged once at info level', () => {
     const h = newHost();
     expect(h.logsAt(LogLevel.info)).toEqual([
-      'llm-token-ratelimit: configured: 1 match rule(s), 1 key template(s), service cluster ' + SEED_CLUSTER + ', failOpen true',
+      'llm-token-ratelimit: configured: 1 match rule(s), 1 key template(s), service cluster ' + SEED_CLUSTER + ', failOpen true, ' +
+        'estimateMissingUsage true, includeStreamUsage true, maxRequestBodyBytes 262144, reserve off',
     ]);
   });
 

@@ -54,11 +54,23 @@ export function checkedRequest(h: ProxyWasmHost, reply: object | 'fail' = ALLOW,
   return s;
 }
 
-/** The reports (usage updates) sent so far, parsed. */
-export function reports(h: ProxyWasmHost): any[] {
+/** Every report call (usage update) sent so far, retries included, parsed as sent. */
+export function reportCalls(h: ProxyWasmHost): any[] {
   return h.httpCalls
     .filter((c) => header(c.headers, ':path') === '/update_ratelimit_record')
     .map((c) => JSON.parse(c.body.toString('utf8')));
+}
+
+/** Report ids: a random per-VM prefix (24 hex digits), '-', a counter. */
+export const REQUEST_ID = /^[0-9A-F]{24}-[0-9]+$/;
+
+/** The reports sent so far, parsed, without their request_id (checked for its form here; see reportCalls). */
+export function reports(h: ProxyWasmHost): any[] {
+  return reportCalls(h).map((r) => {
+    expect(r.request_id).toMatch(REQUEST_ID);
+    const { request_id: _id, ...rest } = r;
+    return rest;
+  });
 }
 
 /** Sends a full response through the stream, split into the given chunks. */

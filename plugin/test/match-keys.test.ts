@@ -133,22 +133,50 @@ describe('key templates', () => {
     });
   });
 
-  test('keys are capped at maxKeyBytes without splitting a UTF-8 character', () => {
+  // A key the service would refuse (over 512 bytes, not UTF-8) must never reach it: a
+  // refused check is not the client's way past its limit. Long or invalid values become a
+  // valid prefix + '~' + 128 bits of SHA-256 of the whole value.
+  const digestOf = (raw: string) => require('crypto').createHash('sha256').update(Buffer.from(raw, 'latin1')).digest('hex').slice(0, 32).toUpperCase();
+
+  test('a long value becomes its prefix plus a digest of the whole, within maxKeyBytes', () => {
     const h = newHost();
-    expect(keysFor(h, reqHeaders([['user-type', 'a'.repeat(1000)]]))).toEqual(['a'.repeat(256)]);
-    const h2 = newHost(withConfig({ maxKeyBytes: 16 }));
-    // 'a' + 5 x 3-byte chars = 16 bytes; one more char would be cut in half: dropped whole.
-    expect(keysFor(h2, reqHeaders([['user-type', utf8('a' + '漢'.repeat(8))]]))).toEqual(['a' + '漢'.repeat(5)]);
+    const long = 'a'.repeat(1000);
+    const [k] = keysFor(h, reqHeaders([['user-type', long]]));
+    expect(k).toBe('a'.repeat(256 - 33) + '~' + digestOf(long));
+    expect(Buffer.byteLength(k)).toBe(256);
+    // Values that share the kept prefix stay distinct keys.
+    expect(keysFor(h, reqHeaders([['user-type', long + 'b']]))[0]).not.toBe(k);
+    // Within the bound: unchanged.
+    expect(keysFor(h, reqHeaders([['user-type', 'a'.repeat(256)]]))).toEqual(['a'.repeat(256)]);
   });
 
-  test('odd bytes become valid JSON: quotes, backslashes, controls, unicode, invalid UTF-8', () => {
+  test('the prefix never splits a UTF-8 character; multi-byte values are bounded in bytes', () => {
+    const h = newHost(withConfig({ maxKeyBytes: 64 }));
+    const raw = utf8('a' + '漢'.repeat(40)); // 121 bytes
+    const [k] = keysFor(h, reqHeaders([['user-type', raw]]));
+    // 64 - 33 = 31 bytes of room: 'a' + 10 x 3 bytes.
+    expect(k).toBe('a' + '漢'.repeat(10) + '~' + digestOf(raw));
+    expect(Buffer.byteLength(k)).toBeLessThanOrEqual(64);
+  });
+
+  test('invalid UTF-8 (bytes 0x80-0xFF from a header or %FF in a query) keeps its valid prefix and a digest', () => {
+    const h = newHost(withConfig({ rateLimitKeys: ['{{request.headers.user-type}}', 'app-{{request.query.app}}'] }));
+    const raw = 'regular-user\xff' + '\xfe'.repeat(255);
+    const keys = keysFor(h, reqHeaders([['user-type', raw]], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=%FF%FE'));
+    expect(keys).toEqual(['regular-user~' + digestOf(raw), 'app-~' + digestOf('app-\xff\xfe')]);
+    // Each byte sequence has its own digest: two invalid values never share a key.
+    expect(keysFor(h, reqHeaders([['user-type', 'regular-user\xfe']], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=x'))[0])
+      .toBe('regular-user~' + digestOf('regular-user\xfe'));
+  });
+
+  test('odd bytes become valid JSON: quotes, backslashes, controls, unicode', () => {
     const h = newHost();
     const cases: [string, string][] = [
       ['a"b', 'a"b'],
       ['a\\b', 'a\\b'],
       ['x\ty\u0001\u007f', 'x\ty\u0001\u007f'],
       [utf8('用户-ü-🙂'), '用户-ü-🙂'],
-      ['\xff\xfe\xc0\xaf\xed\xa0\x80ok', '\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffdok'],
+      ['\xff\xfe\xc0\xaf\xed\xa0\x80ok', '~' + digestOf('\xff\xfe\xc0\xaf\xed\xa0\x80ok')],
       ['%22]&ratelimit_keys=x', '%22]&ratelimit_keys=x'],
     ];
     for (const [raw, expected] of cases) {

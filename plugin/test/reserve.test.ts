@@ -54,7 +54,9 @@ const USAGE_JSON = '{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_t
 
 describe('reserve: configuration', () => {
   test('absent or disabled: the check stays at the request headers, without &reserve', () => {
-    for (const cfg of [withConfig({}), withConfig({ reserve: {} }), withConfig({ reserve: { enabled: false, maxBodyBytes: 4096 } })]) {
+    // (includeStreamUsage off: with it on, content-length goes, as the body may grow)
+    const off = { includeStreamUsage: false };
+    for (const cfg of [withConfig(off), withConfig({ ...off, reserve: {} }), withConfig({ ...off, reserve: { enabled: false, maxBodyBytes: 4096 } })]) {
       const h = newHost(cfg);
       const s = h.newStream();
       expect(s.sendRequestHeaders(reqHeaders([...UT, ['content-length', '10']]))).toBe(1);
@@ -67,7 +69,7 @@ describe('reserve: configuration', () => {
   test('enabled: logged with its settings', () => {
     const h = reserveHost({ includeStreamUsage: true, charsPerToken: 3.5 });
     expect(h.logsAt(LogLevel.info)[0]).toMatch(
-      /failOpen true, reserve on \(maxBodyBytes 262144, charsPerToken 3\.5, cjkCharsPerToken 1(\.0)?, defaultCompletionTokens 1024, includeStreamUsage true\)$/);
+      /failOpen true, estimateMissingUsage true, includeStreamUsage true, maxRequestBodyBytes 262144, reserve on \(charsPerToken 3\.5, cjkCharsPerToken 1(\.0)?, defaultCompletionTokens 1024\)$/);
   });
 
   test.each([
@@ -154,7 +156,7 @@ describe('reserve: estimates', () => {
 
 describe('reserve: check and decision', () => {
   test('headers continue (accept-encoding removed, content-length kept); the check carries &reserve=N', () => {
-    const h = reserveHost();
+    const h = reserveHost({ includeStreamUsage: false });
     const { s, call } = send(h, chatBody('a'.repeat(40), { max_tokens: 5 }), 1, [...UT, ['accept-encoding', 'gzip']]);
     expect(header(call.headers, ':path')).toBe('/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D&reserve=15');
     expect(header(s.requestHeaders(), 'accept-encoding')).toBeUndefined();
@@ -192,14 +194,15 @@ describe('reserve: check and decision', () => {
     expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 10, completion_tokens: 95, total_tokens: 105, reserved_tokens: 100 }]);
   });
 
-  test('a reference-shaped reply (no "reserved"): the report is exactly the reference one', () => {
+  test('a reference-shaped reply (no "reserved"): the report is the reference one plus its request_id', () => {
     const h = reserveHost();
     const { s, call } = send(h, chatBody('hi'));
     h.reply(call.token, ALLOW);
     respond(s, 'application/json', [USAGE_JSON]);
     s.end();
     const calls = h.httpCalls.filter((c) => header(c.headers, ':path') === '/update_ratelimit_record');
-    expect(calls.map((c) => c.body.toString())).toEqual(['{"ratelimit_keys":["regular-user"],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}']);
+    expect(calls.map((c) => c.body.toString())).toEqual([
+      expect.stringMatching(/^\{"ratelimit_keys":\["regular-user"\],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105,"request_id":"[0-9A-F]{24}-1"\}$/)]);
   });
 
   test.each([
@@ -389,23 +392,27 @@ describe('reserve: reports without usage', () => {
     expect(reports(h2)).toEqual([]);
   });
 
-  test('without reserve, a reply without usage is still not reported (unchanged behaviour)', () => {
-    const h = newHost();
-    const s = h.newStream();
-    s.sendRequestHeaders(reqHeaders(UT));
-    h.reply(h.httpCalls[0].token, ALLOW);
-    respond(s, 'text/event-stream', [sse(['abc'])]);
-    s.end();
-    expect(reports(h)).toEqual([]);
-    expect(h.metric('llm_ratelimit.usage_estimated')).toBe(0);
+  test('without reserve, a reply without usage is estimated the same way; estimateMissingUsage: false reports nothing', () => {
+    for (const on of [true, false]) {
+      const h = newHost(withConfig({ estimateMissingUsage: on }));
+      const s = h.newStream();
+      s.sendRequestHeaders(reqHeaders(UT));
+      h.reply(h.httpCalls[0].token, ALLOW);
+      expect(s.sendRequestBody(JSON.stringify(chatBody('a'.repeat(40))), true)).toBe(FilterDataStatus.Continue);
+      respond(s, 'text/event-stream', [sse(['abcdefgh'])]);
+      s.end();
+      expect(reports(h)).toEqual(on ? [{ ratelimit_keys: KEYS, prompt_tokens: 10, completion_tokens: 2, total_tokens: 12, estimated: true }] : []);
+      expect(h.metric('llm_ratelimit.usage_estimated')).toBe(on ? 1 : 0);
+    }
   });
 
-  test('a compressed reply cannot be read: nothing reported, the reservation stands as the charge', () => {
+  test('a compressed reply cannot be read: the prompt estimate plus a token per compressed byte, estimated', () => {
     const h = reserveHost();
     const s = reserved(h, chatBody('hi'), 1025);
     respond(s, 'application/json', ['\x1f\x8b...'], [['content-encoding', 'gzip']]);
     s.end();
-    expect(reports(h)).toEqual([]);
+    // (the emulator sends the string as UTF-8: 6 bytes)
+    expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 1, completion_tokens: 6, total_tokens: 7, reserved_tokens: 1025, estimated: true }]);
   });
 });
 
@@ -444,9 +451,9 @@ describe('reserve: includeStreamUsage', () => {
     expect(upstream({ includeStreamUsage: true }, body, path).body).toBe(body);
   });
 
-  test('off (the default): the body and content-length are untouched', () => {
+  test('off: the body and content-length are untouched', () => {
     const body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}';
-    const r = upstream({}, body);
+    const r = upstream({ includeStreamUsage: false }, body);
     expect(r.body).toBe(body);
     expect(r.contentLength).toBe(String(body.length));
   });

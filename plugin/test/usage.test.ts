@@ -124,12 +124,12 @@ describe('usage in JSON bodies', () => {
     expect(h.metric('llm_ratelimit.usage_too_large')).toBe(1);
   });
 
-  test('compressed responses are skipped and counted', () => {
+  test('compressed responses cannot be read: counted, and charged about a token per compressed byte (estimated)', () => {
     const h = newHost();
     const s = checkedRequest(h, ALLOW);
     respond(s, 'application/json', [Buffer.from([0x1f, 0x8b, 0x08, 0, 0xff])], [['content-encoding', 'gzip']]);
     s.end();
-    expect(reports(h)).toHaveLength(0);
+    expect(reports(h)).toEqual([{ ratelimit_keys: ['regular-user'], prompt_tokens: 0, completion_tokens: 5, total_tokens: 5, estimated: true }]);
     expect(h.metric('llm_ratelimit.compressed_skipped')).toBe(1);
     expect(h.metric('llm_ratelimit.usage_not_found')).toBe(0);
   });
