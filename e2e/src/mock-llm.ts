@@ -2,6 +2,7 @@
  * A local OpenAI-compatible chat-completions server standing in for the paid LLM API.
  * It answers any POST path (the seed posts to "/", DashScope's compatible mode uses
  * /compatible-mode/v1/chat/completions, OpenAI /v1/chat/completions), plain JSON or SSE,
+ * and GET .../models with a model list,
  * with a deterministic usage: by default the seed's prompt 10, completion 95, total 105.
  *
  * Per-request controls (request headers), so that e2e scenarios are reproducible:
@@ -85,6 +86,12 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ count: requests.length - 1 }));
       requests.pop();
+      return;
+    }
+    if (req.method === 'GET' && (req.url ?? '').split('?')[0].endsWith('/models')) {
+      // A model list, as OpenAI-compatible APIs answer it: no usage, nothing generated.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'list', data: [{ id: 'qwen-plus', object: 'model', created: 0, owned_by: 'mock' }] }));
       return;
     }
     await sleep(num(req.headers['x-mock-delay-ms'], 0));

@@ -40,7 +40,9 @@ describe('our plugin with a reference-protocol service', () => {
     expect(update.method).toBe('POST');
     expect(update.path).toBe('/update_ratelimit_record');
     expect(update.headers['content-type']).toContain('application/json');
-    expect(JSON.parse(update.body)).toEqual({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 });
+    // The reference fields, plus request_id (the reference service ignores unknown fields).
+    expect(JSON.parse(update.body)).toEqual({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105,
+      request_id: expect.stringMatching(/^[0-9A-F]{24}-[0-9]+$/) });
   });
 
   test('a denial with only the reference fields gives 429 with its description, no extra headers', async () => {

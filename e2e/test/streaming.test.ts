@@ -36,12 +36,14 @@ test('the first event reaches the client before the upstream has finished (no bu
   expect(upstreamEnded - r.firstChunkAt).toBeGreaterThan(900);
 });
 
-test('a stream without a usage chunk is passed through and charges nothing', async () => {
-  const r = await chatStream(stack.envoy.port, HOST, { 'user-type': 'streamer-c' }, { messages: [{ role: 'user', content: 'hi' }], stream: true });
+test('a stream requested without include_usage is still charged: the plugin asks the upstream for usage', async () => {
+  const { result: r, spent } = await withCharge(stack.service.port, 'streamer-c', 10000, () =>
+    chatStream(stack.envoy.port, HOST, { 'user-type': 'streamer-c' }, { messages: [{ role: 'user', content: 'hi' }], stream: true }),
+  );
   expect(r.status).toBe(200);
   expect(r.body).toContain('data: [DONE]');
-  await new Promise((res) => setTimeout(res, 300)); // give a (wrong) report time to arrive
-  expect((await bucketOf(stack.service.port, 'streamer-c')).balance ?? 10000).toBe(10000);
+  expect(JSON.parse(stack.mock!.requests[stack.mock!.requests.length - 1].body).stream_options).toEqual({ include_usage: true });
+  expect(spent).toBe(105);
 });
 
 test('a client that disconnects mid-stream does not crash anything, and Envoy keeps serving', async () => {

@@ -33,6 +33,8 @@ export interface EnvoyConfigOptions {
 }
 
 const WASM_FILTER = 'envoy.filters.http.wasm';
+export const LLM_ROUTE = 'llm_route';
+export const LLM_CLUSTER = 'llm_upstream';
 
 function cluster(name: string, ep: Endpoint) {
   const tls = ep.tls
@@ -58,7 +60,8 @@ function cluster(name: string, ep: Endpoint) {
 }
 
 function virtualHosts(o: EnvoyConfigOptions): object[] {
-  const routes = [{ match: { prefix: '/' }, route: { cluster: 'llm_upstream', timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } }];
+  // Named, so that match rules can use the route a request took (xds.route_name) instead of its Host.
+  const routes = [{ name: LLM_ROUTE, match: { prefix: '/' }, route: { cluster: LLM_CLUSTER, timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } }];
   const hosts = o.pluginOnlyForHosts;
   if (!hosts?.length) return [{ name: 'all', domains: ['*'], routes }];
   return [
@@ -129,7 +132,7 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
         },
       ],
       clusters: [
-        cluster('llm_upstream', o.llm),
+        cluster(LLM_CLUSTER, o.llm),
         // The name an Istio sidecar gives the service's cluster: the seed's pluginConfig works unchanged.
         cluster(`outbound|${RLS_PORT}||${RLS_SERVICE}`, o.rateLimitService),
       ],
