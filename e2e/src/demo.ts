@@ -4,7 +4,7 @@
  * seed's curl as regular-user and as subscriber until each is limited, then stops everything.
  */
 import { startStack, Stack } from './harness/stack';
-import { chat } from './harness/http';
+import { chat, errorMessage } from './harness/http';
 import { balanceChange, bucketOf } from './harness/service';
 import { PLUGIN_CONFIG_FILE, RULES_FILE } from './harness/paths';
 import * as fs from 'fs';
@@ -21,7 +21,7 @@ async function play(stack: Stack, userType: string, max: number) {
       const after = await balanceChange(stack.service.port, userType, before);
       console.log(`#${i} ${userType}: 200 from the LLM, usage ${usage.total_tokens} tokens (prompt ${usage.prompt_tokens}, completion ${usage.completion_tokens}) -> bucket ${after}`);
     } else {
-      console.log(`#${i} ${userType}: ${r.status} "${r.body}" (answered by Envoy; the LLM was not called)`);
+      console.log(`#${i} ${userType}: ${r.status} "${errorMessage(r.body)}" (answered by Envoy; the LLM was not called)`);
       return;
     }
   }

@@ -25,9 +25,9 @@ test('the demo plays the seed scenario and stops everything it started', async (
   const { stdout } = await node('demo.js');
   expect(stdout).toContain('#1 regular-user: 200 from the LLM, usage 105 tokens (prompt 10, completion 95) -> bucket 95');
   expect(stdout).toContain('#2 regular-user: 200 from the LLM, usage 105 tokens (prompt 10, completion 95) -> bucket -10');
-  expect(stdout).toContain('#3 regular-user: 429 "regular-user is being rate-limited" (answered by Envoy; the LLM was not called)');
+  expect(stdout).toMatch(/#3 regular-user: 429 "regular-user is being rate-limited \(limit 200 tokens; enough tokens again in \d+ s\)" \(answered by Envoy; the LLM was not called\)/);
   expect(stdout).toContain('#10 subscriber: 200 from the LLM');
-  expect(stdout).toContain('#11 subscriber: 429 "subscriber is being rate-limited"');
+  expect(stdout).toContain('#11 subscriber: 429 "subscriber is being rate-limited (limit 1000 tokens;');
   expect(stdout).toContain('regular-user to api.other.example: 200');
   const ports = [...stdout.matchAll(/:(\d{2,5})\b/g)].map((m) => Number(m[1]));
   expect(ports.length).toBeGreaterThan(2);

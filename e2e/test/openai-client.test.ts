@@ -46,3 +46,42 @@ test('non-streaming and streaming completions work unchanged; a spent key gets a
   expect(err).toBeInstanceOf(OpenAI.RateLimitError);
   expect((err as InstanceType<typeof OpenAI.RateLimitError>).status).toBe(429);
 });
+
+test('the RateLimitError carries our message (the key, the limit, when it refills) in the SDK error object', async () => {
+  const ai = client('sdk-msg');
+  await ai.chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] });
+  let err: any;
+  for (let i = 0; i < 10 && !err; i++) {
+    try {
+      await ai.chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] });
+      await new Promise((r) => setTimeout(r, 200));
+    } catch (e) {
+      err = e;
+    }
+  }
+  expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+  expect(err.error).toMatchObject({ type: 'tokens', code: 'rate_limit_exceeded' });
+  expect(err.error.message).toMatch(/^sdk-msg is being rate-limited \(limit 300 tokens; enough tokens again in \d+ s\)$/);
+  expect(err.message).toContain('sdk-msg is being rate-limited');
+});
+
+test('a long wait is not slept through: with retries on, the SDK gets x-should-retry: false and fails at once', async () => {
+  // A slow rule: after one large answer the key waits far longer than noRetryAboveSeconds (30 s).
+  const ai = new OpenAI({ apiKey: 'sk-test', baseURL: `http://127.0.0.1:${stack.envoy.port}/compatible-mode/v1`,
+    defaultHeaders: { 'user-type': 'sdk-slow', 'x-mock-usage': '10,2000' }, maxRetries: 2 });
+  await ai.chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] });
+  await new Promise((r) => setTimeout(r, 300)); // the report lands: 300 - 2010 = -1710, ~171 fills of 60 s away
+  const t0 = Date.now();
+  let err: any;
+  try {
+    await ai.chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] });
+  } catch (e) {
+    err = e;
+  }
+  const ms = Date.now() - t0;
+  expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+  expect(Number(err.headers.get('retry-after'))).toBeGreaterThan(30);
+  expect(err.headers.get('x-should-retry')).toBe('false');
+  expect(ms).toBeLessThan(2000); // no retry-after sleep, no retries
+  expect(stack.mock!.requests.filter((r) => r.headers['user-type'] === 'sdk-slow')).toHaveLength(1);
+});

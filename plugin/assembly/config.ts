@@ -22,6 +22,11 @@ export class MatchRule {
   cluster: StrMatch | null = null; // Envoy's upstream cluster name (xds.cluster_name)
 }
 
+// rejectBody: the form of local replies (reply.ts).
+export const BODY_OPENAI = 0;
+export const BODY_TEXT = 1;
+export const DEFAULT_NO_RETRY_ABOVE_SECONDS = 30;
+
 export const MISSING_DENY = 0;
 export const MISSING_SKIP = 1;
 export const MISSING_DEFAULT = 2;
@@ -61,6 +66,8 @@ export class Config {
   timeoutMs: u32 = DEFAULT_TIMEOUT_MS;
   failOpen: bool = true;
   rejectStatus: u32 = DEFAULT_REJECT_STATUS;
+  rejectBody: i32 = BODY_OPENAI;
+  noRetryAboveSeconds: i32 = DEFAULT_NO_RETRY_ABOVE_SECONDS;
   onMissingKey: i32 = MISSING_DENY;
   missingDefault: ByteBuf = new ByteBuf(0);
   maxBufferBytes: i32 = DEFAULT_MAX_BUFFER_BYTES;
@@ -78,7 +85,7 @@ export class ConfigResult {
 
 const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
   "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve", "estimate", "includeStreamUsage",
-  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports"];
+  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds"];
 // reserve.maxBodyBytes and reserve.includeStreamUsage: earlier names of the top-level settings.
 const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
   "includeStreamUsage"];
@@ -311,6 +318,15 @@ function parseFailurePolicy(c: Ctx, root: JValue, cfg: Config): bool {
     if (s < 0) return false;
     cfg.rejectStatus = <u32>s;
   }
+  let rb = root.get("rejectBody");
+  if (rb !== null) {
+    if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("openai")) cfg.rejectBody = BODY_OPENAI;
+    else if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("text")) cfg.rejectBody = BODY_TEXT;
+    else return c.fail("rejectBody", "expected \"openai\" or \"text\"", rb);
+  }
+  let nr = intField(c, root, "noRetryAboveSeconds", "noRetryAboveSeconds", 0, 31536000, cfg.noRetryAboveSeconds);
+  if (nr < 0) return false;
+  cfg.noRetryAboveSeconds = nr;
   let mk = root.get("onMissingKey");
   if (mk !== null) {
     if (mk.kind == J_STR && (<ByteBuf>mk.s).eqStr("deny")) cfg.onMissingKey = MISSING_DENY;

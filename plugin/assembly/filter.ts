@@ -81,7 +81,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   let m = requestMatches(cfg, req);
   if (m != MATCH_YES) {
     req.reset();
-    if (m == MATCH_BAD_HOST) { inc(metrics.badHost); sendBadHost(); return STOP_ITERATION; }
+    if (m == MATCH_BAD_HOST) { inc(metrics.badHost); sendBadHost(cfg); return STOP_ITERATION; }
     return CONTINUE;
   }
 
@@ -89,7 +89,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   let missing = rk.missing;
   if (missing !== null) {
     inc(metrics.missingKeyDenied);
-    sendMissingKey(missing);
+    sendMissingKey(cfg, missing);
     return STOP_ITERATION;
   }
   if (rk.keys.length == 0) return CONTINUE; // every key skipped: nothing to limit on
@@ -318,7 +318,7 @@ export class Stream {
       if (cfg.failOpen) { inc(metrics.failOpen); this.phase = PH_ALLOWED; return START_ALLOWED; }
       inc(metrics.failClosed);
       this.phase = PH_REJECTED;
-      sendCheckFailed();
+      sendCheckFailed(cfg);
       return START_REJECTED;
     }
     this.root.callDispatched();
@@ -340,13 +340,13 @@ export class Stream {
     } else if (d.outcome == DENY) {
       inc(metrics.limited);
       this.phase = PH_REJECTED;
-      sendLimited(this.config.rejectStatus, d);
+      sendLimited(this.config, d);
     } else if (d.outcome == REFUSED) {
       // Something in this request made the service refuse it: never a reason to let it through.
       inc(metrics.checkRefused);
       this.root.logRarely(LOG_REFUSED, abi.LOG_WARN, "rate-limit service refused a check: " + d.reason);
       this.phase = PH_REJECTED;
-      sendCheckRefused();
+      sendCheckRefused(this.config);
     } else {
       abi.log(abi.LOG_DEBUG, "llm-token-ratelimit: check failed: " + d.reason);
       this.checkFailed();
@@ -361,7 +361,7 @@ export class Stream {
     } else {
       inc(metrics.failClosed);
       this.phase = PH_REJECTED;
-      sendCheckFailed();
+      sendCheckFailed(this.config);
     }
   }
 

@@ -1,8 +1,18 @@
 // Local responses the plugin sends instead of forwarding the request.
+//
+// Two body forms (`rejectBody`): "openai" (default), the error object OpenAI-compatible
+// APIs send, which every OpenAI SDK turns into an exception whose message is ours:
+//   {"error":{"message":"...","type":"...","param":null,"code":"..."}}   application/json
+// and "text", the vendor's plain-text body (the description alone, as the seed's curl shows).
+// A limited reply whose wait is longer than noRetryAboveSeconds also says
+// `x-should-retry: false`: the OpenAI SDKs honour it before `retry-after`, so a caller gets
+// the error at once instead of an SDK silently sleeping for minutes.
 
 import { ByteBuf } from "./bytes";
+import { Config, BODY_TEXT } from "./config";
 import { HeaderList, sendLocalResponse } from "./abi";
 import { Decision } from "./check";
+import { appendJsonString } from "./encode";
 
 const MAX_HEADER_NUMBER: f64 = 1e15;
 
@@ -13,43 +23,83 @@ function number(v: f64, roundUp: bool): ByteBuf {
   return b;
 }
 
-function textHeaders(): HeaderList {
-  return new HeaderList().add("content-type", ByteBuf.fromString("text/plain; charset=utf-8"));
+/** Sends `message` in the configured form. type/code: the OpenAI error object's fields. */
+function send(cfg: Config, status: u32, details: string, message: ByteBuf, type: string, code: string, h: HeaderList): void {
+  if (cfg.rejectBody == BODY_TEXT) {
+    h.add("content-type", ByteBuf.fromString("text/plain; charset=utf-8"));
+    sendLocalResponse(status, details, message, h);
+    return;
+  }
+  let b = ByteBuf.fromString("{\"error\":{\"message\":");
+  appendJsonString(b, message);
+  b.appendString(",\"type\":\"");
+  b.appendString(type);
+  b.appendString("\",\"param\":null,\"code\":\"");
+  b.appendString(code);
+  b.appendString("\"}}");
+  h.add("content-type", ByteBuf.fromString("application/json"));
+  sendLocalResponse(status, details, b, h);
 }
 
 /** The service said no: rejectStatus with its description and any numbers it gave. */
-export function sendLimited(status: u32, d: Decision): void {
-  let h = textHeaders();
-  if (d.retryAfter >= 0) h.add("retry-after", number(d.retryAfter, true));
+export function sendLimited(cfg: Config, d: Decision): void {
+  let h = new HeaderList();
+  if (d.retryAfter >= 0) {
+    h.add("retry-after", number(d.retryAfter, true));
+    if (d.retryAfter > <f64>cfg.noRetryAboveSeconds) h.add("x-should-retry", ByteBuf.fromString("false"));
+  }
   if (d.limit >= 0) h.add("x-ratelimit-limit-tokens", number(d.limit, false));
   if (d.remaining >= 0) h.add("x-ratelimit-remaining-tokens", number(d.remaining, false));
-  let body = ByteBuf.fromString("rate limited");
-  if (d.description.length > 0) body = safeBody(d.description);
-  sendLocalResponse(status, "llm_token_rate_limited", body, h);
+  let desc = ByteBuf.fromString("rate limited");
+  if (d.description.length > 0) desc = safeBody(d.description);
+  if (cfg.rejectBody == BODY_TEXT) {
+    send(cfg, cfg.rejectStatus, "llm_token_rate_limited", desc, "", "", h);
+    return;
+  }
+  // For people reading an SDK's exception: the limit and when it refills, when the service said.
+  let m = desc;
+  if (d.limit >= 0 || d.retryAfter >= 0) {
+    m = ByteBuf.fromRaw(desc.ptr(), desc.length);
+    m.appendString(" (");
+    if (d.limit >= 0) {
+      m.appendString("limit ");
+      m.appendBuf(number(d.limit, false));
+      m.appendString(" tokens");
+      if (d.retryAfter >= 0) m.appendString("; ");
+    }
+    if (d.retryAfter >= 0) {
+      m.appendString("enough tokens again in ");
+      m.appendBuf(number(d.retryAfter, true));
+      m.appendString(" s");
+    }
+    m.appendString(")");
+  }
+  send(cfg, cfg.rejectStatus, "llm_token_rate_limited", m, "tokens", "rate_limit_exceeded", h);
 }
 
 /** The check failed and failOpen is false. */
-export function sendCheckFailed(): void {
-  sendLocalResponse(503, "llm_token_rate_limit_check_failed",
-    ByteBuf.fromString("rate limit service unavailable"), textHeaders());
+export function sendCheckFailed(cfg: Config): void {
+  send(cfg, 503, "llm_token_rate_limit_check_failed", ByteBuf.fromString("rate limit service unavailable"),
+    "service_unavailable", "rate_limit_service_unavailable", new HeaderList());
 }
 
 /** The service refused the check (a 4xx with a JSON body): the request is refused, not let through. */
-export function sendCheckRefused(): void {
-  sendLocalResponse(403, "llm_token_rate_limit_check_refused",
-    ByteBuf.fromString("rate limit check refused for this request"), textHeaders());
+export function sendCheckRefused(cfg: Config): void {
+  send(cfg, 403, "llm_token_rate_limit_check_refused", ByteBuf.fromString("rate limit check refused for this request"),
+    "permission_denied", "rate_limit_check_refused", new HeaderList());
 }
 
 /** Host matching met a Host that could name another host (userinfo, several values). */
-export function sendBadHost(): void {
-  sendLocalResponse(400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"), textHeaders());
+export function sendBadHost(cfg: Config): void {
+  send(cfg, 400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"),
+    "invalid_request_error", "invalid_host", new HeaderList());
 }
 
 /** A key placeholder had no value and onMissingKey is "deny". */
-export function sendMissingKey(template: string): void {
+export function sendMissingKey(cfg: Config, template: string): void {
   let body = ByteBuf.fromString("missing rate limit key attribute: ");
   body.appendString(template);
-  sendLocalResponse(403, "llm_token_rate_limit_key_missing", body, textHeaders());
+  send(cfg, 403, "llm_token_rate_limit_key_missing", body, "permission_denied", "rate_limit_key_missing", new HeaderList());
 }
 
 /** Response bodies are ours to shape; cap the service's description at 1 KiB. */

@@ -1,5 +1,5 @@
 import {
-  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, FilterDataStatus, respond, reports,
+  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, FilterDataStatus, respond, reports, message,
 } from './helpers';
 
 const UT: [string, string][] = [['user-type', 'regular-user']];
@@ -51,10 +51,50 @@ describe('check call', () => {
     const s = checkedRequest(h, DENY);
     expect(s.requestContinued).toBe(0);
     expect(s.localResponse).toMatchObject({ status: 429 });
+    // The default form: OpenAI's error object, which every OpenAI SDK turns into its exception.
+    expect(JSON.parse(s.localResponse!.body.toString())).toEqual({
+      error: { message: 'regular-user is being rate-limited', type: 'tokens', param: null, code: 'rate_limit_exceeded' } });
+    expect(header(s.localResponse!.headers, 'content-type')).toBe('application/json');
+    expect(header(s.localResponse!.headers, 'retry-after')).toBeUndefined();
+    expect(header(s.localResponse!.headers, 'x-should-retry')).toBeUndefined();
+    expect(h.metric('llm_ratelimit.requests_limited')).toBe(1);
+  });
+
+  test('rejectBody: "text" is the vendor\'s plain description', () => {
+    const h = newHost(withConfig({ rejectBody: 'text' }));
+    const s = checkedRequest(h, { status: 200, body: '{"allow":false,"description":"regular-user is being rate-limited","limit":200,"retry_after_seconds":30}' });
     expect(s.localResponse!.body.toString()).toBe('regular-user is being rate-limited');
     expect(header(s.localResponse!.headers, 'content-type')).toBe('text/plain; charset=utf-8');
-    expect(header(s.localResponse!.headers, 'retry-after')).toBeUndefined();
-    expect(h.metric('llm_ratelimit.requests_limited')).toBe(1);
+  });
+
+  test('the OpenAI form names the key, the limit and when it refills', () => {
+    const h = newHost();
+    const s = checkedRequest(h, { status: 200, body: '{"allow":false,"description":"regular-user is being rate-limited","limit":200,"retry_after_seconds":29.2}' });
+    expect(message(s.localResponse!)).toBe('regular-user is being rate-limited (limit 200 tokens; enough tokens again in 30 s)');
+  });
+
+  test('a wait above noRetryAboveSeconds (default 30) tells SDKs not to retry: x-should-retry: false', () => {
+    const deny = (after: number) => ({ status: 200, body: JSON.stringify({ allow: false, description: 'k is being rate-limited', retry_after_seconds: after }) });
+    const h = newHost();
+    expect(header(checkedRequest(h, deny(30)).localResponse!.headers, 'x-should-retry')).toBeUndefined();
+    const long = checkedRequest(h, deny(1170)).localResponse!;
+    expect(header(long.headers, 'x-should-retry')).toBe('false');
+    expect(header(long.headers, 'retry-after')).toBe('1170');
+    const h2 = newHost(withConfig({ noRetryAboveSeconds: 0 }));
+    expect(header(checkedRequest(h2, deny(1)).localResponse!.headers, 'x-should-retry')).toBe('false');
+    const bad = newHost(withConfig({ noRetryAboveSeconds: 2 }));
+    expect(header(checkedRequest(bad, deny(2)).localResponse!.headers, 'x-should-retry')).toBeUndefined();
+  });
+
+  test('rejectBody and noRetryAboveSeconds are validated', () => {
+    for (const [extra, err] of [
+      [{ rejectBody: 'json' }, 'rejectBody: expected "openai" or "text", got "json"'],
+      [{ noRetryAboveSeconds: -1 }, 'noRetryAboveSeconds: expected an integer from 0 to 31536000, got -1'],
+    ] as [object, string][]) {
+      const h = new (require('./helpers').ProxyWasmHost)();
+      expect(h.configure(withConfig(extra))).toBe(false);
+      expect(h.logsAt(4)).toEqual([`llm-token-ratelimit: invalid pluginConfig: ${err}`]);
+    }
   });
 
   test('deny with numbers: retry-after (rounded up) and token headers; negative remaining shows 0', () => {
@@ -72,11 +112,11 @@ describe('check call', () => {
   test('deny with odd description: unicode kept, huge one truncated, missing one defaulted', () => {
     const h = newHost();
     let s = checkedRequest(h, { status: 200, body: '{"allow":false,"description":"\\u9650\\u6d41 \\ud83d\\ude00"}' });
-    expect(s.localResponse!.body.toString('utf8')).toBe('限流 😀');
+    expect(message(s.localResponse!)).toBe('限流 😀');
     s = checkedRequest(h, { status: 200, body: JSON.stringify({ allow: false, description: 'x'.repeat(5000) }) });
-    expect(s.localResponse!.body.length).toBe(1024);
+    expect(message(s.localResponse!).length).toBe(1024);
     s = checkedRequest(h, { status: 200, body: '{"allow":false}' });
-    expect(s.localResponse!.body.toString()).toBe('rate limited');
+    expect(message(s.localResponse!)).toBe('rate limited');
     s = checkedRequest(h, { status: 200, body: '{"allow":false,"retry_after_seconds":1e300,"limit":"x"}' });
     expect(header(s.localResponse!.headers, 'retry-after')).toBe('1000000000000000');
     expect(header(s.localResponse!.headers, 'x-ratelimit-limit-tokens')).toBeUndefined();
@@ -106,7 +146,7 @@ describe('check call', () => {
     const s = checkedRequest(h, reply);
     expect(s.requestContinued).toBe(0);
     expect(s.localResponse!.status).toBe(503);
-    expect(s.localResponse!.body.toString()).toBe('rate limit service unavailable');
+    expect(message(s.localResponse!)).toBe('rate limit service unavailable');
     expect(h.metric('llm_ratelimit.check_failed_closed')).toBe(1);
   });
 

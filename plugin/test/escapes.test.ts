@@ -5,7 +5,7 @@
  */
 import {
   newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, respond, reports, reportCalls,
-  ProxyWasmHost, LogLevel, HeaderList, FilterDataStatus, REQUEST_ID,
+  ProxyWasmHost, LogLevel, HeaderList, FilterDataStatus, REQUEST_ID, message,
 } from './helpers';
 
 const UT: HeaderList = [['user-type', 'regular-user']];
@@ -23,7 +23,7 @@ describe('what a check reply means', () => {
     const s = checkedRequest(h, reply);
     expect(s.requestContinued).toBe(0);
     expect(s.localResponse!.status).toBe(403);
-    expect(s.localResponse!.body.toString()).toBe('rate limit check refused for this request');
+    expect(message(s.localResponse!)).toBe('rate limit check refused for this request');
     expect(h.metric('llm_ratelimit.check_refused')).toBe(1);
     expect(h.metric('llm_ratelimit.check_failed_open')).toBe(0);
     expect(h.logsAt(LogLevel.warn).join('\n')).toContain('rate-limit service refused a check');

@@ -91,3 +91,19 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * The message of a local reply: `error.message` of the OpenAI-style error object (the default
+ * `rejectBody`), checked for its shape here, or the whole body of a text reply.
+ */
+export function message(lr: { headers: HeaderList; body: Buffer }): string {
+  const ct = header(lr.headers, 'content-type');
+  if (ct === 'application/json') {
+    const o = JSON.parse(lr.body.toString('utf8'));
+    expect(Object.keys(o)).toEqual(['error']);
+    expect(Object.keys(o.error)).toEqual(['message', 'type', 'param', 'code']);
+    return o.error.message;
+  }
+  expect(ct).toBe('text/plain; charset=utf-8');
+  return lr.body.toString('utf8');
+}

@@ -1,4 +1,4 @@
-import { newHost, withConfig, reqHeaders, checkKeys, utf8, header, HeaderList, ProxyWasmHost } from './helpers';
+import { newHost, withConfig, reqHeaders, checkKeys, utf8, header, HeaderList, ProxyWasmHost, message } from './helpers';
 
 /** Sends request headers; returns the check call's keys, or null if no check was made. */
 function keysFor(h: ProxyWasmHost, headers: HeaderList): string[] | null {
@@ -102,7 +102,7 @@ describe('key templates', () => {
       expect(s.sendRequestHeaders(reqHeaders())).toBe(1);
       expect(h.httpCalls).toHaveLength(0);
       expect(s.localResponse!.status).toBe(403);
-      expect(s.localResponse!.body.toString()).toBe('missing rate limit key attribute: {{request.headers.user-type}}');
+      expect(message(s.localResponse!)).toBe('missing rate limit key attribute: {{request.headers.user-type}}');
       expect(h.metric('llm_ratelimit.missing_key_denied')).toBe(1);
     });
 

@@ -75,3 +75,14 @@ export function chatStream(port: number, host: string, headers: Record<string, s
     req.end(payload);
   });
 }
+
+/** The message of the plugin's local reply: `error.message` of an OpenAI-style error body, else the body text. */
+export function errorMessage(body: string): string {
+  try {
+    const o = JSON.parse(body);
+    if (o && typeof o.error?.message === 'string') return o.error.message;
+  } catch {
+    /* a text body */
+  }
+  return body;
+}
