@@ -60,6 +60,7 @@ export class Config {
   reserve: ReserveConfig = new ReserveConfig();
   matches: MatchRule[] = [];
   keys: Template[] = [];
+  keysNeedBody: bool = false; // a key template reads the request body: the check waits for it
   cluster: ByteBuf = new ByteBuf(0);
   authority: ByteBuf = new ByteBuf(0);
   token: ByteBuf | null = null;  // sent as "authorization: Bearer <token>" to the service
@@ -236,7 +237,9 @@ function parseKeys(c: Ctx, keys: JValue | null, cfg: Config): bool {
     if (!nonEmptyString(c, k, f)) return false;
     let t = parseTemplate(str(k));
     if (t.template === null) return c.fail(f, t.error, k);
-    cfg.keys.push(<Template>t.template);
+    let tpl = <Template>t.template;
+    if (tpl.needsBody) cfg.keysNeedBody = true;
+    cfg.keys.push(tpl);
   }
   return true;
 }

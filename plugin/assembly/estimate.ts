@@ -83,6 +83,8 @@ export class RequestEstimate {
   fromLength: bool = false;
   /** The body with stream_options.include_usage added, when includeStreamUsage applied. */
   rewritten: ByteBuf | null = null;
+  /** The parsed body (null if not JSON), for key templates that read body fields. */
+  json: JValue | null = null;
 }
 
 // Top-level fields holding text the model reads, across the supported APIs.
@@ -142,6 +144,7 @@ function completionBound(root: JValue, dflt: i64): i64 {
 export function estimateRequest(body: ByteBuf, r: ReserveConfig, mayRewrite: bool): RequestEstimate {
   let e = new RequestEstimate();
   let root = parseJson(body);
+  e.json = root;
   if (root === null || root.kind != J_OBJ) {
     e.prompt = lengthTokens(body.length, r);
     e.completion = r.defaultCompletionTokens;

@@ -28,6 +28,7 @@ import { renderKeys } from "./keys";
 import { dispatchCheck, readDecision, callStatus, Decision, ALLOW, DENY, REFUSED } from "./check";
 import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost } from "./reply";
 import { UsageScanner } from "./usage";
+import { JValue } from "./json";
 import { estimateRequest, lengthTokens, tokensFor, MAX_ESTIMATE } from "./estimate";
 import { Usage, reportBody, dispatchReport, nextRequestId } from "./report";
 import { Outbox, QueuedReport, TICK_MS } from "./outbox";
@@ -85,30 +86,32 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
     return CONTINUE;
   }
 
-  let rk = renderKeys(cfg, req);
-  let missing = rk.missing;
-  if (missing !== null) {
-    inc(metrics.missingKeyDenied);
-    sendMissingKey(cfg, missing);
-    return STOP_ITERATION;
+  // Keys that read the body are rendered at its end, and the check waits for them.
+  let deferKeys = cfg.keysNeedBody && !endOfStream;
+  let keys: ByteBuf[] = [];
+  if (!deferKeys) {
+    let rk = renderKeys(cfg, req);
+    if (rk.missing !== null) { denyMissingKey(cfg, <string>rk.missing); return STOP_ITERATION; }
+    if (rk.keys.length == 0) return CONTINUE; // every key skipped: nothing to limit on
+    keys = rk.keys;
   }
-  if (rk.keys.length == 0) return CONTINUE; // every key skipped: nothing to limit on
 
   let s = new Stream(id, root, cfg);
-  s.keys = rk.keys;
+  s.keys = keys;
+  s.deferKeys = deferKeys;
+  s.reserveMode = cfg.reserve.enabled;
   streams.set(id, s);
   // Ask upstream for an uncompressed reply so the usage can be read.
   abi.removeHeader(abi.MAP_REQUEST_HEADERS, ACCEPT_ENCODING);
 
   if (!endOfStream) s.prepareBodyRead(req);
 
-  if (cfg.reserve.enabled) {
-    s.reserveMode = true;
-    if (endOfStream) {
-      // No body (GET): check now, reserving the default completion.
-      s.completionEst = cfg.reserve.defaultCompletionTokens;
-      return headersStatus(s.startCheck(s.reservation()));
-    }
+  if (s.reserveMode && endOfStream) {
+    // No body (GET): check now, reserving the default completion.
+    s.completionEst = cfg.reserve.defaultCompletionTokens;
+    return headersStatus(s.startCheck(s.reservation()));
+  }
+  if (s.reserveMode || deferKeys) {
     // Headers continue: Envoy only hands us the body after they do. The body is held
     // (StopIterationAndBuffer) until the check at its end has been answered.
     s.phase = PH_BUFFERING;
@@ -117,6 +120,11 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   // Pause the request until the check is answered (or go on at once if the host refused
   // the call and failOpen says so).
   return headersStatus(s.startCheck(-1));
+}
+
+function denyMissingKey(cfg: Config, template: string): void {
+  inc(metrics.missingKeyDenied);
+  sendMissingKey(cfg, template);
 }
 
 /** Per-plugin-configuration state (one per root context). */
@@ -270,6 +278,7 @@ export class Stream {
   ended: bool = false;
   finished: bool = false;
   reserveMode: bool = false;
+  deferKeys: bool = false;      // keys read the body: rendered at its end, before the check
 
   // request body (step 3)
   readBody: bool = false;       // the body is read as it passes
@@ -279,6 +288,7 @@ export class Stream {
   bodySeen: u32 = 0;            // request body bytes buffered so far
   promptEst: i64 = 0;
   completionEst: i64 = 0;
+  bodyJson: JValue | null = null; // the parsed body, kept only until deferred keys are rendered
 
   // check (step 2)
   reserved: i64 = 0;            // what the service said it reserved
@@ -296,7 +306,7 @@ export class Stream {
   /** Decides, at the request headers, whether and how the body will be read. */
   prepareBodyRead(req: RequestView): void {
     let cfg = this.config;
-    this.readBody = cfg.reserve.enabled || cfg.estimateMissingUsage || cfg.includeStreamUsage;
+    this.readBody = cfg.reserve.enabled || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
     if (!this.readBody) return;
     let cl = requestHeader(CONTENT_LENGTH);
     if (cl !== null) this.contentLength = parseDecimal(cl, 1e15 as i64);
@@ -386,24 +396,44 @@ export class Stream {
   onRequestTrailers(): i32 {
     if (this.phase == PH_BUFFERING) {
       this.estimateBody(this.bodySeen);
-      return headersStatus(this.startCheck(this.reservation()));
+      return headersStatus(this.checkAfterBody());
     }
     if (this.phase == PH_CHECKING) return STOP_ITERATION;
     if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) this.estimateBody(this.bodySeen);
     return CONTINUE;
   }
 
-  /** Reserve mode: a request body callback while buffering, before the check. */
+  /** Reserve mode or keys from the body: a request body callback while buffering, before the check. */
   onBufferedBody(size: u32, endOfStream: bool): i32 {
     this.bodySeen = size;
     if (!endOfStream) {
       if (<i64>size <= <i64>this.config.maxRequestBodyBytes) return STOP_AND_BUFFER;
       // Over the bound: decide now from the length (Envoy would answer 413 if we kept buffering).
       this.estimateFromLength(size);
-      return dataStatus(this.startCheck(this.reservation()), STOP_AND_WATERMARK);
+      return dataStatus(this.checkAfterBody(), STOP_AND_WATERMARK);
     }
     this.estimateBody(size);
-    return dataStatus(this.startCheck(this.reservation()), STOP_AND_BUFFER);
+    return dataStatus(this.checkAfterBody(), STOP_AND_BUFFER);
+  }
+
+  /** The body is read (or passed the bound): render the keys that waited for it, then check. */
+  checkAfterBody(): i32 {
+    if (this.deferKeys) {
+      let req = view;
+      req.reset();
+      req.body = this.bodyJson; // null when not JSON or over the bound: body fields are missing
+      let rk = renderKeys(this.config, req);
+      req.reset();
+      this.bodyJson = null;
+      if (rk.missing !== null) {
+        this.phase = PH_REJECTED;
+        denyMissingKey(this.config, <string>rk.missing);
+        return START_REJECTED;
+      }
+      this.keys = rk.keys;
+      if (rk.keys.length == 0) { this.phase = PH_ALLOWED; return START_ALLOWED; } // every key skipped
+    }
+    return this.startCheck(this.reserveMode ? this.reservation() : -1);
   }
 
   reservation(): i64 {
@@ -436,6 +466,7 @@ export class Stream {
     let e = estimateRequest(body, rc, this.mayRewrite);
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
+    if (this.deferKeys) this.bodyJson = e.json;
     let nb = e.rewritten;
     if (nb !== null) abi.setBuffer(abi.BUFFER_REQUEST_BODY, 0, size, nb);
   }
@@ -477,7 +508,7 @@ export class Stream {
   finish(): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.phase != PH_ALLOWED) return;
+    if (this.phase != PH_ALLOWED || this.keys.length == 0) return;
     let u = this.usage();
     if (u !== null && u.chargesAnything()) this.root.report(this.keys, u);
   }

@@ -37,6 +37,15 @@ export class JValue {
     return null;
   }
 
+  /** Member `key` (bytes) of an object, last duplicate winning; null if absent or not an object. */
+  member(key: ByteBuf): JValue | null {
+    if (this.kind != J_OBJ) return null;
+    for (let i = this.keys.length - 1; i >= 0; i--) {
+      if (this.keys[i].equals(key)) return this.items[i];
+    }
+    return null;
+  }
+
   /** Raw JSON text of this value, made printable. */
   display(): string {
     let src = this.src;

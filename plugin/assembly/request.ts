@@ -2,6 +2,7 @@
 // host at most once per request, and only if a match rule or key template needs it.
 
 import { ByteBuf, hexVal, toLower } from "./bytes";
+import { JValue, J_STR, J_NUM, J_BOOL } from "./json";
 import { HostBytes, MAP_REQUEST_HEADERS } from "./abi";
 
 const H_AUTHORITY = ByteBuf.fromString(":authority");
@@ -39,8 +40,32 @@ export class RequestView {
   private method_: ByteBuf | null = null;
   private methodDone: bool = false;
 
+  /** The parsed JSON request body, when a key template reads it (set before the keys are rendered). */
+  body: JValue | null = null;
+
+  /**
+   * A field of the JSON body by NUL-separated path ("model", "metadata\0user_id"): a string as
+   * its bytes, a number as its decimal text, a boolean as true/false; null when the body is not
+   * JSON (or was too large to read), the field is absent, or it is an object, array or null.
+   */
+  bodyField(path: ByteBuf): ByteBuf | null {
+    let v = this.body;
+    let start = 0;
+    for (let i = 0; i <= path.length && v !== null; i++) {
+      if (i < path.length && path.at(i) != 0) continue;
+      v = v.member(path.slice(start, i));
+      start = i + 1;
+    }
+    if (v === null) return null;
+    if (v.kind == J_STR) return v.s;
+    if (v.kind == J_BOOL) return boolText(v.b);
+    if (v.kind == J_NUM) return numberText(v.n);
+    return null;
+  }
+
   /** Forgets the previous request's values (the view is reused: no allocation per request). */
   reset(): void {
+    this.body = null;
     rawHost.release();
     this.rawDone = false;
     this.rawPresent = false;
@@ -241,4 +266,21 @@ function percentDecode(s: ByteBuf, start: i32, end: i32): ByteBuf {
     i++;
   }
   return out;
+}
+
+/** An integer as its decimal text; other numbers as AssemblyScript prints them. */
+export function numberText(n: f64): ByteBuf {
+  if (n == Math.floor(n) && Math.abs(n) < 9007199254740992) {
+    let b = new ByteBuf(20);
+    if (n < 0) { b.push(0x2d); n = -n; }
+    b.appendU64(<u64>n);
+    return b;
+  }
+  return ByteBuf.fromString(n.toString());
+}
+
+/** "true" / "false" (if/else: AssemblyScript 0.17 mishandles ?: between references). */
+export function boolText(b: bool): ByteBuf {
+  if (b) return ByteBuf.fromString("true");
+  return ByteBuf.fromString("false");
 }

@@ -37,7 +37,7 @@ export function checkKeys(call: HttpCall): string[] {
   const path = call.headers.find(([k]) => k === ':path')![1];
   const prefix = '/ratelimit?ratelimit_keys=';
   expect(path.startsWith(prefix)).toBe(true);
-  return JSON.parse(decodeURIComponent(path.slice(prefix.length)));
+  return JSON.parse(decodeURIComponent(path.slice(prefix.length).split('&')[0]));
 }
 
 export function header(h: HeaderList, name: string): string | undefined {
