@@ -30,6 +30,7 @@ import { parseJson, JValue, J_OBJ, J_NUM, J_ARR } from "./json";
 import { CharCounter } from "./estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
+import { __collect } from "rt/index-full";
 
 /** Body formats. */
 export const MODE_JSON = 0;
@@ -409,7 +410,13 @@ export class UsageScanner {
         if (this.capturing && this.depth == this.capDepth) {
           this.capturing = false;
           if (this.capOverflow) this.tooLarge++;
-          else this.merge(this.cap);
+          else {
+            this.merge(this.cap);
+            // The parsed tree is of a possibly cyclic type: the runtime only frees it in a
+            // collection, and the filter collects at the end of the stream. Streams that
+            // repeat usage in every event (Gemini, DashScope) would grow until then.
+            __collect();
+          }
         }
         continue;
       }

@@ -93,3 +93,23 @@ describe('fixture corpus', () => {
     }
   });
 });
+
+describe('event streams through the plugin', () => {
+  test('mutated Bedrock streams (seeded) never trap the VM; memory stays flat', () => {
+    const rand = prng(1818);
+    const base = Buffer.concat(FIXTURES.filter((f) => f.file.endsWith('.events.json')).map(fixtureBody));
+    const h = newHost();
+    let mem = 0;
+    for (let k = 0; k < 300; k++) {
+      const b = Buffer.from(base);
+      for (let i = 0; i < 1 + Math.floor(rand() * 5); i++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      const s = checkedRequest(h, ALLOW);
+      respond(s, 'application/vnd.amazon.eventstream', randomSplits(b, rand));
+      s.end();
+      for (const c of h.pendingCalls()) h.reply(c.token, { status: 200 });
+      if (k === 50) mem = (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+    }
+    expect(h.trapped).toBeNull();
+    expect((h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength).toBe(mem);
+  });
+});
