@@ -1,8 +1,8 @@
 // Test harness (AssemblyScript): the usage scanner alone, without the filter, so tests can read
 // the parts (cache reads/writes, reasoning) and the decoder's counters. Compiled by
-// test/scanner.ts into a temporary .wasm; not part of plugin.wasm.
-import { UsageScanner } from "../../assembly/usage";
-import { ByteBuf } from "../../assembly/bytes";
+// plugin/test/scanner.ts into a temporary .wasm; not part of plugin.wasm (index.ts never imports it).
+import { UsageScanner } from "../usage";
+import { ByteBuf } from "../bytes";
 
 let input = new ByteBuf(1 << 16);
 let sc: UsageScanner | null = null;
