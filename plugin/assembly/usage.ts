@@ -104,6 +104,7 @@ export class UsageScanner {
   iterCacheRead: i64 = -1;
   iterCacheWrite: i64 = -1;
   tooLarge: i32 = 0;
+  merges: i32 = 0;             // usage objects parsed so far
 
   // Generated-text counting (reserve mode: an estimate when the usage never comes). The
   // characters of string values under text keys at any depth (delta.content, message.content,
@@ -411,11 +412,13 @@ export class UsageScanner {
           this.capturing = false;
           if (this.capOverflow) this.tooLarge++;
           else {
-            this.merge(this.cap);
             // The parsed tree is of a possibly cyclic type: the runtime only frees it in a
             // collection, and the filter collects at the end of the stream. Streams that
-            // repeat usage in every event (Gemini, DashScope) would grow until then.
-            __collect();
+            // repeat usage in every event (Gemini, DashScope) would grow until then, so
+            // from the second usage object on, the previous tree is collected first.
+            if (this.merges > 0) __collect();
+            this.merges++;
+            this.merge(this.cap);
           }
         }
         continue;
@@ -439,48 +442,98 @@ export class UsageScanner {
   private merge(obj: ByteBuf): void {
     let v = parseJson(obj);
     if (v === null || v.kind != J_OBJ) return;
-    let p = first(v, "prompt_tokens", "input_tokens", "promptTokenCount", "inputTokens");
-    let c = first(v, "completion_tokens", "output_tokens", "candidatesTokenCount", "outputTokens");
-    let t = first(v, "total_tokens", "totalTokenCount", "totalTokens", "");
+    // One pass over the keys (a switch on the length, then a compare or two): this runs for
+    // every usage object, and most responses carry just a handful of keys.
+    let pt: i64 = -1, it: i64 = -1, ptc: i64 = -1, iT: i64 = -1;         // prompt candidates, by preference
+    let ct: i64 = -1, ot: i64 = -1, cand: i64 = -1, oT: i64 = -1;        // completion candidates
+    let tt: i64 = -1, ttc: i64 = -1, tT: i64 = -1;                       // total candidates
+    let crA: i64 = -1, crB: i64 = -1, cwA: i64 = -1, cwB: i64 = -1;
+    let crIn: i64 = -1, crIn2: i64 = -1, crIn3: i64 = -1, crIn4: i64 = -1, crIn5: i64 = -1;
+    let rsIn: i64 = -1, rsIn2: i64 = -1, rsIn3: i64 = -1, thoughts: i64 = -1, toolUse: i64 = -1;
+    let billed: JValue | null = null, toks: JValue | null = null, iters: JValue | null = null;
+    let keys = v.keys;
+    let items = v.items;
+    for (let k = 0, n = keys.length; k < n; k++) {
+      let key = keys[k];
+      let item = items[k];
+      switch (key.length) {
+        case 6: if (key.eqStr("tokens")) toks = item; break;
+        case 10: if (key.eqStr("iterations")) iters = item; break;
+        case 11:
+          if (key.eqStr("inputTokens")) iT = count(item);
+          else if (key.eqStr("totalTokens")) tT = count(item);
+          break;
+        case 12:
+          if (key.eqStr("input_tokens")) it = count(item);
+          else if (key.eqStr("total_tokens")) tt = count(item);
+          else if (key.eqStr("outputTokens")) oT = count(item);
+          else if (key.eqStr("billed_units")) billed = item;
+          break;
+        case 13:
+          if (key.eqStr("prompt_tokens")) pt = count(item);
+          else if (key.eqStr("output_tokens")) ot = count(item);
+          else if (key.eqStr("cached_tokens")) crIn5 = count(item);
+          break;
+        case 15: if (key.eqStr("totalTokenCount")) ttc = count(item); break;
+        case 16: if (key.eqStr("promptTokenCount")) ptc = count(item); break;
+        case 17: if (key.eqStr("completion_tokens")) ct = count(item); break;
+        case 18: if (key.eqStr("thoughtsTokenCount")) thoughts = count(item); break;
+        case 20:
+          if (key.eqStr("candidatesTokenCount")) cand = count(item);
+          else if (key.eqStr("cacheReadInputTokens")) crB = count(item);
+          else if (key.eqStr("input_tokens_details")) crIn2 = num(item, "cached_tokens");
+          break;
+        case 21:
+          if (key.eqStr("cacheWriteInputTokens")) cwB = count(item);
+          else if (key.eqStr("prompt_tokens_details")) crIn = num(item, "cached_tokens");
+          else if (key.eqStr("output_tokens_details")) {
+            rsIn2 = num(item, "reasoning_tokens");
+            rsIn3 = num(item, "thinking_tokens");
+          }
+          break;
+        case 23:
+          if (key.eqStr("cache_read_input_tokens")) crA = count(item);
+          else if (key.eqStr("cachedContentTokenCount")) crIn3 = count(item);
+          else if (key.eqStr("prompt_cache_hit_tokens")) crIn4 = count(item);
+          else if (key.eqStr("toolUsePromptTokenCount")) toolUse = count(item);
+          break;
+        case 25: if (key.eqStr("completion_tokens_details")) rsIn = num(item, "reasoning_tokens"); break;
+        case 27: if (key.eqStr("cache_creation_input_tokens")) cwA = count(item); break;
+      }
+    }
+    let p = pick4(pt, it, ptc, iT);
+    let c = pick4(ct, ot, cand, oT);
+    let t = pick4(tt, ttc, tT, -1);
     if (p < 0 && c < 0) { // Cohere v2: what is billed, else what was processed
-      let bu = v.get("billed_units");
-      let tk = v.get("tokens");
-      p = num(bu, "input_tokens");
-      if (p < 0) p = num(tk, "input_tokens");
-      c = num(bu, "output_tokens");
-      if (c < 0) c = num(tk, "output_tokens");
+      p = num(billed, "input_tokens");
+      if (p < 0) p = num(toks, "input_tokens");
+      c = num(billed, "output_tokens");
+      if (c < 0) c = num(toks, "output_tokens");
     }
     if (p >= 0) this.prompt = p;
     if (c >= 0) this.completion = c;
     if (t >= 0) this.total = t;
     else if (p >= 0 || c >= 0) this.total = -1; // recompute from the newer parts
 
-    let x = first(v, "cache_read_input_tokens", "cacheReadInputTokens", "", "");
+    let x = pick4(crA, crB, -1, -1);
     if (x >= 0) this.cacheReadAdd = x;
-    x = first(v, "cache_creation_input_tokens", "cacheWriteInputTokens", "", "");
+    x = pick4(cwA, cwB, -1, -1);
     if (x >= 0) this.cacheWriteAdd = x;
-    x = num(v.get("prompt_tokens_details"), "cached_tokens");
-    if (x < 0) x = num(v.get("input_tokens_details"), "cached_tokens");
-    if (x < 0) x = first(v, "cachedContentTokenCount", "prompt_cache_hit_tokens", "cached_tokens", "");
+    x = pick4(crIn, crIn2, crIn3, pick4(crIn4, crIn5, -1, -1));
     if (x >= 0) this.cacheReadIn = x;
-    x = num(v.get("completion_tokens_details"), "reasoning_tokens");
-    if (x < 0) x = num(v.get("output_tokens_details"), "reasoning_tokens");
-    if (x < 0) x = num(v.get("output_tokens_details"), "thinking_tokens");
+    x = pick4(rsIn, rsIn2, rsIn3, -1);
     if (x >= 0) this.reasoningIn = x;
-    x = num(v, "thoughtsTokenCount");
-    if (x >= 0) this.reasoningAdd = x;
-    x = num(v, "toolUsePromptTokenCount");
-    if (x >= 0) this.toolPromptAdd = x;
+    if (thoughts >= 0) this.reasoningAdd = thoughts;
+    if (toolUse >= 0) this.toolPromptAdd = toolUse;
 
     // Anthropic compaction: one usage entry per sampling iteration; the top-level fields are
     // the last iteration only, the bill is the sum of all of them.
-    let it = v.get("iterations");
-    if (it !== null && it.kind == J_ARR) {
+    if (iters !== null && iters.kind == J_ARR) {
       let si: i64 = 0, so: i64 = 0, sr: i64 = 0, sw: i64 = 0;
       let any = false;
-      let items = it.items;
-      for (let k = 0; k < items.length; k++) {
-        let e = items[k];
+      let list = iters.items;
+      for (let k = 0; k < list.length; k++) {
+        let e = list[k];
         if (e.kind != J_OBJ) continue;
         let a = num(e, "input_tokens"), b = num(e, "output_tokens");
         let r = num(e, "cache_read_input_tokens"), w = num(e, "cache_creation_input_tokens");
@@ -493,6 +546,14 @@ export class UsageScanner {
       }
     }
   }
+}
+
+/** The first of the candidates that is known (>= 0), or -1. */
+@inline function pick4(a: i64, b: i64, c: i64, d: i64): i64 {
+  if (a >= 0) return a;
+  if (b >= 0) return b;
+  if (c >= 0) return c;
+  return d;
 }
 
 @inline function pos(x: i64): i64 { return x > 0 ? x : 0; }
@@ -537,13 +598,25 @@ function bytesField(p: usize, n: i32): i32 {
 @inline function isWs(c: i32): bool { return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09; }
 
 function classify(k: ByteBuf, countText: bool): i32 {
-  if (k.eqStr("usage") || k.eqStr("usageMetadata")) return K_USAGE;
-  if (k.eqStr("message")) return K_MESSAGE;
-  if (k.eqStr("response")) return K_RESPONSE;
-  if (k.eqStr("delta")) return K_DELTA;
-  if (k.eqStr("x_groq")) return K_XGROQ;
-  if (countText && (k.eqStr("content") || k.eqStr("text") || k.eqStr("reasoning_content") ||
-      k.eqStr("reasoning") || k.eqStr("thinking") || k.eqStr("arguments") || k.eqStr("partial_json"))) return K_TEXT;
+  // By length first: most keys match none, and this runs for every key near the top.
+  switch (k.length) {
+    case 4: return countText && k.eqStr("text") ? K_TEXT : K_OTHER;
+    case 5:
+      if (k.eqStr("usage")) return K_USAGE;
+      if (k.eqStr("delta")) return K_DELTA;
+      return K_OTHER;
+    case 6: return k.eqStr("x_groq") ? K_XGROQ : K_OTHER;
+    case 7:
+      if (k.eqStr("message")) return K_MESSAGE;
+      return countText && k.eqStr("content") ? K_TEXT : K_OTHER;
+    case 8:
+      if (k.eqStr("response")) return K_RESPONSE;
+      return countText && k.eqStr("thinking") ? K_TEXT : K_OTHER;
+    case 9: return countText && (k.eqStr("reasoning") || k.eqStr("arguments")) ? K_TEXT : K_OTHER;
+    case 12: return countText && k.eqStr("partial_json") ? K_TEXT : K_OTHER;
+    case 13: return k.eqStr("usageMetadata") ? K_USAGE : K_OTHER;
+    case 17: return countText && k.eqStr("reasoning_content") ? K_TEXT : K_OTHER;
+  }
   return K_OTHER;
 }
 
@@ -558,17 +631,14 @@ function hexv(c: i32): i32 {
 function num(v: JValue | null, key: string): i64 {
   if (v === null || v.kind != J_OBJ) return -1;
   let f = v.get(key);
-  if (f === null || f.kind != J_NUM) return -1;
+  if (f === null) return -1;
+  return count(f);
+}
+
+/** A value as a token count; -1 if not a number or not a sane count. */
+function count(f: JValue): i64 {
+  if (f.kind != J_NUM) return -1;
   let n = f.n;
   if (!(n >= 0) || n > MAX_TOKENS) return -1; // also rejects NaN
   return <i64>Math.floor(n);
-}
-
-/** First present field among the names ("" = none) as a token count; -1 if none. */
-function first(v: JValue, a: string, b: string, c: string, d: string): i64 {
-  let x = num(v, a);
-  if (x < 0 && b.length > 0) x = num(v, b);
-  if (x < 0 && c.length > 0) x = num(v, c);
-  if (x < 0 && d.length > 0) x = num(v, d);
-  return x;
 }
