@@ -150,8 +150,9 @@ export class EventStreamDecoder {
       let p = pre.ptr();
       let total = be32(p);
       let hdr = be32(p + 4);
-      if (crc32(p, 8) != be32(p + 8) || total < MIN_MESSAGE || total > MAX_MESSAGE ||
-          hdr > MAX_HEADERS || hdr > total - MIN_MESSAGE) {
+      // Lengths first (cheap, and they reject nearly all garbage), then the CRC.
+      if (total < MIN_MESSAGE || total > MAX_MESSAGE || hdr > MAX_HEADERS || hdr > total - MIN_MESSAGE ||
+          crc32(p, 8) != be32(p + 8)) {
         // Not a prelude: slide by one byte.
         memory.copy(p, p + 1, 11);
         pre.length = 11;

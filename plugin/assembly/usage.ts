@@ -50,8 +50,9 @@ const K_RESPONSE = 3;
 const K_TEXT = 4;     // generated text (only with countText): content, text, reasoning, ...
 const K_DELTA = 5;    // "delta": a parent of usage (Cohere message-end) or, as a string, generated text
 const K_XGROQ = 6;    // "x_groq": parent of usage in older Groq streams
+const K_METRICS = 7;  // "amazon-bedrock-invocationMetrics": Bedrock InvokeModel stream counts (a fallback)
 
-const KEY_MAX = 20;
+const KEY_MAX = 32;
 const NEWLINE: usize = memory.data<u8>([0x0a]);
 const MAX_TOKENS: f64 = 1e15;
 const MAX_SUM: i64 = 1000000000000000; // a sum of counts is as sane as one count
@@ -75,6 +76,7 @@ export class UsageScanner {
   awaitKind: i32 = -1;         // after "key": the kind of key whose value comes next
   parentKind: i32 = K_OTHER;   // key of the depth-2 object we are inside
   capturing: bool = false;
+  capKind: i32 = K_USAGE;      // K_USAGE or K_METRICS: what the captured object is
   capDepth: i32 = 0;
   cap: ByteBuf;
   capOverflow: bool = false;
@@ -103,6 +105,12 @@ export class UsageScanner {
   iterOut: i64 = -1;
   iterCacheRead: i64 = -1;
   iterCacheWrite: i64 = -1;
+  // Bedrock InvokeModel streams: amazon-bedrock-invocationMetrics in the last chunk, for any
+  // model. Used only when the model's own usage was not found.
+  metricsIn: i64 = -1;         // inputTokenCount
+  metricsOut: i64 = -1;        // outputTokenCount
+  metricsCacheRead: i64 = -1;  // cacheReadInputTokenCount
+  metricsCacheWrite: i64 = -1; // cacheWriteInputTokenCount
   tooLarge: i32 = 0;
   merges: i32 = 0;             // usage objects parsed so far
 
@@ -149,7 +157,10 @@ export class UsageScanner {
     this.events = new EventStreamDecoder(this.maxBuf);
   }
 
-  found(): bool {
+  found(): bool { return this.ownUsage() || this.metricsIn >= 0 || this.metricsOut >= 0; }
+
+  /** Usage in the provider's own format was seen (else only Bedrock's invocation metrics, if any). */
+  private ownUsage(): bool {
     return this.prompt >= 0 || this.completion >= 0 || this.total >= 0 || this.cacheReadAdd >= 0 ||
       this.cacheWriteAdd >= 0 || this.iterIn >= 0 || this.iterOut >= 0;
   }
@@ -157,12 +168,14 @@ export class UsageScanner {
   /** Prompt as billed: base input + cache reads + cache writes (+ Gemini tool-use prompt); compaction: all iterations. */
   promptTokens(): i64 {
     if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterIn) + pos(this.iterCacheRead) + pos(this.iterCacheWrite);
+    if (!this.ownUsage()) return pos(this.metricsIn) + pos(this.metricsCacheRead) + pos(this.metricsCacheWrite);
     return pos(this.prompt) + pos(this.cacheReadAdd) + pos(this.cacheWriteAdd) + pos(this.toolPromptAdd);
   }
 
   /** Completion as billed: output + reasoning/thinking tokens when the provider reports them apart. */
   completionTokens(): i64 {
     if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterOut);
+    if (!this.ownUsage()) return pos(this.metricsOut);
     let c = pos(this.completion) + pos(this.reasoningAdd);
     // xAI: completion_tokens leaves reasoning out, total_tokens has it. OpenAI: reasoning is
     // inside completion_tokens, and prompt + completion = total already.
@@ -181,12 +194,14 @@ export class UsageScanner {
   /** Prompt tokens read from a cache (part of promptTokens), 0 when unknown. */
   cacheReadTokens(): i64 {
     if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterCacheRead);
+    if (!this.ownUsage()) return pos(this.metricsCacheRead);
     return this.cacheReadAdd >= 0 ? this.cacheReadAdd : pos(this.cacheReadIn);
   }
 
   /** Prompt tokens written to a cache (part of promptTokens), 0 when unknown. */
   cacheWriteTokens(): i64 {
     if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterCacheWrite);
+    if (!this.ownUsage()) return pos(this.metricsCacheWrite);
     return pos(this.cacheWriteAdd);
   }
 
@@ -387,8 +402,10 @@ export class UsageScanner {
       if (c == 0x7b) {
         let rel = this.depth - this.base;
         if (!this.capturing) {
-          if (ak == K_USAGE && (rel == 1 || (rel == 2 && usageParent(this.parentKind)))) {
+          if ((ak == K_USAGE && (rel == 1 || (rel == 2 && usageParent(this.parentKind)))) ||
+              (ak == K_METRICS && rel == 1)) {
             this.capturing = true;
+            this.capKind = ak;
             this.capOverflow = false;
             this.capDepth = this.depth;
             this.cap.clear();
@@ -418,7 +435,7 @@ export class UsageScanner {
             // from the second usage object on, the previous tree is collected first.
             if (this.merges > 0) __collect();
             this.merges++;
-            this.merge(this.cap);
+            if (this.capKind == K_METRICS) this.mergeMetrics(this.cap); else this.merge(this.cap);
           }
         }
         continue;
@@ -437,6 +454,19 @@ export class UsageScanner {
       i++;
     }
     return i;
+  }
+
+  private mergeMetrics(obj: ByteBuf): void {
+    let v = parseJson(obj);
+    if (v === null || v.kind != J_OBJ) return;
+    let x = num(v, "inputTokenCount");
+    if (x >= 0) this.metricsIn = x;
+    x = num(v, "outputTokenCount");
+    if (x >= 0) this.metricsOut = x;
+    x = num(v, "cacheReadInputTokenCount");
+    if (x >= 0) this.metricsCacheRead = x;
+    x = num(v, "cacheWriteInputTokenCount");
+    if (x >= 0) this.metricsCacheWrite = x;
   }
 
   private merge(obj: ByteBuf): void {
@@ -616,6 +646,7 @@ function classify(k: ByteBuf, countText: bool): i32 {
     case 12: return countText && k.eqStr("partial_json") ? K_TEXT : K_OTHER;
     case 13: return k.eqStr("usageMetadata") ? K_USAGE : K_OTHER;
     case 17: return countText && k.eqStr("reasoning_content") ? K_TEXT : K_OTHER;
+    case 32: return k.eqStr("amazon-bedrock-invocationMetrics") ? K_METRICS : K_OTHER;
   }
   return K_OTHER;
 }
