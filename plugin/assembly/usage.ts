@@ -15,15 +15,16 @@
 //   Gemini streamGenerateContent without alt=sse: a JSON array of such objects.
 //   Bedrock Converse: {"usage":{"inputTokens","outputTokens","totalTokens",...}}; ConverseStream:
 //     the same under the `metadata` event of an AWS event stream (eventstream.ts);
-//     InvokeModelWithResponseStream: event-stream payloads {"bytes":"<base64 of an Anthropic event>"}.
+//     InvokeModelWithResponseStream: event-stream payloads {"bytes":"<base64 of the model's own
+//     event>"} (Anthropic's usage as above; other models: amazon-bedrock-invocationMetrics).
 //   Cohere v2: {"usage":{"billed_units":{...},"tokens":{...}}}; stream: message-end {"delta":{"usage":...}}
 //   Groq (older streams): {"x_groq":{"usage":{...}}}
 // So a usage object is accepted as a key of a top-level object (the document, or an
 // element of a top-level array), or one level down under "message", "response", "delta" or
 // "x_groq". Later objects overwrite the fields they carry, field by field (streams report
 // cumulative counts; Anthropic's message_delta repeats or completes message_start's fields).
-// How the fields add up to prompt / completion / total: see merge() and plugin/README.md
-// ("Where the usage comes from").
+// How the fields add up to prompt / completion / total (what the provider bills): see the
+// getters below and plugin/README.md, "Usage accounting".
 
 import { ByteBuf } from "./bytes";
 import { parseJson, JValue, J_OBJ, J_NUM, J_ARR } from "./json";
