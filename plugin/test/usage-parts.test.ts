@@ -166,7 +166,7 @@ describe('memory bounded, cost linear', () => {
     return best / b.length;
   }
 
-  test('an 8 MB event stream: memory does not grow after the first MB; ns/byte within 1.5x of a 1 MB stream', () => {
+  test('an 8 MB event stream: memory does not grow after the first MB; ns/byte within 2x of a 1 MB stream (quadratic would be 8x)', () => {
     const small = bigEventStream(1);
     const large = bigEventStream(8);
     const s = scanner().begin(ES, 16384, true);
@@ -177,7 +177,7 @@ describe('memory bounded, cost linear', () => {
     expect(usageOf(s)).toEqual([7, 5, 12]);
     const a = timeFeed(ES, small, true);
     const b = timeFeed(ES, large, true);
-    expect(b / a).toBeLessThan(1.5);
+    expect(b / a).toBeLessThan(2);
   }, 60000);
 
   test('the largest fixtures repeated to 4 MB (SSE and JSON array): memory flat, cost linear', () => {
