@@ -1,0 +1,52 @@
+// Test harness (AssemblyScript): the usage scanner alone, without the filter, so tests can read
+// the parts (cache reads/writes, reasoning) and the decoder's counters. Compiled by
+// plugin/test/scanner.ts into a temporary .wasm; not part of plugin.wasm (index.ts never imports it).
+import { UsageScanner } from "../usage";
+import { ByteBuf } from "../bytes";
+
+let input = new ByteBuf(1 << 16);
+let sc: UsageScanner | null = null;
+
+/** A buffer of len bytes for the caller to fill; returns its address. */
+export function inputBuffer(len: i32): usize {
+  input.clear();
+  input.reserve(len);
+  input.length = len;
+  return input.ptr();
+}
+
+/** New scanner for the content-type in the input buffer (ctLen bytes; -1 = no content-type). */
+export function begin(ctLen: i32, maxBuf: i32, countText: bool): void {
+  let ct: ByteBuf | null = null;
+  if (ctLen >= 0) ct = ByteBuf.fromRaw(input.ptr(), ctLen);
+  sc = UsageScanner.forContentType(ct, maxBuf, countText);
+}
+
+/** Feeds the first len bytes of the input buffer. */
+export function feed(len: i32): void {
+  let s = sc;
+  if (s !== null) s.feed(input.ptr(), len);
+}
+
+/** 0 found, 1 prompt, 2 completion, 3 total, 4 cache read, 5 cache write, 6 reasoning, 7 tooLarge, 8 text chars, 9 mode. */
+export function get(what: i32): f64 {
+  let s = sc;
+  if (s === null) return -1;
+  if (what == 0) return s.found() ? 1 : 0;
+  if (what == 1) return <f64>s.promptTokens();
+  if (what == 2) return <f64>s.completionTokens();
+  if (what == 3) return <f64>s.totalTokens();
+  if (what == 4) return <f64>s.cacheReadTokens();
+  if (what == 5) return <f64>s.cacheWriteTokens();
+  if (what == 6) return <f64>s.reasoningTokens();
+  if (what == 7) return <f64>s.tooLarge;
+  if (what == 8) return <f64>s.text.chars();
+  if (what == 9) return <f64>s.mode;
+  let ev = s.events;
+  if (ev === null) return -1;
+  if (what == 10) return <f64>ev.messages;
+  if (what == 11) return <f64>ev.badCrc;
+  if (what == 12) return <f64>ev.oversized;
+  if (what == 13) return <f64>ev.resyncBytes;
+  return -1;
+}
