@@ -19,7 +19,7 @@
 // paused until the reply. The report then carries the reservation, and the service charges
 // the difference.
 
-import { ByteBuf, parseDecimal, startsWithLower, endsWithStr } from "./bytes";
+import { ByteBuf, parseDecimal, endsWithStr } from "./bytes";
 import * as abi from "./abi";
 import { Config, parseConfig } from "./config";
 import { RequestView, requestHeader } from "./request";
@@ -482,10 +482,9 @@ export class Stream {
       this.compressed = true;
       inc(metrics.compressedSkipped);
     } else {
-      let ct = responseHeader(CONTENT_TYPE);
-      let sse = ct !== null && startsWithLower(ct, "text/event-stream");
       let cfg = this.config;
-      this.scanner = new UsageScanner(sse, cfg.maxBufferBytes, cfg.estimateMissingUsage || this.reserveMode);
+      this.scanner = UsageScanner.forContentType(responseHeader(CONTENT_TYPE), cfg.maxBufferBytes,
+        cfg.estimateMissingUsage || this.reserveMode);
     }
     if (endOfStream) this.finish();
   }
@@ -530,6 +529,9 @@ export class Stream {
         u.prompt = sc.promptTokens();
         u.completion = sc.completionTokens();
         u.total = sc.totalTokens();
+        u.cacheRead = sc.cacheReadTokens();
+        u.cacheWrite = sc.cacheWriteTokens();
+        u.reasoning = sc.reasoningTokens();
         return u;
       }
     }
