@@ -21,6 +21,8 @@ export interface StackOptions {
   rateLimitService?: Endpoint;
   /** Envoy runs the plugin only for these hosts (see EnvoyConfigOptions.pluginOnlyForHosts). */
   pluginOnlyForHosts?: string[];
+  /** HTTP filters before the plugin (e.g. jwt_authn). */
+  httpFilters?: object[];
 }
 
 export interface Stack {
@@ -52,6 +54,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       wasmPath: withPlugin ? PLUGIN_WASM : undefined,
       pluginConfig: o.pluginConfig ?? readJson(PLUGIN_CONFIG_FILE),
       pluginOnlyForHosts: o.pluginOnlyForHosts,
+      httpFilters: o.httpFilters,
     });
     started.push(envoy);
     return { envoy, service: service as Service, mock, stop: stopAll };
