@@ -67,6 +67,8 @@ const UNMATCHED_HOST = 'api.unmatched.example';
 // A bucket that never runs out: every matched request is allowed, so each is a check + a report.
 const RULES = [{ rate_limit_key_regex: '^bench-', redis_expired_seconds: 3600, fill_interval_second: 60, tokens_per_fill: 1000, max_tokens: 1_000_000_000 }];
 const RLS_CLUSTER = `outbound|${RLS_PORT}||${RLS_SERVICE}`;
+// The 'bodykey' configuration's template: the user and the body's model (load.lua sends "model").
+const BODY_KEY = '{{request.headers.user-type}}-{{request.body.model}}';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => {
@@ -226,9 +228,11 @@ interface Ctx {
   plugin: Envoy;
   /** The plugin scoped by Envoy to MATCHED_HOST (pluginOnlyForHosts): other hosts never enter the VM. */
   scoped: Envoy;
+  /** The plugin with a key read from the request body (the check waits for the body). */
+  bodykey: Envoy;
 }
 
-type Config = 'baseline' | 'baseline2' | 'noop' | 'readhost' | 'unmatched' | 'scoped' | 'matched' | 'service';
+type Config = 'baseline' | 'baseline2' | 'noop' | 'readhost' | 'unmatched' | 'scoped' | 'matched' | 'bodykey' | 'service';
 
 /** The Host header a configuration's requests carry: the plugin's own host, except where the point is not to match. */
 const hostOf = (c: Config) => (c === 'unmatched' || c === 'scoped' ? UNMATCHED_HOST : MATCHED_HOST);
@@ -243,6 +247,7 @@ function target(ctx: Ctx, c: Config): { envoy: Envoy; host: string } {
     unmatched: ctx.plugin,
     matched: ctx.plugin,
     scoped: ctx.scoped,
+    bodykey: ctx.bodykey,
   };
   const envoy = envoys[c];
   if (!envoy) throw new Error(`${c} runs only side by side, on Envoys of its own`);
@@ -279,7 +284,7 @@ async function measure(ctx: Ctx, config: Config, round: number, o: { seconds: nu
     config === 'service'
       ? await runWrk(ctx.service.port, { host, mode: 'check', seconds: o.seconds, rate: o.rate })
       : await runWrk(envoy.port, { host, seconds: o.seconds, rate: o.rate });
-  if (config === 'matched') await sleep(300); // reports are sent after the response: let the last ones finish
+  if (config === 'matched' || config === 'bodykey') await sleep(300); // reports are sent after the response: let the last ones finish
   const c1 = await counters(envoy);
   const m1 = machineCpu();
   const self1 = process.cpuUsage(self0);
@@ -536,6 +541,7 @@ async function mainReal() {
       if (c === 'readhost') return startEnvoy({ ...common, wasmPath: readHostWasm, pluginConfig: {} });
       if (c === 'unmatched' || c === 'matched') return startEnvoy(withPlugin);
       if (c === 'scoped') return startEnvoy({ ...withPlugin, pluginOnlyForHosts: [MATCHED_HOST] });
+      if (c === 'bodykey') return startEnvoy({ ...withPlugin, pluginConfig: { ...readJson<object>(PLUGIN_CONFIG_FILE), rateLimitKeys: [BODY_KEY] } });
       return startEnvoy(common);
     };
     const base = await envoyFor('baseline');
@@ -548,8 +554,10 @@ async function mainReal() {
     stops.push(() => plugin.stop());
     const scoped = await envoyFor('scoped');
     stops.push(() => scoped.stop());
-    for (const e of [base, base2, noop, plugin, scoped]) pin(e.proc.pid, ENVOY_CPUS);
-    const ctx: Ctx = { redis, mock, service, base, base2, noop, plugin, scoped };
+    const bodykey = await envoyFor('bodykey');
+    stops.push(() => bodykey.stop());
+    for (const e of [base, base2, noop, plugin, scoped, bodykey]) pin(e.proc.pid, ENVOY_CPUS);
+    const ctx: Ctx = { redis, mock, service, base, base2, noop, plugin, scoped, bodykey };
 
     // The scoped Envoy still limits its own host: one matched request is one check and one report.
     const s0 = await counters(scoped);
@@ -561,10 +569,10 @@ async function mainReal() {
 
     // Sanity: the plugin really checks and reports matched requests, and leaves the others alone.
     const configs: Config[] = ['baseline', 'baseline2', 'noop', 'unmatched', 'scoped', 'matched'];
-    for (const c of configs) {
+    for (const c of [...configs, 'bodykey' as Config]) {
       const w = await measure(ctx, c, 0, { seconds: WARMUP_SECONDS });
       log(`warm-up ${c}: ${w.rps} req/s, ${w.errors} errors, ${w.rls_calls_per_request} service calls per request`);
-      const expected = c === 'matched' ? 2 : 0;
+      const expected = c === 'matched' || c === 'bodykey' ? 2 : 0;
       if (w.errors || Math.abs(w.rls_calls_per_request - expected) > 0.05) {
         throw new Error(`warm-up ${c}: expected no errors and ${expected} service calls per request, got ${JSON.stringify(w)}`);
       }
@@ -582,7 +590,7 @@ async function mainReal() {
 
     const fixed: Measured[] = [];
     // 'service': the same rate of checks sent straight to the service (no Envoy): its share of the added latency.
-    const fixedConfigs: Config[] = ['baseline', 'matched', 'service'];
+    const fixedConfigs: Config[] = ['baseline', 'matched', 'bodykey', 'service'];
     for (let round = 1; round <= FIXED_ROUNDS; round++) {
       const order = fixedConfigs.map((_, i) => fixedConfigs[(i + round - 1) % fixedConfigs.length]);
       for (const c of order) {
@@ -593,6 +601,7 @@ async function mainReal() {
     }
 
     // The side-by-side and memory runs get the machine to themselves as far as we are concerned.
+    await bodykey.stop();
     await scoped.stop();
     await plugin.stop();
     await noop.stop();
@@ -615,6 +624,8 @@ async function mainReal() {
         value: memory.growth_ratio,
         met: memory.growth_ratio <= 1.1,
       },
+      { name: `Matched, key read from the body, at ${RATE} req/s: added p50 latency (ms)`, target: '<= 1', value: fr.bodykey.p50_added_ms, met: fr.bodykey.p50_added_ms <= 1 },
+      { name: `Matched, key read from the body, at ${RATE} req/s: added p99 latency (ms)`, target: '<= 3', value: fr.bodykey.p99_added_ms, met: fr.bodykey.p99_added_ms <= 3 },
     ];
     const result = {
       date: new Date().toISOString(),

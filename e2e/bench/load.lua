@@ -1,6 +1,7 @@
 -- wrk script for the Envoy benchmarks (e2e/bench/envoy-bench.ts runs it).
 -- Arguments after `--`: mode=chat|check (check: GET /ratelimit straight to the service) host=<Host header> keys=<N distinct user-type values> rate=<requests/s per thread, 0 = as fast as possible> stop=<requests per thread, 0 = run for -d>
--- Every request is the seed's chat completion POST; `user-type: bench-<thread>-<i>` rotates over N keys
+-- Every request is the seed's chat completion POST (with a "model", for keys read from the body);
+-- `user-type: bench-<thread>-<i>` rotates over N keys
 -- so that matched requests are each a check + report on a bucket that never runs out.
 -- done() prints one JSON line (latencies in microseconds) for the bench to parse.
 
@@ -36,7 +37,7 @@ function init(args)
     local k, v = a:match("^(%w+)=(.*)$")
     if k then opt[k] = v end
   end
-  local body = '{"messages":[{"role":"user","content":"介绍一下你自己"}]}'
+  local body = '{"model":"qwen-plus","messages":[{"role":"user","content":"介绍一下你自己"}]}'
   n = tonumber(opt.keys)
   for k = 1, n do
     if opt.mode == "check" then

@@ -50,6 +50,7 @@ const LABEL: Record<string, string> = {
   unmatched: 'Envoy + plugin, not matched',
   scoped: 'Envoy + plugin scoped by Envoy to the LLM host, another host',
   matched: 'Envoy + plugin, matched (check + report)',
+  bodykey: 'Envoy + plugin, matched, key read from the request body',
   service: 'the service alone: GET /ratelimit, no Envoy',
 };
 
@@ -111,6 +112,11 @@ function dominates(e: Any, i: number): string {
       return `scheduling (${e.settings.pinning ? 'the service shares a core with Redis, the mock and wrk' : 'two cores shared by every process'}): service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
     case 3:
       return `flat: ${int(m.after_first.vmrss_kib)} → ${int(m.after_total.vmrss_kib)} KiB; tcmalloc allocated ×${f3(m.allocated_growth_ratio)}`;
+    case 4:
+    case 5:
+      return fr.bodykey
+        ? `the check waits for the end of the body (one callback for these one-chunk bodies) and the body is parsed once; matched with header keys: ${signed(fr.matched.p50_added_ms)} / ${signed(fr.matched.p99_added_ms)} ms`
+        : '';
     default:
       return '';
   }
