@@ -63,7 +63,7 @@ up: build envoy
 down:
 	node e2e/dist/stack-cli.js down
 
-# Issue 8: every benchmark in one run (about 4-5 minutes), then docs/BENCHMARKS.md from their JSON files.
+# Every benchmark in one run (about 4-5 minutes), then docs/BENCHMARKS.md from their JSON files.
 # Run it alone (not with -j): the benchmarks measure a shared 2-core machine one after another.
 bench: bench-tools bench-service bench-plugin bench-envoy
 	$(MAKE) --no-print-directory bench-doc

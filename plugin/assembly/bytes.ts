@@ -162,3 +162,19 @@ export function endsWithStr(v: ByteBuf, suffix: string): bool {
   for (let i = 0; i < n; i++) if (v.at(v.length - n + i) != suffix.charCodeAt(i)) return false;
   return true;
 }
+
+/**
+ * Whether the `n` bytes at `p` equal `value` (kind 0, M_EXACT), start with it (1, M_PREFIX) or
+ * end with it (2, M_SUFFIX). `fold`: compare the bytes at `p` lower-cased (`value` is lower case).
+ */
+export function matchAt(kind: i32, value: ByteBuf, p: usize, n: i32, fold: bool): bool {
+  let k = value.length;
+  if (kind == 0 ? k != n : k > n) return false;
+  let off: usize = kind == 2 ? <usize>(n - k) : 0;
+  let q = value.ptr();
+  if (!fold) return memory.compare(p + off, q, <usize>k) == 0;
+  for (let i = 0; i < k; i++) {
+    if (toLower(<i32>load<u8>(p + off + <usize>i)) != <i32>load<u8>(q + <usize>i)) return false;
+  }
+  return true;
+}

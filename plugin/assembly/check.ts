@@ -11,7 +11,7 @@
 // JSON body such as the reference service's empty 400 on a Redis failure) means the service
 // is unavailable, and failOpen decides.
 
-import { ByteBuf } from "./bytes";
+import { ByteBuf, parseDecimal } from "./bytes";
 import { Config } from "./config";
 import { HeaderList, HostBytes, httpCall, MAP_HTTP_CALL_RESPONSE_HEADERS, BUFFER_HTTP_CALL_RESPONSE_BODY } from "./abi";
 import { appendJsonString, appendUrlEncoded } from "./encode";
@@ -84,14 +84,8 @@ const STATUS = ByteBuf.fromString(":status");
 export function callStatus(nHeaders: u32): i32 {
   if (nHeaders == 0) return 0;
   if (!hb.header(MAP_HTTP_CALL_RESPONSE_HEADERS, STATUS)) return 0;
-  let v = 0;
-  let ok = hb.len > 0 && hb.len <= 3;
-  for (let i = 0; ok && i < hb.len; i++) {
-    let c = <i32>load<u8>(hb.ptr + <usize>i);
-    if (c < 0x30 || c > 0x39) ok = false; else v = v * 10 + (c - 0x30);
-  }
-  hb.release();
-  return ok ? v : 0;
+  let v = parseDecimal(hb.toBuf(), 999);
+  return v < 0 ? 0 : <i32>v;
 }
 
 /** Reads the check reply (call it before switching the effective context). */

@@ -95,7 +95,8 @@ const SERVICE_FIELDS = ["service", "port", "cluster", "timeoutMs", "authority", 
 const MATCH_FIELDS = ["host", "path", "route", "cluster"];
 const STRMATCH_FIELDS = ["exact", "prefix", "suffix", "regex"];
 
-class Ctx {
+/** Keeps the first configuration error (field, problem, value); parsing stops at it. */
+class ErrorCollector {
   error: string = "";
   fail(field: string, problem: string, v: JValue | null): bool {
     if (this.error.length == 0) {
@@ -107,7 +108,7 @@ class Ctx {
   }
 }
 
-function knownFields(c: Ctx, obj: JValue, prefix: string, allowed: string[]): bool {
+function knownFields(c: ErrorCollector, obj: JValue, prefix: string, allowed: string[]): bool {
   for (let i = 0; i < obj.keys.length; i++) {
     let k = obj.keys[i];
     let ok = false;
@@ -124,7 +125,7 @@ function str(v: JValue): string {
   return String.UTF8.decode(s.buf.slice(0, s.length));
 }
 
-function intIn(c: Ctx, v: JValue, field: string, lo: f64, hi: f64): i32 {
+function intIn(c: ErrorCollector, v: JValue, field: string, lo: f64, hi: f64): i32 {
   if (v.kind != J_NUM || v.n != Math.floor(v.n) || v.n < lo || v.n > hi) {
     c.fail(field, "expected an integer from " + (<i64>lo).toString() + " to " + (<i64>hi).toString(), v);
     return -1;
@@ -132,12 +133,12 @@ function intIn(c: Ctx, v: JValue, field: string, lo: f64, hi: f64): i32 {
   return <i32>v.n;
 }
 
-function nonEmptyString(c: Ctx, v: JValue, field: string): bool {
+function nonEmptyString(c: ErrorCollector, v: JValue, field: string): bool {
   if (v.kind != J_STR || v.s === null || (<ByteBuf>v.s).length == 0) return c.fail(field, "expected a non-empty string", v);
   return true;
 }
 
-function parseStrMatch(c: Ctx, v: JValue, field: string, lowerCase: bool): StrMatch | null {
+function parseStrMatch(c: ErrorCollector, v: JValue, field: string, lowerCase: bool): StrMatch | null {
   if (v.kind != J_OBJ) { c.fail(field, "expected an object with one of exact, prefix, suffix", v); return null; }
   if (!knownFields(c, v, field + ".", STRMATCH_FIELDS)) return null;
   if (v.keys.length != 1) { c.fail(field, "expected exactly one of exact, prefix, suffix", v); return null; }
@@ -157,7 +158,7 @@ function parseStrMatch(c: Ctx, v: JValue, field: string, lowerCase: bool): StrMa
 
 export function parseConfig(raw: ByteBuf): ConfigResult {
   let res = new ConfigResult();
-  let c = new Ctx();
+  let c = new ErrorCollector();
   let cfg = parse(c, raw);
   if (cfg === null) {
     if (c.error.length > 0) res.error = c.error; else res.error = "invalid configuration";
@@ -166,7 +167,7 @@ export function parseConfig(raw: ByteBuf): ConfigResult {
   return res;
 }
 
-function parse(c: Ctx, raw: ByteBuf): Config | null {
+function parse(c: ErrorCollector, raw: ByteBuf): Config | null {
   if (raw.length == 0) { c.fail("pluginConfig", "empty; rateLimitKeys and rateLimitService are required", null); return null; }
   let root = parseJson(raw);
   if (root === null) { c.fail("pluginConfig", "not valid JSON: " + raw.display(120), null); return null; }
@@ -186,7 +187,7 @@ function parse(c: Ctx, raw: ByteBuf): Config | null {
 }
 
 /** matches: absent or [] = every request the filter sees. */
-function parseMatches(c: Ctx, m: JValue | null, cfg: Config): bool {
+function parseMatches(c: ErrorCollector, m: JValue | null, cfg: Config): bool {
   if (m === null) return true;
   if (m.kind != J_ARR) return c.fail("matches", "expected an array", m);
   for (let i = 0; i < m.items.length; i++) {
@@ -224,7 +225,7 @@ function parseMatches(c: Ctx, m: JValue | null, cfg: Config): bool {
   return true;
 }
 
-function parseKeys(c: Ctx, keys: JValue | null, cfg: Config): bool {
+function parseKeys(c: ErrorCollector, keys: JValue | null, cfg: Config): bool {
   if (keys === null) return c.fail("rateLimitKeys", "required", null);
   if (keys.kind != J_ARR || keys.items.length == 0) return c.fail("rateLimitKeys", "expected a non-empty array of strings", keys);
   if (keys.items.length > MAX_KEYS) {
@@ -244,7 +245,7 @@ function parseKeys(c: Ctx, keys: JValue | null, cfg: Config): bool {
   return true;
 }
 
-function parseService(c: Ctx, svc: JValue | null, cfg: Config): bool {
+function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool {
   if (svc === null) return c.fail("rateLimitService", "required", null);
   if (svc.kind != J_OBJ) return c.fail("rateLimitService", "expected an object", svc);
   if (!knownFields(c, svc, "rateLimitService.", SERVICE_FIELDS)) return false;
@@ -301,7 +302,7 @@ function parseService(c: Ctx, svc: JValue | null, cfg: Config): bool {
   return true;
 }
 
-function parseFailurePolicy(c: Ctx, root: JValue, cfg: Config): bool {
+function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool {
   let failOpen = root.get("failOpen");
   let fallOpen = root.get("fallOpen"); // the reference README's spelling
   if (failOpen !== null && fallOpen !== null && (failOpen.kind != fallOpen.kind || failOpen.b != fallOpen.b)) {
@@ -345,7 +346,7 @@ function parseFailurePolicy(c: Ctx, root: JValue, cfg: Config): bool {
 }
 
 /** Sizes, bounds and the usage switches. */
-function parseLimits(c: Ctx, root: JValue, cfg: Config): bool {
+function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
   let v = intField(c, root, "maxBufferBytes", "maxBufferBytes", 256, 1048576, cfg.maxBufferBytes);
   if (v < 0) return false;
   cfg.maxBufferBytes = v;
@@ -368,27 +369,27 @@ function parseLimits(c: Ctx, root: JValue, cfg: Config): bool {
 }
 
 /** An optional integer field of `obj` in [lo, hi]; `dflt` when absent, -1 (and an error) when invalid. */
-function intField(c: Ctx, obj: JValue, name: string, field: string, lo: i32, hi: i32, dflt: i32): i32 {
+function intField(c: ErrorCollector, obj: JValue, name: string, field: string, lo: i32, hi: i32, dflt: i32): i32 {
   let v = obj.get(name);
   if (v === null) return dflt;
   return intIn(c, v, field, <f64>lo, <f64>hi);
 }
 
-function boolField(c: Ctx, obj: JValue, name: string, field: string, dflt: bool): i32 {
+function boolField(c: ErrorCollector, obj: JValue, name: string, field: string, dflt: bool): i32 {
   let v = obj.get(name);
   if (v === null) return dflt ? 1 : 0;
   if (v.kind != J_BOOL) { c.fail(field, "expected true or false", v); return -1; }
   return v.b ? 1 : 0;
 }
 
-function ratioField(c: Ctx, obj: JValue, name: string, field: string, dflt: f64): f64 {
+function ratioField(c: ErrorCollector, obj: JValue, name: string, field: string, dflt: f64): f64 {
   let v = obj.get(name);
   if (v === null) return dflt;
   if (v.kind != J_NUM || !(v.n >= 0.1) || v.n > 100) { c.fail(field, "expected a number from 0.1 to 100", v); return -1; }
   return v.n;
 }
 
-function parseReserve(c: Ctx, v: JValue, cfg: Config): bool {
+function parseReserve(c: ErrorCollector, v: JValue, cfg: Config): bool {
   if (v.kind != J_OBJ) return c.fail("reserve", "expected an object", v);
   if (!knownFields(c, v, "reserve.", RESERVE_FIELDS)) return false;
   let r = cfg.reserve;
@@ -404,13 +405,13 @@ function parseReserve(c: Ctx, v: JValue, cfg: Config): bool {
   return parseEstimateFields(c, v, "reserve.", r);
 }
 
-function parseEstimate(c: Ctx, v: JValue, r: ReserveConfig): bool {
+function parseEstimate(c: ErrorCollector, v: JValue, r: ReserveConfig): bool {
   if (v.kind != J_OBJ) return c.fail("estimate", "expected an object", v);
   if (!knownFields(c, v, "estimate.", ESTIMATE_FIELDS)) return false;
   return parseEstimateFields(c, v, "estimate.", r);
 }
 
-function parseEstimateFields(c: Ctx, v: JValue, prefix: string, r: ReserveConfig): bool {
+function parseEstimateFields(c: ErrorCollector, v: JValue, prefix: string, r: ReserveConfig): bool {
   let cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
   if (cpt < 0) return false;
   r.charsPerToken = cpt;

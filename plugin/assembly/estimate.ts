@@ -79,8 +79,6 @@ export function lengthTokens(bytes: i64, r: ReserveConfig): i64 {
 export class RequestEstimate {
   prompt: i64 = 0;
   completion: i64 = 0;
-  /** True when the prompt was estimated from the body length (not JSON, or no text found). */
-  fromLength: bool = false;
   /** The body with stream_options.include_usage added, when includeStreamUsage applied. */
   rewritten: ByteBuf | null = null;
   /** The parsed body (null if not JSON), for key templates that read body fields. */
@@ -148,7 +146,6 @@ export function estimateRequest(body: ByteBuf, r: ReserveConfig, mayRewrite: boo
   if (root === null || root.kind != J_OBJ) {
     e.prompt = lengthTokens(body.length, r);
     e.completion = r.defaultCompletionTokens;
-    e.fromLength = true;
     return e;
   }
   let cc = new CharCounter();
@@ -160,7 +157,6 @@ export function estimateRequest(body: ByteBuf, r: ReserveConfig, mayRewrite: boo
     e.prompt = tokensFor(cc.other, cc.cjk, r);
   } else {
     e.prompt = lengthTokens(body.length, r);
-    e.fromLength = true;
   }
   e.completion = completionBound(root, r.defaultCompletionTokens);
   if (mayRewrite) e.rewritten = withStreamUsage(body, root);

@@ -52,15 +52,6 @@ export class JValue {
     if (src === null) return "?";
     return src.slice(this.start, this.end).display(120);
   }
-
-  kindName(): string {
-    if (this.kind == J_NULL) return "null";
-    if (this.kind == J_BOOL) return "boolean";
-    if (this.kind == J_NUM) return "number";
-    if (this.kind == J_STR) return "string";
-    if (this.kind == J_ARR) return "array";
-    return "object";
-  }
 }
 
 class Parser {

@@ -3,8 +3,8 @@
 // without port or trailing dot. Path: without the query string. Route and cluster: the
 // names Envoy resolved for the request (xds.route_name, xds.cluster_name).
 
-import { ByteBuf } from "./bytes";
-import { Config, StrMatch, M_EXACT, M_PREFIX } from "./config";
+import { ByteBuf, matchAt } from "./bytes";
+import { Config, StrMatch } from "./config";
 import { RequestView, property } from "./request";
 
 export const MATCH_NO = 0;
@@ -17,12 +17,7 @@ const CLUSTER_NAME = ByteBuf.fromString("xds\0cluster_name");
 
 function matchStr(m: StrMatch, v: ByteBuf | null): bool {
   if (v === null) return false;
-  let p = m.value;
-  let n = p.length;
-  if (m.kind == M_EXACT) return v.equals(p);
-  if (n > v.length) return false;
-  let off: usize = m.kind == M_PREFIX ? 0 : <usize>(v.length - n);
-  return memory.compare(v.ptr() + off, p.ptr(), <usize>n) == 0;
+  return matchAt(m.kind, m.value, v.ptr(), v.length, false);
 }
 
 export function requestMatches(cfg: Config, req: RequestView): i32 {

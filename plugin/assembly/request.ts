@@ -1,7 +1,7 @@
 // Lazy, cached view of the current request's attributes. Each value is fetched from the
 // host at most once per request, and only if a match rule or key template needs it.
 
-import { ByteBuf, hexVal, toLower } from "./bytes";
+import { ByteBuf, hexVal, toLower, matchAt } from "./bytes";
 import { JValue, J_STR, J_NUM, J_BOOL } from "./json";
 import { HostBytes, MAP_REQUEST_HEADERS } from "./abi";
 
@@ -197,19 +197,6 @@ function lowerCopy(src: usize, n: i32): ByteBuf {
   return b;
 }
 
-/** M_EXACT (0) / M_PREFIX (1) / M_SUFFIX (2) match of `value` against the `n` bytes at `p`. */
-function matchAt(kind: i32, value: ByteBuf, p: usize, n: i32, fold: bool): bool {
-  let k = value.length;
-  if (kind == 0 ? k != n : k > n) return false;
-  let off: usize = kind == 2 ? <usize>(n - k) : 0;
-  let q = value.ptr();
-  if (!fold) return memory.compare(p + off, q, <usize>k) == 0;
-  for (let i = 0; i < k; i++) {
-    if (toLower(<i32>load<u8>(p + off + <usize>i)) != <i32>load<u8>(q + <usize>i)) return false;
-  }
-  return true;
-}
-
 function malformedHost(p: usize, n: i32): bool {
   for (let i = 0; i < n; i++) {
     let c = load<u8>(p + <usize>i);
@@ -218,7 +205,7 @@ function malformedHost(p: usize, n: i32): bool {
   return false;
 }
 
-/** Length of the `n` bytes at `p` without a port (stripPort's rule, in place). */
+/** Length of the `n` bytes at `p` without a port: "host:port" -> "host", "[v6]:port" -> "[v6]", a bare IPv6 literal whole. */
 function hostLength(p: usize, n: i32): i32 {
   let i = n - 1;
   while (i >= 0 && load<u8>(p + <usize>i) >= 0x30 && load<u8>(p + <usize>i) <= 0x39) i--;
@@ -233,17 +220,8 @@ function hostLength(p: usize, n: i32): i32 {
 
 /** "host:port" -> "host"; "[v6]:port" -> "[v6]"; a bare IPv6 literal is left alone. */
 export function stripPort(h: ByteBuf): ByteBuf {
-  let n = h.length;
-  let i = n - 1;
-  while (i >= 0 && h.at(i) >= 0x30 && h.at(i) <= 0x39) i--;
-  if (i < 0 || h.at(i) != 0x3a) return h;
-  // A colon before the digits: it is a port unless this is a bare IPv6 address.
-  if (h.length > 0 && h.at(0) == 0x5b) {
-    if (i > 0 && h.at(i - 1) == 0x5d) return h.slice(0, i);
-    return h;
-  }
-  for (let j = 0; j < i; j++) if (h.at(j) == 0x3a) return h; // bare IPv6
-  return h.slice(0, i);
+  let n = hostLength(h.ptr(), h.length);
+  return n == h.length ? h : h.slice(0, n);
 }
 
 /** Address without port: "1.2.3.4:80" -> "1.2.3.4", "[::1]:80" -> "::1". */

@@ -26,7 +26,7 @@
 // How the fields add up to prompt / completion / total (what the provider bills): see the
 // getters below and plugin/README.md, "Usage accounting".
 
-import { ByteBuf } from "./bytes";
+import { ByteBuf, hexVal } from "./bytes";
 import { parseJson, JValue, J_OBJ, J_NUM, J_ARR } from "./json";
 import { CharCounter } from "./estimate";
 import { EventStreamDecoder } from "./eventstream";
@@ -348,7 +348,7 @@ export class UsageScanner {
         if (this.esc) {
           if (!this.inText) { this.esc = false; this.keyOverflow = true; continue; } // escaped keys never match
           if (this.uLeft > 0) { // in text: the hex digits of \uXXXX (esc stays set meanwhile)
-            let h = hexv(c);
+            let h = hexVal(c);
             if (h < 0) { this.uLeft = 0; this.esc = false; continue; } // invalid JSON: drop it
             this.uCp = (this.uCp << 4) | h;
             if (--this.uLeft == 0) {
@@ -652,12 +652,6 @@ function classify(k: ByteBuf, countText: bool): i32 {
   return K_OTHER;
 }
 
-function hexv(c: i32): i32 {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
 
 /** A field of an object as a token count; -1 if absent, not an object, or not a sane count. */
 function num(v: JValue | null, key: string): i64 {
