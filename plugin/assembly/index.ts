@@ -12,7 +12,8 @@ import { proc_exit } from "bindings/wasi_unstable";
 import { ByteBuf } from "./bytes";
 import * as abi from "./abi";
 import { parseConfig } from "./config";
-import { Root, onRequestHeaders, onRequestData, onRequestTrailers, onResponseHeaders, onResponseBody,
+import { Root } from "./root";
+import { onRequestHeaders, onRequestData, onRequestTrailers, onResponseHeaders, onResponseBody,
   onResponseTrailers, onStreamEnd, onStreamDelete, CONTINUE } from "./filter";
 
 import { __collect } from "rt/index-full";

@@ -26,8 +26,10 @@
 // How the fields add up to prompt / completion / total (what the provider bills): see the
 // getters below and plugin/README.md, "Usage accounting".
 
-import { ByteBuf, hexVal } from "./bytes";
-import { parseJson, JValue, J_OBJ, J_NUM, J_ARR } from "./json";
+import { ByteBuf, hexVal, startsWithLower } from "./bytes";
+import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "./sse";
+import { parseJson } from "./json";
+import { BilledUsage } from "./billed";
 import { CharCounter } from "./estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
@@ -38,12 +40,7 @@ export const MODE_JSON = 0;
 export const MODE_SSE = 1;
 export const MODE_EVENTSTREAM = 2; // application/vnd.amazon.eventstream (Bedrock streams)
 
-// SSE line reader states.
-const LINE_FIELD = 0;      // reading the field name
-const LINE_DATA_START = 1; // after "data:", at the optional space
-const LINE_DATA = 2;       // inside a data value (fed to the JSON scanner)
-const LINE_SKIP = 3;       // inside another field's value (ignored)
-
+// What the key before a value says about it.
 const K_OTHER = 0;
 const K_USAGE = 1;
 const K_MESSAGE = 2;
@@ -55,8 +52,6 @@ const K_METRICS = 7;  // "amazon-bedrock-invocationMetrics": Bedrock InvokeModel
 
 const KEY_MAX = 32;
 const NEWLINE: usize = memory.data<u8>([0x0a]);
-const MAX_TOKENS: f64 = 1e15;
-const MAX_SUM: i64 = 1000000000000000; // a sum of counts is as sane as one count
 
 export class UsageScanner {
   sse: bool;
@@ -82,36 +77,14 @@ export class UsageScanner {
   cap: ByteBuf;
   capOverflow: bool = false;
 
-  // SSE line state.
-  lineMode: i32 = LINE_FIELD;
-  field: ByteBuf = new ByteBuf(8);
-  lastCR: bool = false;
+  // SSE (MODE_SSE only).
+  lines: SseReader = new SseReader();
 
   // AWS event stream (MODE_EVENTSTREAM only).
   events: EventStreamDecoder | null = null;
   b64: ByteBuf | null = null;
 
-  // Usage fields as last reported, each on its own (-1 = never seen). "Add" parts are billed
-  // on top of the base count; "in" parts are already inside it (reported, never added twice).
-  prompt: i64 = -1;            // prompt_tokens | input_tokens | promptTokenCount | inputTokens | Cohere input
-  completion: i64 = -1;        // completion_tokens | output_tokens | candidatesTokenCount | outputTokens | Cohere output
-  total: i64 = -1;             // total_tokens | totalTokenCount | totalTokens (as stated)
-  cacheReadAdd: i64 = -1;      // Anthropic cache_read_input_tokens, Bedrock cacheReadInputTokens
-  cacheWriteAdd: i64 = -1;     // Anthropic cache_creation_input_tokens, Bedrock cacheWriteInputTokens
-  cacheReadIn: i64 = -1;       // *_tokens_details.cached_tokens, cachedContentTokenCount, prompt_cache_hit_tokens
-  reasoningIn: i64 = -1;       // *_tokens_details.reasoning_tokens (OpenAI: inside; xAI: outside, see completionTokens)
-  reasoningAdd: i64 = -1;      // Gemini thoughtsTokenCount
-  toolPromptAdd: i64 = -1;     // Gemini toolUsePromptTokenCount
-  iterIn: i64 = -1;            // Anthropic usage.iterations[] (compaction): sums over the iterations
-  iterOut: i64 = -1;
-  iterCacheRead: i64 = -1;
-  iterCacheWrite: i64 = -1;
-  // Bedrock InvokeModel streams: amazon-bedrock-invocationMetrics in the last chunk, for any
-  // model. Used only when the model's own usage was not found.
-  metricsIn: i64 = -1;         // inputTokenCount
-  metricsOut: i64 = -1;        // outputTokenCount
-  metricsCacheRead: i64 = -1;  // cacheReadInputTokenCount
-  metricsCacheWrite: i64 = -1; // cacheWriteInputTokenCount
+  usage: BilledUsage = new BilledUsage();
   tooLarge: i32 = 0;
   merges: i32 = 0;             // usage objects parsed so far
 
@@ -158,58 +131,13 @@ export class UsageScanner {
     this.events = new EventStreamDecoder(this.maxBuf);
   }
 
-  found(): bool { return this.ownUsage() || this.metricsIn >= 0 || this.metricsOut >= 0; }
-
-  /** Usage in the provider's own format was seen (else only Bedrock's invocation metrics, if any). */
-  private ownUsage(): bool {
-    return this.prompt >= 0 || this.completion >= 0 || this.total >= 0 || this.cacheReadAdd >= 0 ||
-      this.cacheWriteAdd >= 0 || this.iterIn >= 0 || this.iterOut >= 0;
-  }
-
-  /** Prompt as billed: base input + cache reads + cache writes (+ Gemini tool-use prompt); compaction: all iterations. */
-  promptTokens(): i64 {
-    if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterIn) + pos(this.iterCacheRead) + pos(this.iterCacheWrite);
-    if (!this.ownUsage()) return pos(this.metricsIn) + pos(this.metricsCacheRead) + pos(this.metricsCacheWrite);
-    return pos(this.prompt) + pos(this.cacheReadAdd) + pos(this.cacheWriteAdd) + pos(this.toolPromptAdd);
-  }
-
-  /** Completion as billed: output + reasoning/thinking tokens when the provider reports them apart. */
-  completionTokens(): i64 {
-    if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterOut);
-    if (!this.ownUsage()) return pos(this.metricsOut);
-    let c = pos(this.completion) + pos(this.reasoningAdd);
-    // xAI: completion_tokens leaves reasoning out, total_tokens has it. OpenAI: reasoning is
-    // inside completion_tokens, and prompt + completion = total already.
-    let r = this.reasoningIn;
-    if (r > 0 && this.total >= 0 && this.promptTokens() + c + r == this.total) c += r;
-    return c;
-  }
-
-  /** The stated total, unless it is below prompt + completion (then their sum). */
-  totalTokens(): i64 {
-    let sum = this.promptTokens() + this.completionTokens();
-    if (this.iterIn >= 0 || this.iterOut >= 0) return sum;
-    return this.total > sum ? this.total : sum;
-  }
-
-  /** Prompt tokens read from a cache (part of promptTokens), 0 when unknown. */
-  cacheReadTokens(): i64 {
-    if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterCacheRead);
-    if (!this.ownUsage()) return pos(this.metricsCacheRead);
-    return this.cacheReadAdd >= 0 ? this.cacheReadAdd : pos(this.cacheReadIn);
-  }
-
-  /** Prompt tokens written to a cache (part of promptTokens), 0 when unknown. */
-  cacheWriteTokens(): i64 {
-    if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterCacheWrite);
-    if (!this.ownUsage()) return pos(this.metricsCacheWrite);
-    return pos(this.cacheWriteAdd);
-  }
-
-  /** Reasoning / thinking tokens (part of completionTokens), 0 when unknown. */
-  reasoningTokens(): i64 {
-    return this.reasoningAdd >= 0 ? this.reasoningAdd : pos(this.reasoningIn);
-  }
+  found(): bool { return this.usage.found(); }
+  promptTokens(): i64 { return this.usage.promptTokens(); }
+  completionTokens(): i64 { return this.usage.completionTokens(); }
+  totalTokens(): i64 { return this.usage.totalTokens(); }
+  cacheReadTokens(): i64 { return this.usage.cacheReadTokens(); }
+  cacheWriteTokens(): i64 { return this.usage.cacheWriteTokens(); }
+  reasoningTokens(): i64 { return this.usage.reasoningTokens(); }
 
   /** Feeds one body chunk (host memory, read in place). */
   feed(ptr: usize, len: i32): void {
@@ -257,47 +185,14 @@ export class UsageScanner {
   }
 
   private feedSse(ptr: usize, len: i32): void {
+    let r = this.lines;
     let i = 0;
     while (i < len) {
-      let c = <i32>load<u8>(ptr + <usize>i);
-      if (c == 0x0a || c == 0x0d) {
-        let crlf = c == 0x0a && this.lastCR;
-        this.lastCR = c == 0x0d;
-        i++;
-        if (crlf) continue;
-        if (this.lineMode == LINE_FIELD && this.field.length == 0) this.endEvent(); // blank line
-        else if (this.lineMode == LINE_DATA_START || this.lineMode == LINE_DATA) this.feedJson(NEWLINE, 1);
-        this.lineMode = LINE_FIELD;
-        this.field.clear();
-        continue;
-      }
-      this.lastCR = false;
-      let mode = this.lineMode;
-      if (mode == LINE_FIELD) {
-        if (c == 0x3a) {
-          this.lineMode = this.field.eqStr("data") ? LINE_DATA_START : LINE_SKIP;
-        } else if (this.field.length < 8) {
-          this.field.push(c);
-        } else {
-          this.field.push(0x20); // too long to be "data": poison the name
-          this.field.length = 8;
-        }
-        i++;
-        continue;
-      }
-      if (mode == LINE_DATA_START) { // one optional space after "data:"
-        this.lineMode = LINE_DATA;
-        if (c == 0x20) { i++; continue; }
-      }
-      // Run to end of line, fed in one piece (data) or skipped.
-      let j = i;
-      while (j < len) {
-        let d = <i32>load<u8>(ptr + <usize>j);
-        if (d == 0x0a || d == 0x0d) break;
-        j++;
-      }
-      if (this.lineMode == LINE_DATA) this.feedJson(ptr + <usize>i, j - i);
-      i = j;
+      i = r.step(ptr, len, i);
+      let out = r.out;
+      if (out == SSE_DATA) this.feedJson(r.dataPtr, r.dataLen);
+      else if (out == SSE_DATA_LINE) this.feedJson(NEWLINE, 1); // data on several lines is one document
+      else if (out == SSE_EVENT_END) this.endEvent();
     }
   }
 
@@ -436,7 +331,10 @@ export class UsageScanner {
             // from the second usage object on, the previous tree is collected first.
             if (this.merges > 0) __collect();
             this.merges++;
-            if (this.capKind == K_METRICS) this.mergeMetrics(this.cap); else this.merge(this.cap);
+            let v = parseJson(this.cap);
+            if (v !== null) {
+              if (this.capKind == K_METRICS) this.usage.mergeMetrics(v); else this.usage.merge(v);
+            }
           }
         }
         continue;
@@ -457,152 +355,14 @@ export class UsageScanner {
     return i;
   }
 
-  private mergeMetrics(obj: ByteBuf): void {
-    let v = parseJson(obj);
-    if (v === null || v.kind != J_OBJ) return;
-    let x = num(v, "inputTokenCount");
-    if (x >= 0) this.metricsIn = x;
-    x = num(v, "outputTokenCount");
-    if (x >= 0) this.metricsOut = x;
-    x = num(v, "cacheReadInputTokenCount");
-    if (x >= 0) this.metricsCacheRead = x;
-    x = num(v, "cacheWriteInputTokenCount");
-    if (x >= 0) this.metricsCacheWrite = x;
-  }
 
-  private merge(obj: ByteBuf): void {
-    let v = parseJson(obj);
-    if (v === null || v.kind != J_OBJ) return;
-    // One pass over the keys (a switch on the length, then a compare or two): this runs for
-    // every usage object, and most responses carry just a handful of keys.
-    let pt: i64 = -1, it: i64 = -1, ptc: i64 = -1, iT: i64 = -1;         // prompt candidates, by preference
-    let ct: i64 = -1, ot: i64 = -1, cand: i64 = -1, oT: i64 = -1;        // completion candidates
-    let tt: i64 = -1, ttc: i64 = -1, tT: i64 = -1;                       // total candidates
-    let crA: i64 = -1, crB: i64 = -1, cwA: i64 = -1, cwB: i64 = -1;
-    let crIn: i64 = -1, crIn2: i64 = -1, crIn3: i64 = -1, crIn4: i64 = -1, crIn5: i64 = -1;
-    let rsIn: i64 = -1, rsIn2: i64 = -1, rsIn3: i64 = -1, thoughts: i64 = -1, toolUse: i64 = -1;
-    let billed: JValue | null = null, toks: JValue | null = null, iters: JValue | null = null;
-    let keys = v.keys;
-    let items = v.items;
-    for (let k = 0, n = keys.length; k < n; k++) {
-      let key = keys[k];
-      let item = items[k];
-      switch (key.length) {
-        case 6: if (key.eqStr("tokens")) toks = item; break;
-        case 10: if (key.eqStr("iterations")) iters = item; break;
-        case 11:
-          if (key.eqStr("inputTokens")) iT = count(item);
-          else if (key.eqStr("totalTokens")) tT = count(item);
-          break;
-        case 12:
-          if (key.eqStr("input_tokens")) it = count(item);
-          else if (key.eqStr("total_tokens")) tt = count(item);
-          else if (key.eqStr("outputTokens")) oT = count(item);
-          else if (key.eqStr("billed_units")) billed = item;
-          break;
-        case 13:
-          if (key.eqStr("prompt_tokens")) pt = count(item);
-          else if (key.eqStr("output_tokens")) ot = count(item);
-          else if (key.eqStr("cached_tokens")) crIn5 = count(item);
-          break;
-        case 15: if (key.eqStr("totalTokenCount")) ttc = count(item); break;
-        case 16: if (key.eqStr("promptTokenCount")) ptc = count(item); break;
-        case 17: if (key.eqStr("completion_tokens")) ct = count(item); break;
-        case 18: if (key.eqStr("thoughtsTokenCount")) thoughts = count(item); break;
-        case 20:
-          if (key.eqStr("candidatesTokenCount")) cand = count(item);
-          else if (key.eqStr("cacheReadInputTokens")) crB = count(item);
-          else if (key.eqStr("input_tokens_details")) crIn2 = num(item, "cached_tokens");
-          break;
-        case 21:
-          if (key.eqStr("cacheWriteInputTokens")) cwB = count(item);
-          else if (key.eqStr("prompt_tokens_details")) crIn = num(item, "cached_tokens");
-          else if (key.eqStr("output_tokens_details")) {
-            rsIn2 = num(item, "reasoning_tokens");
-            rsIn3 = num(item, "thinking_tokens");
-          }
-          break;
-        case 23:
-          if (key.eqStr("cache_read_input_tokens")) crA = count(item);
-          else if (key.eqStr("cachedContentTokenCount")) crIn3 = count(item);
-          else if (key.eqStr("prompt_cache_hit_tokens")) crIn4 = count(item);
-          else if (key.eqStr("toolUsePromptTokenCount")) toolUse = count(item);
-          break;
-        case 25: if (key.eqStr("completion_tokens_details")) rsIn = num(item, "reasoning_tokens"); break;
-        case 27: if (key.eqStr("cache_creation_input_tokens")) cwA = count(item); break;
-      }
-    }
-    let p = pick4(pt, it, ptc, iT);
-    let c = pick4(ct, ot, cand, oT);
-    let t = pick4(tt, ttc, tT, -1);
-    if (p < 0 && c < 0) { // Cohere v2: what is billed, else what was processed
-      p = num(billed, "input_tokens");
-      if (p < 0) p = num(toks, "input_tokens");
-      c = num(billed, "output_tokens");
-      if (c < 0) c = num(toks, "output_tokens");
-    }
-    if (p >= 0) this.prompt = p;
-    if (c >= 0) this.completion = c;
-    if (t >= 0) this.total = t;
-    else if (p >= 0 || c >= 0) this.total = -1; // recompute from the newer parts
-
-    let x = pick4(crA, crB, -1, -1);
-    if (x >= 0) this.cacheReadAdd = x;
-    x = pick4(cwA, cwB, -1, -1);
-    if (x >= 0) this.cacheWriteAdd = x;
-    x = pick4(crIn, crIn2, crIn3, pick4(crIn4, crIn5, -1, -1));
-    if (x >= 0) this.cacheReadIn = x;
-    x = pick4(rsIn, rsIn2, rsIn3, -1);
-    if (x >= 0) this.reasoningIn = x;
-    if (thoughts >= 0) this.reasoningAdd = thoughts;
-    if (toolUse >= 0) this.toolPromptAdd = toolUse;
-
-    // Anthropic compaction: one usage entry per sampling iteration; the top-level fields are
-    // the last iteration only, the bill is the sum of all of them.
-    if (iters !== null && iters.kind == J_ARR) {
-      let si: i64 = 0, so: i64 = 0, sr: i64 = 0, sw: i64 = 0;
-      let any = false;
-      let list = iters.items;
-      for (let k = 0; k < list.length; k++) {
-        let e = list[k];
-        if (e.kind != J_OBJ) continue;
-        let a = num(e, "input_tokens"), b = num(e, "output_tokens");
-        let r = num(e, "cache_read_input_tokens"), w = num(e, "cache_creation_input_tokens");
-        if (a < 0 && b < 0 && r < 0 && w < 0) continue;
-        any = true;
-        si += pos(a); so += pos(b); sr += pos(r); sw += pos(w);
-      }
-      if (any && si <= MAX_SUM && so <= MAX_SUM && sr <= MAX_SUM && sw <= MAX_SUM) {
-        this.iterIn = si; this.iterOut = so; this.iterCacheRead = sr; this.iterCacheWrite = sw;
-      }
-    }
-  }
 }
 
-/** The first of the candidates that is known (>= 0), or -1. */
-@inline function pick4(a: i64, b: i64, c: i64, d: i64): i64 {
-  if (a >= 0) return a;
-  if (b >= 0) return b;
-  if (c >= 0) return c;
-  return d;
-}
-
-@inline function pos(x: i64): i64 { return x > 0 ? x : 0; }
 
 function usageParent(k: i32): bool {
   return k == K_MESSAGE || k == K_RESPONSE || k == K_DELTA || k == K_XGROQ;
 }
 
-function startsWithLower(v: ByteBuf, prefix: string): bool {
-  let n = prefix.length;
-  if (v.length < n) return false;
-  for (let i = 0; i < n; i++) {
-    let c = v.at(i);
-    if (c >= 65 && c <= 90) c += 32;
-    if (c != prefix.charCodeAt(i)) return false;
-  }
-  return true;
-}
 
 /**
  * Where the base64 text of a top-level "bytes" string starts in an event-stream payload
@@ -653,18 +413,3 @@ function classify(k: ByteBuf, countText: bool): i32 {
 }
 
 
-/** A field of an object as a token count; -1 if absent, not an object, or not a sane count. */
-function num(v: JValue | null, key: string): i64 {
-  if (v === null || v.kind != J_OBJ) return -1;
-  let f = v.get(key);
-  if (f === null) return -1;
-  return count(f);
-}
-
-/** A value as a token count; -1 if not a number or not a sane count. */
-function count(f: JValue): i64 {
-  if (f.kind != J_NUM) return -1;
-  let n = f.n;
-  if (!(n >= 0) || n > MAX_TOKENS) return -1; // also rejects NaN
-  return <i64>Math.floor(n);
-}

@@ -42,6 +42,13 @@ export class Scanner {
   }
   feed(b: Uint8Array): this { this.put(b); this.ex.feed(b.length); return this; }
   get(what: number): number { return this.ex.get(what); }
+  /** The SSE line reader's trace for the body fed in these chunks: data bytes, "\n" per data line end, "|" per event end. */
+  sseTrace(chunks: Uint8Array[]): string {
+    this.ex.sseBegin();
+    let n = 0;
+    for (const c of chunks) { this.put(c); n = this.ex.sseFeed(c.length); }
+    return Buffer.from(new Uint8Array((this.ex.memory as WebAssembly.Memory).buffer, this.ex.sseTrace(), n)).toString('latin1');
+  }
   parts(): Parts {
     const g = (i: number) => this.ex.get(i);
     return { found: g(0) === 1, prompt: g(1), completion: g(2), total: g(3), cacheRead: g(4), cacheWrite: g(5),

@@ -3,6 +3,7 @@
 // plugin/test/scanner.ts into a temporary .wasm; not part of plugin.wasm (index.ts never imports it).
 import { UsageScanner } from "../usage";
 import { ByteBuf } from "../bytes";
+import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "../sse";
 
 let input = new ByteBuf(1 << 16);
 let sc: UsageScanner | null = null;
@@ -50,3 +51,30 @@ export function get(what: i32): f64 {
   if (what == 13) return <f64>ev.resyncBytes;
   return -1;
 }
+
+// The SSE line reader alone: what it reports for the input, as text. Data bytes as they are,
+// a data line break as "\n", an event end as "|".
+let lines: SseReader | null = null;
+let trace = new ByteBuf(1024);
+
+export function sseBegin(): void {
+  lines = new SseReader();
+  trace.clear();
+}
+
+/** Feeds the first len bytes of the input buffer to the reader; returns the trace's length. */
+export function sseFeed(len: i32): i32 {
+  let r = lines;
+  if (r === null) return -1;
+  let i = 0;
+  while (i < len) {
+    i = r.step(input.ptr(), len, i);
+    if (r.out == SSE_DATA) trace.appendRaw(r.dataPtr, r.dataLen);
+    else if (r.out == SSE_DATA_LINE) trace.push(0x0a);
+    else if (r.out == SSE_EVENT_END) trace.push(0x7c);
+  }
+  return trace.length;
+}
+
+/** Address of the trace (its length: sseFeed's result). */
+export function sseTrace(): usize { return trace.ptr(); }
