@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ProxyWasmHost, HeaderList } from '../emulator/host';
+import { jsonBody, sseBody, chunks } from './bodies';
 
 const CONFIG = {
   matches: [{ host: { exact: 'dashscope.aliyuncs.com' } }],
@@ -18,33 +19,6 @@ const CHUNK = 16384; // Envoy typically hands bodies over in chunks of this orde
 function req(host: string): HeaderList {
   return [[':method', 'POST'], [':path', '/v1/chat/completions'], [':authority', host],
     ['content-type', 'application/json'], ['user-type', 'regular-user'], ['accept-encoding', 'gzip']];
-}
-
-function jsonBody(size: number): Buffer {
-  const tail = '"}}],"usage":{"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}}';
-  const head = '{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"';
-  const fill = Math.max(0, size - head.length - tail.length);
-  // Realistic content: text with escapes and multi-byte characters.
-  const unit = 'Hello, \\"world\\" 通义千问 ';
-  let content = unit.repeat(Math.ceil(fill / Buffer.byteLength(unit)));
-  let b = Buffer.from(head + content + tail);
-  if (b.length > size) b = Buffer.concat([b.subarray(0, head.length + fill), Buffer.from(tail)]);
-  return b;
-}
-
-function sseBody(events: number): Buffer {
-  let s = '';
-  for (let i = 0; i < events; i++) {
-    s += `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"token ${i} 通义"}}],"usage":null}\n\n`;
-  }
-  s += 'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":1000,"total_tokens":1010}}\n\ndata: [DONE]\n\n';
-  return Buffer.from(s);
-}
-
-function chunks(b: Buffer, size: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let i = 0; i < b.length; i += size) out.push(b.subarray(i, i + size));
-  return out;
 }
 
 interface Result {
