@@ -72,7 +72,6 @@ export class ProxyWasmHost extends HostFunctions {
   callNs = 0n;
 
   private nextContextId = 1;
-  private current = 0; // context the host is calling into
 
   constructor(options: HostOptions = {}, module: WebAssembly.Module = loadModule()) {
     super(options);
@@ -87,14 +86,12 @@ export class ProxyWasmHost extends HostFunctions {
   }
 
   // ---- calling into the plugin ---------------------------------------------------------
-  /** Calls an export with `ctx` as current and effective context; traps become Trap. */
+  /** Calls an export with `ctx` as the effective context; traps become Trap. */
   call(name: string, ctx: number, ...args: (number | bigint)[]): number {
     if (this.trapped) throw new Trap(`VM already failed: ${this.trapped.message}`);
     const fn = this.exports[name];
     if (typeof fn !== 'function') return 0;
-    const prevCur = this.current;
     const prevEff = this.effective;
-    this.current = ctx;
     this.effective = ctx;
     const t0 = this.options.timeHostCalls ? process.hrtime.bigint() : 0n;
     try {
@@ -106,7 +103,6 @@ export class ProxyWasmHost extends HostFunctions {
       throw t;
     } finally {
       if (this.options.timeHostCalls) this.callNs += process.hrtime.bigint() - t0;
-      this.current = prevCur;
       this.effective = prevEff;
     }
   }
