@@ -363,7 +363,6 @@ function limitsSection(e: Envoy): string {
   const sb = e.side_by_side?.summary;
   const mt = tp.matched.cpu_us_per_request;
   const cores = e.machine.cores;
-  const ceiling = (c: Record<string, number>) => Math.round((cores * 1e6) / cpuSum(c));
   return `## What limits each figure (where the time goes)
 
 Everything — wrk, Envoy, the mock LLM, the service, Redis, and whatever else runs on the machine — shares ${cores} cores. A
