@@ -12,6 +12,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { REPO } from '../src/harness/paths';
+import type { AccuracyRun } from '../src/accuracy';
+import type { Compared, EnvoyBenchResult, RunSummary, SideBySideConfig, Target, TargetId, Targets } from './result';
 
 const ENVOY_JSON = process.env.BENCH_OUT ?? path.join(REPO, 'docs/bench/envoy.json');
 const SERVICE_JSON = path.join(REPO, 'service/bench-results.json');
@@ -19,12 +21,50 @@ const PLUGIN_JSON = path.join(REPO, 'plugin/build/bench-results.json');
 const ACCURACY_JSON = path.join(REPO, 'docs/bench/accuracy.json');
 const DOC = process.env.BENCH_DOC ?? path.join(REPO, 'docs/BENCHMARKS.md');
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Any = any;
+/** docs/bench/envoy.json as stored: files written before the targets were keyed by id list them. */
+type StoredEnvoy = Omit<EnvoyBenchResult, 'targets'> & { targets: Partial<Targets> | Target[] };
+type Envoy = Omit<EnvoyBenchResult, 'targets'> & { targets: Partial<Targets> };
+// The order of such a list (the committed envoy.json has one until `make bench-envoy` rewrites it).
+const LISTED_TARGETS: TargetId[] = ['unmatched_rps', 'matched_p50', 'matched_p99', 'memory_growth', 'bodykey_p50', 'bodykey_p99'];
 
-function load(file: string): Any | undefined {
+function byId(e: StoredEnvoy): Envoy {
+  const t = e.targets;
+  return { ...e, targets: Array.isArray(t) ? Object.fromEntries(t.map((x, i) => [LISTED_TARGETS[i], x])) : t };
+}
+
+/** What render reads of service/bench-results.json (another shape is shown as JSON). */
+interface ServiceBench {
+  date?: string;
+  setup?: Record<string, unknown>;
+  service?: { check?: ServiceFigures; update?: ServiceFigures };
+  redis_benchmark_evalsha?: Record<string, { rps: number; p50_latency_ms: number; p99_latency_ms: number }>;
+}
+interface ServiceFigures {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+}
+
+/** What render reads of plugin/build/bench-results.json (another shape is shown as JSON). */
+interface PluginBench {
+  date?: string;
+  results: { name: string; requests: number; responseBytes: number; usPerRequest: number; wasmUsPerRequest: number; bodyNsPerByte?: number }[];
+  linearity?: Record<string, number | string>;
+}
+
+/** docs/bench/accuracy.json (e2e/src/accuracy.ts). */
+interface AccuracyBench {
+  date: string;
+  setup: { capacity: number; requests: number; spacingMs: number; upstreamMs: number; maxTokens: number; promptTokens: number };
+  goalMaxOverspend: number;
+  runs: AccuracyRun[];
+}
+
+/** A JSON file as written by its benchmark (not validated: an unexpected shape shows as a render error), or undefined if absent. */
+function load<T>(file: string): T | undefined {
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
   } catch {
     return undefined;
   }
@@ -63,7 +103,7 @@ function thin<T>(xs: T[], n: number): T[] {
 }
 
 /** Whether a throughput figure is CPU-bound, and which single-threaded process is nearest to a full core. */
-function saturation(r: Any, connections: number, cores: number): string {
+function saturation(r: RunSummary, connections: number, cores: number): string {
   const share = Object.entries<number>(r.cpu_us_per_request)
     .map(([k, us]) => ({ k, core: (us * r.rps) / 1e6 }))
     .sort((a, b) => b.core - a.core);
@@ -77,21 +117,21 @@ function saturation(r: Any, connections: number, cores: number): string {
 }
 
 /** "lo–hi": the middle half of a configuration's per-round ratios to the baseline. */
-function iqr(r: Any): string {
-  return Array.isArray(r?.rps_ratio_iqr) ? `${f3(r.rps_ratio_iqr[0])}–${f3(r.rps_ratio_iqr[1])}` : '–';
+function iqr(r: RunSummary | Compared | undefined): string {
+  return r && 'rps_ratio_iqr' in r ? `${f3(r.rps_ratio_iqr[0])}–${f3(r.rps_ratio_iqr[1])}` : '–';
 }
 
 function cpuSum(c: Record<string, number>): number {
   return Object.values(c).reduce((a, b) => a + b, 0);
 }
 
-/** One line per target (same order as envoy-bench.ts writes them): what the figure is made of in this run. */
-function dominates(e: Any, i: number): string {
+/** One line per target: what the figure is made of in this run. */
+function dominates(e: Envoy, id: TargetId): string {
   const tp = e.throughput.summary;
   const fr = e.fixed_rate.summary;
   const m = e.memory;
-  switch (i) {
-    case 0:
+  switch (id) {
+    case 'unmatched_rps':
       return [
         tp.noop ? `a no-op Wasm filter alone: ratio ${f3(tp.noop.rps_ratio)} (Envoy's per-stream Wasm cost, ${signed(tp.noop.envoy_cpu_us_added, 0)} µs of Envoy CPU)` : '',
         tp.noop ? `the plugin over it: ratio ${f3(tp.unmatched.vs_noop?.rps_ratio)} (${signed(tp.unmatched.vs_noop?.envoy_cpu_us_added, 0)} µs)` : `Envoy CPU ${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs per request`,
@@ -104,25 +144,23 @@ function dominates(e: Any, i: number): string {
       ]
         .filter(Boolean)
         .join('; ');
-    case 1:
+    case 'matched_p50':
       return fr.service
         ? `the check round trip: service + Redis alone p50 ${f3(fr.service.p50_ms)} ms; the rest is Envoy's side of the call (dispatch, plugin callbacks, resuming the request) and waiting for a core (other work on the machine: ${pct(fr.matched.others_busy)})`
         : 'the check round trip';
-    case 2:
+    case 'matched_p99':
       return `scheduling (${e.settings.pinning ? 'the service shares a core with Redis, the mock and wrk' : 'two cores shared by every process'}): service alone p99 ${fr.service ? f3(fr.service.p99_ms) : '–'} ms; other work on the machine ${pct(fr.matched.others_busy)} during the matched runs`;
-    case 3:
+    case 'memory_growth':
       return `flat: ${int(m.after_first.vmrss_kib)} → ${int(m.after_total.vmrss_kib)} KiB; tcmalloc allocated ×${f3(m.allocated_growth_ratio)}`;
-    case 4:
-    case 5:
+    case 'bodykey_p50':
+    case 'bodykey_p99':
       return fr.bodykey
         ? `the check waits for the end of the body (one callback for these one-chunk bodies) and the body is parsed once; matched with header keys: ${signed(fr.matched.p50_added_ms)} / ${signed(fr.matched.p99_added_ms)} ms`
         : '';
-    default:
-      return '';
   }
 }
 
-function envoySections(e: Any): string {
+function envoySections(e: Envoy): string {
   const out: string[] = [];
   const s = e.settings;
   const tp = e.throughput.summary;
@@ -133,18 +171,18 @@ function envoySections(e: Any): string {
 
 ${table(
   ['target', 'goal', 'this run', 'met?', 'what dominates (details below)'],
-  e.targets.map((t: Any, i: number) => [t.name, t.target, String(t.value), t.met ? '**met**' : '**MISSED**', dominates(e, i)]),
+  (Object.entries(e.targets) as [TargetId, Target][]).map(([id, t]) => [t.name, t.target, String(t.value), t.met ? '**met**' : '**MISSED**', dominates(e, id)]),
 )}
 `);
 
   const cpuCols = ['envoy', 'mock', 'service', 'redis', 'wrk'];
-  const rowsFor = (sum: Any, withRatio: boolean) =>
-    Object.keys(sum).map((k) => {
-      const r = sum[k];
+  const rowsFor = (sum: Record<string, RunSummary | Compared>, withRatio: boolean) =>
+    Object.entries(sum).map(([k, r]) => {
+      const c = 'rps_ratio' in r ? r : undefined; // compared with the baseline
       return [
         LABEL[k] ?? k,
         int(r.rps),
-        withRatio ? (k === 'baseline' ? '1.000' : f3(r.rps_ratio)) : r.p50_added_ms === undefined ? '–' : `${signed(r.p50_added_ms)} / ${signed(r.p99_added_ms)}`,
+        withRatio ? (k === 'baseline' ? '1.000' : f3(c?.rps_ratio)) : c?.p50_added_ms === undefined ? '–' : `${signed(c.p50_added_ms)} / ${signed(c.p99_added_ms)}`,
         ...(withRatio ? [k === 'baseline' ? '–' : iqr(r)] : []),
         f3(r.p50_ms),
         f3(r.p99_ms),
@@ -186,8 +224,8 @@ the bench's processes used — other work on this shared machine, which competes
 
 ${table(
   ['round', 'configuration', 'requests/s', 'ratio to the baseline of the round', 'CPU µs/req: Envoy', 'all', 'machine busy (others)'],
-  e.throughput.runs.map((r: Any) => {
-    const b = e.throughput.runs.find((x: Any) => x.round === r.round && x.config === 'baseline');
+  e.throughput.runs.map((r) => {
+    const b = e.throughput.runs.find((x) => x.round === r.round && x.config === 'baseline')!;
     return [String(r.round), LABEL[r.config] ?? r.config, int(r.rps), f3(r.rps / b.rps), int(r.cpu_us_per_request.envoy), int(cpuSum(r.cpu_us_per_request)), `${pct(r.machine_busy)} (${pct(r.others_busy)})`];
   }),
 )}
@@ -208,7 +246,7 @@ Every round (the spread is the machine's, mostly in p99 — compare the "others"
 
 ${table(
   ['round', 'configuration', 'requests/s', 'p50 ms', 'p99 ms', 'machine busy (others)'],
-  e.fixed_rate.runs.map((r: Any) => [String(r.round), LABEL[r.config] ?? r.config, int(r.rps), f3(r.p50_ms), f3(r.p99_ms), `${pct(r.machine_busy)} (${pct(r.others_busy)})`]),
+  e.fixed_rate.runs.map((r) => [String(r.round), LABEL[r.config] ?? r.config, int(r.rps), f3(r.p50_ms), f3(r.p99_ms), `${pct(r.machine_busy)} (${pct(r.others_busy)})`]),
 )}
 ${
   fr.matched.quietest_round && fr.matched.others_busy > 0.1
@@ -219,7 +257,7 @@ ${
   const side = e.side_by_side;
   if (side) {
     const ss = s.side_by_side;
-    const names = Object.keys(side.summary);
+    const names = Object.keys(side.summary) as SideBySideConfig[];
     const rows = names.map((k, i) => {
       const r = side.summary[k];
       const prev = i > 0 ? r.added_us_over[names[i - 1]] : undefined;
@@ -268,13 +306,13 @@ ${table(
 )}
 
 VmRSS sampled every 2 s during the long run (requests so far → KiB): ${
-    m.samples.length ? thin(m.samples, 10).map((x: Any) => `${int(x.requests)} → ${int(x.vmrss_kib)}`).join('; ') : '(none)'
+    m.samples.length ? thin(m.samples, 10).map((x) => `${int(x.requests)} → ${int(x.vmrss_kib)}`).join('; ') : '(none)'
   }. The long run itself: ${int(m.load.rest.requests)} requests in ${f1(m.load.rest.seconds)} s (${int(m.load.rest.rps)} req/s), p50 ${f3(m.load.rest.p50_ms)} ms, p99 ${f3(m.load.rest.p99_ms)} ms, ${int(m.load.rest.errors)} errors.
 `);
   return out.join('\n');
 }
 
-function serviceSection(j: Any | undefined): string {
+function serviceSection(j: ServiceBench | undefined): string {
   const head = `## 4. The service alone (\`npm run bench -w service\`, written by the service's developers)
 
 Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this document only renders it.
@@ -287,9 +325,9 @@ Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this 
     const rows: string[][] = [];
     if (j.service?.check) rows.push(['service: checks (GET /ratelimit)', int(j.service.check.rps), f3(j.service.check.p50_ms), f3(j.service.check.p99_ms), int(j.service.check.errors), ceilCheck ? f3(j.service.check.rps / ceilCheck) : '–']);
     if (j.service?.update) rows.push(['service: updates (POST /update_ratelimit_record)', int(j.service.update.rps), f3(j.service.update.p50_ms), f3(j.service.update.p99_ms), int(j.service.update.errors), ceilCharge ? f3(j.service.update.rps / ceilCharge) : '–']);
-    for (const [k, v] of Object.entries<Any>(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)']);
+    for (const [k, v] of Object.entries(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)']);
     if (!rows.length) throw new Error('unknown shape');
-    const setup = j.setup ? Object.entries<Any>(j.setup).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
+    const setup = j.setup ? Object.entries(j.setup).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
     return `${head}
 ${setup ? `Setup: ${setup}.\n` : ''}
 ${table(['what', 'per second', 'p50 ms', 'p99 ms', 'errors', 'ratio to the EVALSHA ceiling (unpipelined, same script)'], rows)}
@@ -299,15 +337,15 @@ ${table(['what', 'per second', 'p50 ms', 'p99 ms', 'errors', 'ratio to the EVALS
   }
 }
 
-function pluginSection(j: Any | undefined): string {
+function pluginSection(j: PluginBench | undefined): string {
   const head = `## 5. The plugin alone in the emulator (\`npm run bench -w plugin\`, written by the plugin's developers)
 
 Read from \`${rel(PLUGIN_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}: plugin.wasm in Node's V8 under the project's Proxy-Wasm host emulator, no Envoy, no network.
 `;
   if (!j) return `${head}\n> **Not available:** \`${rel(PLUGIN_JSON)}\` does not exist. Run \`make bench-plugin\` (or \`make bench\`), then \`make bench-doc\`.\n`;
   try {
-    const rows = (j.results as Any[]).map((r) => [r.name, int(r.requests), int(r.responseBytes), f1(r.usPerRequest), f1(r.wasmUsPerRequest), r.bodyNsPerByte === undefined ? '–' : f2(r.bodyNsPerByte)]);
-    const lin = j.linearity ? `\n${j.linearity.note ?? 'linearity'}: ${Object.entries<Any>(j.linearity).filter(([k]) => k !== 'note').map(([k, v]) => `${k} ${f3(v)}`).join(', ')}.\n` : '';
+    const rows = j.results.map((r) => [r.name, int(r.requests), int(r.responseBytes), f1(r.usPerRequest), f1(r.wasmUsPerRequest), r.bodyNsPerByte === undefined ? '–' : f2(r.bodyNsPerByte)]);
+    const lin = j.linearity ? `\n${j.linearity.note ?? 'linearity'}: ${Object.entries(j.linearity).filter(([k]) => k !== 'note').map(([k, v]) => `${k} ${f3(typeof v === 'number' ? v : undefined)}`).join(', ')}.\n` : '';
     return `${head}
 ${table(['case', 'requests', 'response bytes', 'µs per request (host + wasm)', 'µs in wasm', 'ns per body byte'], rows)}
 ${lin}`;
@@ -316,7 +354,7 @@ ${lin}`;
   }
 }
 
-function limitsSection(e: Any): string {
+function limitsSection(e: Envoy): string {
   const tp = e.throughput.summary;
   const fr = e.fixed_rate.summary;
   const base = tp.baseline.cpu_us_per_request;
@@ -325,7 +363,6 @@ function limitsSection(e: Any): string {
   const sb = e.side_by_side?.summary;
   const mt = tp.matched.cpu_us_per_request;
   const cores = e.machine.cores;
-  const ceiling = (c: Record<string, number>) => Math.round((cores * 1e6) / cpuSum(c));
   return `## What limits each figure (where the time goes)
 
 Everything — wrk, Envoy, the mock LLM, the service, Redis, and whatever else runs on the machine — shares ${cores} cores. A
@@ -405,12 +442,12 @@ spends it; the CPU columns above give C per process.
 `;
 }
 
-function accuracySection(j: Any | undefined): string {
+function accuracySection(j: AccuracyBench | undefined): string {
   const head = `## 6. Accuracy: overspend under concurrency, reservation off and on (\`make bench-accuracy\`)
 `;
   if (!j) return `${head}\n> **Not available:** \`${rel(ACCURACY_JSON)}\` does not exist. Run \`make bench-accuracy\`, then \`make bench-doc\`.\n`;
   const s = j.setup;
-  const rows = (j.runs as Any[]).map((r) => [
+  const rows = j.runs.map((r) => [
     r.reserve ? 'on' : 'off',
     int(r.admitted),
     int(r.rejected),
@@ -437,9 +474,10 @@ then corrects it to the real usage; requests are admitted again as the correctio
 }
 
 function main() {
-  const e = load(ENVOY_JSON);
-  const svc = load(SERVICE_JSON);
-  const plg = load(PLUGIN_JSON);
+  const stored = load<StoredEnvoy>(ENVOY_JSON);
+  const e = stored && byId(stored);
+  const svc = load<ServiceBench>(SERVICE_JSON);
+  const plg = load<PluginBench>(PLUGIN_JSON);
   const parts: string[] = [];
   parts.push(`# Benchmarks
 
@@ -493,7 +531,7 @@ plugin scoped by Envoy to the LLM host; then a fresh one with the plugin for the
   }
   parts.push(serviceSection(svc));
   parts.push(pluginSection(plg));
-  parts.push(accuracySection(load(ACCURACY_JSON)));
+  parts.push(accuracySection(load<AccuracyBench>(ACCURACY_JSON)));
   if (e) parts.push(limitsSection(e));
   parts.push(`## Method notes
 
