@@ -25,7 +25,7 @@ import { Config } from "./config";
 import { Root, CALL_CHECK, LOG_REFUSED } from "./root";
 import { RequestView, requestHeader } from "./request";
 import { requestMatches, MATCH_YES, MATCH_BAD_HOST } from "./match";
-import { renderKeys } from "./keys";
+import { renderKeys, resolveEarly } from "./keys";
 import { dispatchCheck, Decision, ALLOW, DENY, REFUSED } from "./check";
 import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost } from "./reply";
 import { UsageScanner } from "./usage";
@@ -92,6 +92,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   let s = new Stream(id, root, cfg);
   s.keys = keys;
   s.deferKeys = deferKeys;
+  if (deferKeys) s.early = resolveEarly(cfg, req);
   s.reserveMode = cfg.reserve.enabled;
   streams.set(id, s);
   // Ask upstream for an uncompressed reply so the usage can be read.
@@ -131,6 +132,7 @@ export class Stream {
   finished: bool = false;
   reserveMode: bool = false;
   deferKeys: bool = false;      // keys read the body: rendered at its end, before the check
+  early: Array<Array<ByteBuf | null>> | null = null; // their other placeholders, read at the headers
 
   // request body (step 3)
   readBody: bool = false;       // the body is read as it passes
@@ -274,9 +276,10 @@ export class Stream {
       let req = view;
       req.reset();
       req.body = this.bodyJson; // null when not JSON or over the bound: body fields are missing
-      let rk = renderKeys(this.config, req);
+      let rk = renderKeys(this.config, req, this.early);
       req.reset();
       this.bodyJson = null;
+      this.early = null;
       if (rk.missing !== null) {
         this.phase = PH_REJECTED;
         denyMissingKey(this.config, <string>rk.missing);

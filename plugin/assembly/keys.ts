@@ -7,7 +7,7 @@
 import { ByteBuf } from "./bytes";
 import { Config, MISSING_DENY, MISSING_SKIP } from "./config";
 import { RequestView } from "./request";
-import { SEG_LITERAL, resolve } from "./template";
+import { SEG_LITERAL, SEG_BODY, resolve } from "./template";
 import { utf8Boundary } from "./encode";
 import { utf8SeqLen } from "./json";
 import { sha256 } from "./sha256";
@@ -24,16 +24,39 @@ export class RenderedKeys {
   missing: string | null = null;
 }
 
-export function renderKeys(cfg: Config, req: RequestView): RenderedKeys {
+/**
+ * The values of every placeholder that does not read the body, per template, read at the
+ * request headers: when the check waits for the body, Envoy no longer lets a filter read the
+ * request headers by then (it drops them once the headers callback returned Continue).
+ */
+export function resolveEarly(cfg: Config, req: RequestView): Array<Array<ByteBuf | null>> {
+  let out = new Array<Array<ByteBuf | null>>();
+  for (let t = 0; t < cfg.keys.length; t++) {
+    let vals = new Array<ByteBuf | null>();
+    let segs = cfg.keys[t].segments;
+    for (let s = 0; s < segs.length; s++) {
+      let k = segs[s].kind;
+      if (k != SEG_LITERAL && k != SEG_BODY) vals.push(resolve(segs[s], req));
+    }
+    out.push(vals);
+  }
+  return out;
+}
+
+/** Renders every template; `early`: values resolveEarly read at the headers (body fields come from `req`). */
+export function renderKeys(cfg: Config, req: RequestView, early: Array<Array<ByteBuf | null>> | null = null): RenderedKeys {
   let res = new RenderedKeys();
   for (let t = 0; t < cfg.keys.length; t++) {
     let tpl = cfg.keys[t];
     let out = new ByteBuf(64);
     let skip = false;
+    let e = 0;
     for (let s = 0; s < tpl.segments.length; s++) {
       let seg = tpl.segments[s];
       if (seg.kind == SEG_LITERAL) { out.appendBuf(seg.arg); continue; }
-      let v = resolve(seg, req);
+      let v: ByteBuf | null = null;
+      if (early !== null && seg.kind != SEG_BODY) v = early[t][e++];
+      else v = resolve(seg, req);
       if (v !== null && v.length > 0) { out.appendBuf(v); continue; }
       // A client that omits the attribute must not silently escape its limit.
       if (cfg.onMissingKey == MISSING_DENY) { res.missing = tpl.text; return res; }

@@ -22,6 +22,11 @@ export class ContextState {
   bufferingBody = false;
   /** Request body that went upstream, in order. */
   forwardedBody: Buffer[] = [];
+  /**
+   * The request headers callback returned Continue: Envoy then drops its pointer to the request
+   * headers (Context::decodeHeaders), and later callbacks cannot read them (BadArgument).
+   */
+  requestHeadersGone = false;
   constructor(id: number, rootId: number) {
     this.id = id;
     this.rootId = rootId;

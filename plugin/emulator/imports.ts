@@ -107,6 +107,7 @@ export abstract class HostFunctions {
     if (type === HEADER_MAP.callTrailers) return this.callReply ? [] : null;
     const c = this.ctxState();
     if (!c || !c.alive || c.rootId === 0) return null;
+    if (type === HEADER_MAP.requestHeaders && c.requestHeadersGone) return null;
     let m = c.maps.get(type);
     if (!m) {
       m = [];

@@ -23,7 +23,9 @@ export class Stream {
 
   sendRequestHeaders(headers: HeaderList, endOfStream = false): number {
     this.state.maps.set(HEADER_MAP.requestHeaders, headers.map(([k, v]) => [k.toLowerCase(), v]));
-    return this.host.call('proxy_on_request_headers', this.id, this.id, headers.length, endOfStream ? 1 : 0);
+    const r = this.host.call('proxy_on_request_headers', this.id, this.id, headers.length, endOfStream ? 1 : 0);
+    if (r === 0) this.state.requestHeadersGone = true;
+    return r;
   }
 
   sendRequestBody(chunk: string | Buffer, endOfStream = false): number {
