@@ -141,11 +141,11 @@ describe('key templates', () => {
   test('a long value becomes its prefix plus a digest of the whole, within maxKeyBytes', () => {
     const h = newHost();
     const long = 'a'.repeat(1000);
-    const [k] = keysFor(h, reqHeaders([['user-type', long]]));
+    const [k] = keysFor(h, reqHeaders([['user-type', long]]))!;
     expect(k).toBe('a'.repeat(256 - 33) + '~' + digestOf(long));
     expect(Buffer.byteLength(k)).toBe(256);
     // Values that share the kept prefix stay distinct keys.
-    expect(keysFor(h, reqHeaders([['user-type', long + 'b']]))[0]).not.toBe(k);
+    expect(keysFor(h, reqHeaders([['user-type', long + 'b']]))![0]).not.toBe(k);
     // Within the bound: unchanged.
     expect(keysFor(h, reqHeaders([['user-type', 'a'.repeat(256)]]))).toEqual(['a'.repeat(256)]);
   });
@@ -153,7 +153,7 @@ describe('key templates', () => {
   test('the prefix never splits a UTF-8 character; multi-byte values are bounded in bytes', () => {
     const h = newHost(withConfig({ maxKeyBytes: 64 }));
     const raw = utf8('a' + '漢'.repeat(40)); // 121 bytes
-    const [k] = keysFor(h, reqHeaders([['user-type', raw]]));
+    const [k] = keysFor(h, reqHeaders([['user-type', raw]]))!;
     // 64 - 33 = 31 bytes of room: 'a' + 10 x 3 bytes.
     expect(k).toBe('a' + '漢'.repeat(10) + '~' + digestOf(raw));
     expect(Buffer.byteLength(k)).toBeLessThanOrEqual(64);
@@ -165,7 +165,7 @@ describe('key templates', () => {
     const keys = keysFor(h, reqHeaders([['user-type', raw]], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=%FF%FE'));
     expect(keys).toEqual(['regular-user~' + digestOf(raw), 'app-~' + digestOf('app-\xff\xfe')]);
     // Each byte sequence has its own digest: two invalid values never share a key.
-    expect(keysFor(h, reqHeaders([['user-type', 'regular-user\xfe']], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=x'))[0])
+    expect(keysFor(h, reqHeaders([['user-type', 'regular-user\xfe']], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=x'))![0])
       .toBe('regular-user~' + digestOf('regular-user\xfe'));
   });
 
