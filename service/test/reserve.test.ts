@@ -130,7 +130,7 @@ describe('check with reserve=N', () => {
     try {
       const r = await fetch(`${s2.url}/ratelimit?ratelimit_keys=${q(['regular-user', 'subscriber-bad'])}&reserve=100`);
       expect(r.status).toBe(503);
-      expect((await mem.run('regular-user', { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30e6, ttlSeconds: 300 }, 'check', 0)).balance).toBe(200);
+      expect((await mem.run('regular-user', { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30e6, ttlSeconds: 300, maxDebt: 2000 }, 'check', 0)).balance).toBe(200);
     } finally {
       await s2.close();
     }
