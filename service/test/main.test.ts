@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startService } from '../src/app';
+import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import type { BucketStore } from '../src/store/types';
 import { builtMain } from './support/build';
 import { freePort, startRedis } from './support/redis-server';
@@ -17,13 +18,14 @@ beforeAll(() => {
 interface Proc {
   child: ChildProcess;
   port: number;
+  adminPort: number;
   lines: () => any[];
   stderr: () => string;
   exited: Promise<number | null>;
 }
 
 function run(env: Record<string, string>): Promise<Proc> {
-  const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH!, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH!, PORT: '0', ADMIN_PORT: '0', ADMIN_TOKENS: ADMIN_TOKEN, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -33,7 +35,7 @@ function run(env: Record<string, string>): Promise<Proc> {
     child.stdout!.on('data', (d) => {
       out += d;
       const l = lines().find((x) => x.msg === 'listening');
-      if (l) resolve({ child, port: l.port, lines, stderr: () => err, exited });
+      if (l) resolve({ child, port: l.port, adminPort: l.admin_port, lines, stderr: () => err, exited });
     });
     exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
   });
@@ -63,12 +65,12 @@ test('embedded store, config file reloaded on SIGHUP, JSON logs, graceful SIGTER
     p.child.kill('SIGHUP');
     const end = Date.now() + 3000;
     while (!p.lines().some((l) => l.msg === 'config reloaded' && l.reason === 'SIGHUP') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    expect(await (await fetch(`${url}/buckets/regular-user`)).json()).toMatchObject({ rule: { max_tokens: 77 } });
+    expect(await (await adminFetch({ adminUrl: `http://127.0.0.1:${p.adminPort}` }, '/buckets/regular-user')).json()).toMatchObject({ rule: { max_tokens: 77 } });
     writeFileSync(file, '[{"rate_limit_key_regex": "("}]');
     p.child.kill('SIGHUP');
     while (!p.lines().some((l) => l.msg.startsWith('config reload rejected')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     expect(p.lines().find((l) => l.msg.startsWith('config reload rejected'))).toMatchObject({ level: 'error' });
-    expect(await (await fetch(`${url}/buckets/regular-user`)).json()).toMatchObject({ rule: { max_tokens: 77 } });
+    expect(await (await adminFetch({ adminUrl: `http://127.0.0.1:${p.adminPort}` }, '/buckets/regular-user')).json()).toMatchObject({ rule: { max_tokens: 77 } });
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     expect(p.lines().map((l) => l.msg)).toContain('stopped');

@@ -1,5 +1,6 @@
 /** Reservations (issue 7): `&reserve=N` on the check, `reserved_tokens`/`estimated` on the update. Embedded store. */
 import { startService, type RunningService } from '../src/app';
+import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { StoreError, type BucketStore } from '../src/store/types';
 
@@ -14,7 +15,7 @@ let svc: RunningService;
 
 beforeEach(async () => {
   store = new MemoryStore({ nowUs: () => now, sweepIntervalMs: 0 });
-  svc = await startService({ rules: RULES, store });
+  svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
 });
 afterEach(() => svc.close());
 
@@ -29,14 +30,14 @@ async function update(body: unknown): Promise<number> {
   await r.text();
   return r.status;
 }
-const balance = async (key: string) => (await (await fetch(`${svc.url}/buckets/${encodeURIComponent(key)}`)).json()).balance;
-const metrics = async () => (await fetch(`${svc.url}/metrics`)).text();
+const balance = async (key: string) => (await (await adminFetch(svc, `/buckets/${encodeURIComponent(key)}`)).json()).balance;
+const metrics = async () => (await adminFetch(svc, '/metrics')).text();
 
 describe('check with reserve=N', () => {
   test('admitted: reserved echoed, N deducted at once, remaining after the reservation', async () => {
     expect(await check(['regular-user'], 150)).toEqual({
       status: 200,
-      body: { allow: true, description: 'ok', reserved: 150, key: 'regular-user', limit: 200, remaining: 50 },
+      body: { allow: true, description: 'ok', reserved: 150, reservation_id: expect.any(String), key: 'regular-user', limit: 200, remaining: 50 },
     });
     expect(await balance('regular-user')).toBe(50);
   });
@@ -94,7 +95,7 @@ describe('check with reserve=N', () => {
     expect(await metrics()).toContain('llmrl_tokens_refunded_total{rule="^subscriber",reason="rollback"} 200');
     // All admit: each ruled key reserves N; the lowest remaining is reported.
     expect((await check(['subscriber-a', 'regular-user'], 40)).body).toEqual({
-      allow: true, description: 'ok', reserved: 40, key: 'regular-user', limit: 200, remaining: 10,
+      allow: true, description: 'ok', reserved: 40, reservation_id: expect.any(String), key: 'regular-user', limit: 200, remaining: 10,
     });
     expect(await balance('subscriber-a')).toBe(960);
   });
@@ -119,9 +120,9 @@ describe('check with reserve=N', () => {
     const mem = new MemoryStore({ nowUs: () => now, sweepIntervalMs: 0 });
     const flaky: BucketStore = {
       kind: 'flaky',
-      run: async (key, p, op, cost, t) => {
+      run: async (key, p, op, cost, t, x) => {
         if (key === 'subscriber-bad' && op === 'reserve') throw new StoreError('boom');
-        return mem.run(key, p, op, cost, t);
+        return mem.run(key, p, op, cost, t, x);
       },
       ping: async () => {},
       close: () => mem.close(),
@@ -139,11 +140,12 @@ describe('check with reserve=N', () => {
 
 describe('update with reserved_tokens', () => {
   test('charges actual − reserved: refund when the estimate was high, top-up when low', async () => {
-    await check(['regular-user'], 150); // 50
-    expect(await update({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 90, total_tokens: 100, reserved_tokens: 150 })).toBe(200);
+    const id1 = (await check(['regular-user'], 150)).body.reservation_id; // 50
+    expect(await update({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 90, total_tokens: 100, reserved_tokens: 150, reservation_id: id1 })).toBe(200);
     expect(await balance('regular-user')).toBe(100);
-    await check(['regular-user'], 50); // 50
-    await update({ ratelimit_keys: ['regular-user'], total_tokens: 120, reserved_tokens: 50 });
+    const id2 = (await check(['regular-user'], 50)).body.reservation_id; // 50
+    expect(id2).not.toBe(id1);
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 120, reserved_tokens: 50, reservation_id: id2 });
     expect(await balance('regular-user')).toBe(-20);
     const m = await metrics();
     expect(m).toContain('llmrl_tokens_reserved_total{rule="^regular-user"} 200');
@@ -152,21 +154,26 @@ describe('update with reserved_tokens', () => {
     expect(m).toContain('llmrl_tokens_charged_total{rule="^regular-user"} 220');
   });
 
-  test('a refund never raises the balance above max_tokens', async () => {
-    await check(['regular-user'], 10);
-    await update({ ratelimit_keys: ['regular-user'], total_tokens: 0, reserved_tokens: 500 });
+  test('a refund never raises the balance above max_tokens, and never exceeds the reservation', async () => {
+    const id = (await check(['regular-user'], 150)).body.reservation_id; // 50
+    now += 90_000_000; // three fills: 200
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 0, reserved_tokens: 150, reservation_id: id });
     expect(await balance('regular-user')).toBe(200);
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 100 }); // 100
+    const id2 = (await check(['regular-user'], 5)).body.reservation_id; // 95
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 0, reserved_tokens: 500, reservation_id: id2 });
+    expect(await balance('regular-user')).toBe(100); // 5 back, not 500
   });
 
   test('the rule\'s charge field is what is corrected against the reservation', async () => {
-    await check(['subscriber-x'], 300); // 700
-    await update({ ratelimit_keys: ['subscriber-x'], prompt_tokens: 1000, completion_tokens: 100, total_tokens: 1100, reserved_tokens: 300 });
+    const id = (await check(['subscriber-x'], 300)).body.reservation_id; // 700
+    await update({ ratelimit_keys: ['subscriber-x'], prompt_tokens: 1000, completion_tokens: 100, total_tokens: 1100, reserved_tokens: 300, reservation_id: id });
     expect(await balance('subscriber-x')).toBe(900);
   });
 
   test('estimated: true is counted by rule and otherwise treated the same; unknown fields ignored', async () => {
-    await check(['regular-user', 'nobody'], 100);
-    expect(await update({ ratelimit_keys: ['regular-user', 'nobody'], total_tokens: 60, reserved_tokens: 100, estimated: true, something_new: [1] })).toBe(200);
+    const id = (await check(['regular-user', 'nobody'], 100)).body.reservation_id;
+    expect(await update({ ratelimit_keys: ['regular-user', 'nobody'], total_tokens: 60, reserved_tokens: 100, reservation_id: id, estimated: true, something_new: [1] })).toBe(200);
     expect(await balance('regular-user')).toBe(140);
     expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 10, estimated: false })).toBe(200);
     expect(await balance('regular-user')).toBe(130);
