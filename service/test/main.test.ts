@@ -135,3 +135,47 @@ test('graceful close: in-flight requests finish, new connections are refused, st
   await closed;
   expect(events).toEqual(['run done', 'store closed']);
 });
+
+test('tokens from SERVICE_TOKENS and SERVICE_TOKENS_FILE (a mounted Secret); bad tokens stop the start without printing them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'llmrl-tokens-'));
+  const file = join(dir, 'token');
+  writeFileSync(file, 'from-the-secret-file-0123456789\n');
+  const p = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), SERVICE_TOKENS: 'from-env-aaaaaaaaaaaaaaaa,from-env-bbbbbbbbbbbbbbbb', SERVICE_TOKENS_FILE: file });
+  try {
+    const url = `http://127.0.0.1:${p.port}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`;
+    expect(p.lines().find((l) => l.msg === 'listening')).toMatchObject({ auth: '3 token(s)' });
+    expect((await fetch(url)).status).toBe(401);
+    for (const t of ['from-env-aaaaaaaaaaaaaaaa', 'from-env-bbbbbbbbbbbbbbbb', 'from-the-secret-file-0123456789']) {
+      expect((await fetch(url, { headers: { authorization: `Bearer ${t}` } })).status).toBe(200);
+    }
+    expect(JSON.stringify(p.lines())).not.toMatch(/from-env|from-the-secret/);
+  } finally {
+    p.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  for (const [env, msg] of [
+    [{ SERVICE_TOKENS: 'short-secret' }, /SERVICE_TOKENS: token 1 is shorter than 16 characters/],
+    [{ ADMIN_TOKENS: 'ok-admin-token-0123456789,has a space in it here' }, /ADMIN_TOKENS: token 2 has characters outside printable ASCII/],
+    [{ SERVICE_TOKENS_FILE: join(dir, 'missing') }, /SERVICE_TOKENS_FILE=".*missing": cannot read/],
+    [{ ADMIN_PORT: '70000' }, /ADMIN_PORT=70000: must be <= 65535/],
+    [{ RESERVATION_TTL_SECONDS: '0' }, /RESERVATION_TTL_SECONDS="0": must be an integer >= 1/],
+  ] as const) {
+    const e = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), ...env }).then(() => null, (x) => x);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toMatch(msg);
+    expect(e.stderr).not.toMatch(/short-secret|has a space/);
+  }
+});
+
+test('without SERVICE_TOKENS: open, as the reference, with a warning at start', async () => {
+  const p = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]) });
+  try {
+    expect((await fetch(`http://127.0.0.1:${p.port}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`)).status).toBe(200);
+    const end = Date.now() + 2000;
+    while (!p.lines().some((l) => l.level === 'warn') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(p.lines().find((l) => l.level === 'warn')?.msg).toMatch(/SERVICE_TOKENS is not set/);
+    expect(p.lines().find((l) => l.msg === 'listening')).toMatchObject({ auth: 'open', admin_port: p.adminPort });
+  } finally {
+    p.child.kill('SIGKILL');
+  }
+});
