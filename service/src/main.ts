@@ -52,7 +52,18 @@ async function main(): Promise<void> {
         });
       },
     });
+    if (settings.snapshotFile) {
+      try {
+        const n = (store as MemoryStore).persistTo(settings.snapshotFile, settings.snapshotIntervalMs, (err) =>
+          log.error('snapshot save failed', { file: settings.snapshotFile, err: err.message }),
+        );
+        log.info('snapshot loaded', { file: settings.snapshotFile, records: n });
+      } catch (err) {
+        die((err as Error).message);
+      }
+    }
   }
+  if (settings.redis && settings.snapshotFile) log.warn('MEMORY_SNAPSHOT_FILE is ignored with Redis (Redis keeps the records)');
 
   let svc: RunningService;
   try {

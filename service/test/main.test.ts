@@ -179,3 +179,40 @@ test('without SERVICE_TOKENS: open, as the reference, with a warning at start', 
     p.child.kill('SIGKILL');
   }
 });
+
+test('MEMORY_SNAPSHOT_FILE: balances, reservations and request ids survive a restart; a corrupt file stops the start', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'llmrl-snap-'));
+  const file = join(dir, 'snapshot.json');
+  const env = { RATE_LIMIT_CONFIG: JSON.stringify([RULE]), MEMORY_SNAPSHOT_FILE: file };
+  const post = (port: number, body: unknown) =>
+    fetch(`http://127.0.0.1:${port}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const remaining = async (port: number) =>
+    (await (await fetch(`http://127.0.0.1:${port}/ratelimit?ratelimit_keys=%5B%22regular-user-x%22%5D`)).json()).remaining;
+  try {
+    const p1 = await run(env);
+    expect((await post(p1.port, { ratelimit_keys: ['regular-user'], total_tokens: 1000, request_id: 'once' })).status).toBe(200);
+    const res = await (await fetch(`http://127.0.0.1:${p1.port}/ratelimit?ratelimit_keys=%5B%22regular-user-x%22%5D&reserve=150`)).json();
+    p1.child.kill('SIGTERM');
+    expect(await p1.exited).toBe(0);
+    const p2 = await run(env);
+    try {
+      expect(p2.lines().find((l) => l.msg === 'snapshot loaded')).toMatchObject({ records: 2 });
+      const view = await (await adminFetch({ adminUrl: `http://127.0.0.1:${p2.adminPort}` }, '/buckets/regular-user')).json();
+      expect(view.balance).toBe(-800);
+      // The same request id is still known; the reservation can still be settled.
+      await post(p2.port, { ratelimit_keys: ['regular-user'], total_tokens: 1000, request_id: 'once' });
+      expect((await (await adminFetch({ adminUrl: `http://127.0.0.1:${p2.adminPort}` }, '/buckets/regular-user')).json()).balance).toBe(-800);
+      expect(await remaining(p2.port)).toBe(50);
+      await post(p2.port, { ratelimit_keys: ['regular-user-x'], total_tokens: 50, reserved_tokens: 150, reservation_id: res.reservation_id });
+      expect(await remaining(p2.port)).toBe(150);
+    } finally {
+      p2.child.kill('SIGKILL');
+    }
+    writeFileSync(file, '{"not":"a snapshot"}');
+    const e = await run(env).then(() => null, (x) => x);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toMatch(/MEMORY_SNAPSHOT_FILE=".*snapshot.json": not a snapshot of this service/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

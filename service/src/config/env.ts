@@ -26,6 +26,9 @@ export interface Settings {
   adminTokens: string[];
   reservationTtlMs: number;
   requestWindowMs: number;
+  /** Embedded store: keep balances across restarts in this file. */
+  snapshotFile?: string;
+  snapshotIntervalMs: number;
 }
 
 export class EnvError extends Error {}
@@ -104,6 +107,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
     adminTokens: tokens(env, 'ADMIN_TOKENS'),
     reservationTtlMs: int(env, 'RESERVATION_TTL_SECONDS', 3600, 1) * 1000,
     requestWindowMs: int(env, 'REQUEST_ID_WINDOW_SECONDS', 600, 1) * 1000,
+    snapshotFile: env.MEMORY_SNAPSHOT_FILE || undefined,
+    snapshotIntervalMs: int(env, 'MEMORY_SNAPSHOT_INTERVAL_SECONDS', 30, 0) * 1000,
     host: env.HOST || undefined,
     configText,
     configFile,

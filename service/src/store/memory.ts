@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { applyBucket, type BucketOp, type BucketParams, type BucketResult } from '../limiter/bucket';
 import type { BucketStore, RunExtra } from './types';
 
@@ -56,6 +58,20 @@ class AuxRecords<V> {
     }
   }
 }
+
+/** Snapshot file format (version 1): absolute wall-clock times, so it survives a restart. */
+interface Snapshot {
+  version: 1;
+  savedAtMs: number;
+  /** key, balance, lastFillUs, expiresAtMs, maxTokens, tokensPerFill, fillIntervalUs, ttlSeconds, maxDebt */
+  records: [string, number, number, number, number, number, number, number, number][];
+  /** key\0id, amount, expMs */
+  reservations: [string, number, number][];
+  /** key\0id, expMs */
+  requests: [string, number][];
+}
+
+export class SnapshotError extends Error {}
 
 /** Embedded in-memory store: the default when no Redis is configured (single replica). */
 export class MemoryStore implements BucketStore {
@@ -185,8 +201,83 @@ export class MemoryStore implements BucketStore {
 
   async ping(): Promise<void> {}
 
+  /**
+   * Loads a snapshot written by saveSnapshot (a missing file is an empty store: first start).
+   * Expired records are skipped. Throws SnapshotError naming the file when it is unreadable.
+   */
+  loadSnapshot(file: string, nowUs: number = this.clock()): number {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw new SnapshotError(`MEMORY_SNAPSHOT_FILE=${JSON.stringify(file)}: cannot read: ${(e as Error).message}`);
+    }
+    let snap: Snapshot;
+    try {
+      snap = JSON.parse(text);
+      if (snap.version !== 1 || !Array.isArray(snap.records) || !Array.isArray(snap.reservations) || !Array.isArray(snap.requests)) {
+        throw new Error('not a version 1 snapshot');
+      }
+    } catch (e) {
+      throw new SnapshotError(`MEMORY_SNAPSHOT_FILE=${JSON.stringify(file)}: not a snapshot of this service: ${(e as Error).message}`);
+    }
+    const nowMs = nowUs / 1000;
+    let n = 0;
+    for (const [k, balance, lastFillUs, expiresAtMs, maxTokens, tokensPerFill, fillIntervalUs, ttlSeconds, maxDebt] of snap.records) {
+      if (expiresAtMs <= nowMs) continue;
+      this.map.set(k, { balance, lastFillUs, expiresAtMs, p: { maxTokens, tokensPerFill, fillIntervalUs, ttlSeconds, maxDebt } });
+      n++;
+    }
+    for (const [k, amount, expMs] of snap.reservations) if (expMs > nowMs) this.reservations.map.set(k, { v: amount, expMs });
+    for (const [k, expMs] of snap.requests) if (expMs > nowMs) this.requests.map.set(k, { v: true, expMs });
+    return n;
+  }
+
+  private saving?: Promise<void>;
+
+  /** Writes every live record to `file` atomically (a temp file, then rename). One write at a time. */
+  saveSnapshot(file: string, nowUs: number = this.clock()): Promise<void> {
+    const prev = this.saving ?? Promise.resolve();
+    const next = prev.then(async () => {
+      const nowMs = nowUs / 1000;
+      const snap: Snapshot = { version: 1, savedAtMs: Math.floor(nowMs), records: [], reservations: [], requests: [] };
+      for (const [k, e] of this.map) {
+        if (e.expiresAtMs <= nowMs) continue;
+        const p = e.p;
+        snap.records.push([k, e.balance, e.lastFillUs, e.expiresAtMs, p.maxTokens, p.tokensPerFill, p.fillIntervalUs, p.ttlSeconds, p.maxDebt]);
+      }
+      for (const [k, e] of this.reservations.map) if (e.expMs > nowMs) snap.reservations.push([k, e.v, e.expMs]);
+      for (const [k, e] of this.requests.map) if (e.expMs > nowMs) snap.requests.push([k, e.expMs]);
+      const tmp = `${file}.tmp-${process.pid}`;
+      await writeFile(tmp, JSON.stringify(snap));
+      await rename(tmp, file);
+    });
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    if (this.snapshotFile) await this.saveSnapshot(this.snapshotFile);
     this.map.clear();
+  }
+
+  private snapshotFile?: string;
+  private snapshotTimer?: NodeJS.Timeout;
+
+  /**
+   * Keeps balances across restarts: loads `file` now, saves it every `everyMs` and on close().
+   * `onError` hears about failed periodic saves (the store keeps working).
+   */
+  persistTo(file: string, everyMs: number, onError: (err: Error) => void): number {
+    const n = this.loadSnapshot(file);
+    this.snapshotFile = file;
+    if (everyMs > 0) {
+      this.snapshotTimer = setInterval(() => this.saveSnapshot(file).catch(onError), everyMs);
+      this.snapshotTimer.unref();
+    }
+    return n;
   }
 }
