@@ -15,7 +15,8 @@
  *          'use': a charge settles KEYS[2]), 10 refund claimed ('use'), 11 reservation ttl ms ('new'),
  *        12 request window ms ('' = no request id; else a charge applies once per KEYS[3])
  * A negative cost with 'charge' is a refund, capped at max_tokens.
- * Returns { balance, last_fill_us, now_us, admitted (1|0), refunded, duplicate (1|0) }.
+ * Returns { balance, last_fill_us, now_us } ('reserve': and admitted 1|0); with a reservation
+ * mode or a request window: { balance, last_fill_us, now_us, admitted, refunded, duplicate (1|0) }.
  */
 export const BUCKET_LUA = `
 local max = tonumber(ARGV[1])
@@ -51,16 +52,12 @@ end
 if op == 'charge' and window ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   return { balance, last, now, 1, 0, 1 }
 end
-local function deduct(b, c)
-  if b - c < floor then return math.min(b, floor) end
-  return b - c
-end
 local admitted = 1
 local refunded = 0
 local before = balance
 if op == 'reserve' then
   if balance > 0 and balance >= math.min(cost, max) then
-    balance = deduct(balance, cost)
+    if balance - cost < floor then balance = math.min(balance, floor) else balance = balance - cost end
   else
     admitted = 0
   end
@@ -75,8 +72,10 @@ elseif op == 'charge' then
   end
   if cost < 0 then
     if balance - cost > max then balance = math.max(balance, max) else balance = balance - cost end
+  elseif balance - cost < floor then
+    balance = math.min(balance, floor)
   else
-    balance = deduct(balance, cost)
+    balance = balance - cost
   end
 end
 if op == 'charge' or (op == 'reserve' and admitted == 1) then
@@ -97,6 +96,10 @@ if op == 'charge' or (op == 'reserve' and admitted == 1) then
   if op == 'charge' and window ~= '' then
     redis.call('SET', KEYS[3], '1', 'PX', window)
   end
+end
+if resmode == '' and window == '' then
+  if op == 'reserve' then return { balance, last, now, admitted } end
+  return { balance, last, now }
 end
 return { balance, last, now, admitted, refunded, 0 }
 `;
