@@ -83,7 +83,11 @@ async function main(): Promise<void> {
       adminPort: settings.adminPort,
       adminHost: settings.adminHost,
       adminTokens: settings.adminTokens,
-      limiter: { reservationTtlMs: settings.reservationTtlMs, requestWindowMs: settings.requestWindowMs },
+      limiter: {
+        reservationTtlMs: settings.reservationTtlMs,
+        requestWindowMs: settings.requestWindowMs,
+        acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+      },
     });
   } catch (err) {
     await store.close();
@@ -100,6 +104,9 @@ async function main(): Promise<void> {
 
   if (settings.tokens.length === 0) {
     log.warn('SERVICE_TOKENS is not set: /ratelimit and /update_ratelimit_record are open to any caller that can reach this port (set SERVICE_TOKENS or SERVICE_TOKENS_FILE)');
+  }
+  if (settings.acceptRefundsWithoutReservationId) {
+    log.warn('ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID=true: updates without reservation_id are refunded their reserved_tokens unverified (any caller can credit itself); for migrating from plugins that do not send reservation_id only');
   }
   if (settings.adminTokens.length === 0) log.info('ADMIN_TOKENS is not set: /buckets is disabled on the admin port');
 

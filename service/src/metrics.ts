@@ -11,6 +11,7 @@ export class Metrics {
   readonly tokensToppedUp: Counter<'rule'>;
   readonly estimatedReports: Counter<'rule'>;
   readonly refundsRefused: Counter<'rule'>;
+  readonly unverifiedRefunds: Counter<'rule'>;
   readonly duplicateUpdates: Counter<'rule'>;
   readonly storeFull: Counter<'op'>;
   readonly requestDuration: Histogram<'route' | 'status'>;
@@ -57,6 +58,12 @@ export class Metrics {
     this.refundsRefused = new Counter({
       name: 'llmrl_refunds_refused_total',
       help: 'Updates with reserved_tokens > 0 but no live reservation of the key under their reservation_id (charged in full), per ruled key, by rule.',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.unverifiedRefunds = new Counter({
+      name: 'llmrl_unverified_refunds_total',
+      help: 'Updates refunded reserved_tokens without a reservation_id (ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID=true, migration only), per ruled key, by rule.',
       labelNames: ['rule'],
       registers,
     });

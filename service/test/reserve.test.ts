@@ -216,3 +216,21 @@ describe('update with reserved_tokens', () => {
     expect(await balance('regular-user')).toBe(95);
   });
 });
+
+test('ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID (migration only): an update without reservation_id is refunded unverified, counted', async () => {
+  const s2 = await startService({ rules: RULES, adminTokens: [ADMIN_TOKEN], limiter: { acceptRefundsWithoutReservationId: true } });
+  try {
+    const post = (body: unknown) =>
+      fetch(`${s2.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    await fetch(`${s2.url}/ratelimit?ratelimit_keys=${q(['regular-user'])}&reserve=150`); // 50
+    expect((await post({ ratelimit_keys: ['regular-user'], total_tokens: 100, reserved_tokens: 150 })).status).toBe(200);
+    const bal = async () => (await (await adminFetch(s2, '/buckets/regular-user')).json()).balance;
+    expect(await bal()).toBe(100);
+    // With an id, the verified path still applies: a made-up id refunds nothing.
+    await post({ ratelimit_keys: ['regular-user'], total_tokens: 10, reserved_tokens: 150, reservation_id: 'made-up' });
+    expect(await bal()).toBe(90);
+    expect(await (await adminFetch(s2, '/metrics')).text()).toContain('llmrl_unverified_refunds_total{rule="^regular-user"} 1');
+  } finally {
+    await s2.close();
+  }
+});

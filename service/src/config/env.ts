@@ -29,6 +29,7 @@ export interface Settings {
   /** Embedded store: keep balances across restarts in this file. */
   snapshotFile?: string;
   snapshotIntervalMs: number;
+  acceptRefundsWithoutReservationId: boolean;
 }
 
 export class EnvError extends Error {}
@@ -71,6 +72,14 @@ function tokens(env: NodeJS.ProcessEnv, name: string): string[] {
   return out;
 }
 
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === '') return false;
+  if (/^(1|true|yes)$/i.test(v)) return true;
+  if (/^(0|false|no)$/i.test(v)) return false;
+  throw new EnvError(`${name}=${JSON.stringify(v)}: must be true or false`);
+}
+
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
   const port = int(env, 'PORT', 8080);
   if (port > 65535) throw new EnvError(`PORT=${env.PORT}: must be <= 65535`);
@@ -107,6 +116,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
     adminTokens: tokens(env, 'ADMIN_TOKENS'),
     reservationTtlMs: int(env, 'RESERVATION_TTL_SECONDS', 3600, 1) * 1000,
     requestWindowMs: int(env, 'REQUEST_ID_WINDOW_SECONDS', 600, 1) * 1000,
+    acceptRefundsWithoutReservationId: bool(env, 'ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID'),
     snapshotFile: env.MEMORY_SNAPSHOT_FILE || undefined,
     snapshotIntervalMs: int(env, 'MEMORY_SNAPSHOT_INTERVAL_SECONDS', 30, 0) * 1000,
     host: env.HOST || undefined,

@@ -60,12 +60,18 @@ export interface LimiterOptions {
   reservationTtlMs?: number;
   /** How long a request_id is remembered (default 10 min). */
   requestWindowMs?: number;
+  /**
+   * Migration only: honour `reserved_tokens` in an update that has no `reservation_id` (the
+   * behaviour before issue 13, for plugins that do not send the id yet). Reopens self-credit.
+   */
+  acceptRefundsWithoutReservationId?: boolean;
 }
 
 /** Applies the rules to keys, on top of a store. Rules can be swapped at any time (reload). */
 export class Limiter {
   private readonly reservationTtlMs: number;
   private readonly requestWindowMs: number;
+  private readonly legacyRefunds: boolean;
 
   constructor(
     private ruleSet: RuleSet,
@@ -75,6 +81,7 @@ export class Limiter {
   ) {
     this.reservationTtlMs = opts.reservationTtlMs ?? 3_600_000;
     this.requestWindowMs = opts.requestWindowMs ?? 600_000;
+    this.legacyRefunds = opts.acceptRefundsWithoutReservationId ?? false;
   }
 
   get rules(): RuleSet {
@@ -244,13 +251,15 @@ export class Limiter {
         extra.claimed = reserved;
       }
     }
+    // Migration mode: an update without reservation_id is refunded its reserved_tokens unverified.
+    const unverified = this.legacyRefunds && opts.reservationId === undefined ? reserved : 0;
     const ops: Promise<BucketResult>[] = [];
     const charged: [CompiledRule, number][] = [];
     for (const key of keys) {
       const r = rs.match(key);
       if (!r) continue;
       const cost = usage[r.charge];
-      ops.push(this.store.run(key, r.params, 'charge', cost, undefined, extra));
+      ops.push(this.store.run(key, r.params, 'charge', cost - unverified, undefined, extra));
       charged.push([r, cost]);
     }
     let results: BucketResult[];
@@ -275,7 +284,8 @@ export class Limiter {
         continue;
       }
       this.metrics.tokensCharged.inc({ rule }, cost);
-      const refunded = res.refunded ?? 0;
+      const refunded = unverified || (res.refunded ?? 0);
+      if (unverified) this.metrics.unverifiedRefunds.inc({ rule });
       // reserved_tokens without a live reservation of this key: nothing is refunded.
       if (reserved > 0 && refunded === 0) this.metrics.refundsRefused.inc({ rule });
       if (refunded > cost) this.metrics.tokensRefunded.inc({ rule, reason: 'report' }, refunded - cost);
