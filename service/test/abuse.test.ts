@@ -156,6 +156,28 @@ describe.each(stores)('%s', (_name, makeStore) => {
   });
 });
 
+test('6 (Redis). an update that timed out (503) is still applied when Redis resumes; its retry with the same request_id is not charged again', async () => {
+  const store = new RedisStore({ urls: [redis.url], prefix: 'retry:', commandTimeoutMs: 200 });
+  await store.connect();
+  const svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
+  try {
+    const body = { ratelimit_keys: ['regular-user-retry'], total_tokens: 105, request_id: 'plugin-report-1' };
+    await store.raw.sendCommand(['CLIENT', 'PAUSE', '700', 'ALL']);
+    const first = await fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect(first.status).toBe(503);
+    expect(await first.json()).toEqual({ error: 'rate-limit store unavailable' });
+    // Redis runs the queued script once the pause ends: the first attempt was applied after all.
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline && (await store.raw.hGet('retry:{regular-user-retry}', 'b').catch(() => null)) !== '95') await new Promise((r) => setTimeout(r, 50));
+    expect(await store.raw.hGet('retry:{regular-user-retry}', 'b')).toBe('95');
+    // The client retries the 503 with the same request_id: nothing more is charged.
+    expect(await update(svc, body)).toBe(200);
+    expect(await balance(svc, 'regular-user-retry')).toBe(95);
+  } finally {
+    await svc.close();
+  }
+});
+
 test('4. embedded store flooded with 6,250 distinct keys at its bound keeps the debt: new keys are refused instead', async () => {
   const lines: string[] = [];
   const store = new MemoryStore({ sweepIntervalMs: 0, maxKeys: 5000 });
