@@ -105,6 +105,18 @@ describe('check with reserve=N', () => {
     expect(await balance('regular-user')).toBe(200);
   });
 
+  test('the same key twice, both admitted: the report refunds both; a refusal elsewhere rolls both back', async () => {
+    const r = (await check(['regular-user', 'regular-user'], 50)).body;
+    expect(r).toMatchObject({ allow: true, reserved: 50, remaining: 100 });
+    // Each occurrence is charged its usage and refunded its reservation: 200 − 2 × 10.
+    await update({ ratelimit_keys: ['regular-user', 'regular-user'], total_tokens: 10, reserved_tokens: 50, reservation_id: r.reservation_id });
+    expect(await balance('regular-user')).toBe(180);
+    await update({ ratelimit_keys: ['regular-user-low'], total_tokens: 190 }); // 10 left
+    expect((await check(['regular-user', 'regular-user', 'regular-user-low'], 50)).body).toMatchObject({ allow: false, key: 'regular-user-low' });
+    expect(await balance('regular-user')).toBe(180);
+    expect(await metrics()).not.toContain('llmrl_refunds_refused_total{rule="^regular-user"}');
+  });
+
   const invalid = ['-1', '1.5', 'abc', '', '1e3', '%2B5', '0x10', '10000000000000001', '%20%207'];
   test.each(invalid)('reserve=%s: 400 JSON error naming reserve and the value, nothing reserved', async (v) => {
     const r = await fetch(`${svc.url}/ratelimit?ratelimit_keys=${q(['regular-user'])}&reserve=${v}`);

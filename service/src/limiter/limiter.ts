@@ -221,13 +221,18 @@ export class Limiter {
   /** Gives back the reservations of `n` made on keys[i] for i in `admitted` (best effort). */
   private async rollback(keys: readonly string[], rules: (CompiledRule | null)[], admitted: number[], n: number, id: string): Promise<void> {
     if (admitted.length === 0) return;
-    // Settles the reservation with no usage: gives back what it deducted, and deletes it.
-    const extra: RunExtra = { reservationId: id, claimed: n };
-    const results = await Promise.allSettled(admitted.map((i) => this.store.run(keys[i], rules[i]!.params, 'charge', 0, undefined, extra)));
+    // Settles the reservation with no usage: gives back what it deducted, and deletes it. A key
+    // admitted several times (listed twice) holds them all under the id: settled once, for all.
+    const times = new Map<string, number>();
+    for (const i of admitted) times.set(keys[i], (times.get(keys[i]) ?? 0) + 1);
+    const once = admitted.filter((i, j) => admitted.findIndex((k) => keys[k] === keys[i]) === j);
+    const results = await Promise.allSettled(
+      once.map((i) => this.store.run(keys[i], rules[i]!.params, 'charge', 0, undefined, { reservationId: id, claimed: n * times.get(keys[i])! })),
+    );
     results.forEach((res, j) => {
       // A failed rollback leaves the reservation spent: recovered by the normal refill.
       if (res.status === 'rejected') this.metrics.storeErrors.inc({ op: 'rollback' });
-      else this.metrics.tokensRefunded.inc({ rule: rules[admitted[j]]!.regexSource, reason: 'rollback' }, n);
+      else this.metrics.tokensRefunded.inc({ rule: rules[once[j]]!.regexSource, reason: 'rollback' }, n * times.get(keys[once[j]])!);
     });
   }
 
@@ -254,13 +259,24 @@ export class Limiter {
     // Migration mode: an update without reservation_id is refunded its reserved_tokens unverified.
     const unverified = this.legacyRefunds && opts.reservationId === undefined ? reserved : 0;
     const ops: Promise<BucketResult>[] = [];
-    const charged: [CompiledRule, number][] = [];
+    const charged: [CompiledRule, number, boolean][] = [];
+    // A key listed n times reserved n times under one id: its first occurrence settles n × R.
+    const seen = extra?.reservationId !== undefined && keys.length > 1 ? new Map<string, number>() : undefined;
+    if (seen) for (const k of keys) seen.set(k, (seen.get(k) ?? 0) + 1);
     for (const key of keys) {
       const r = rs.match(key);
       if (!r) continue;
       const cost = usage[r.charge];
-      ops.push(this.store.run(key, r.params, 'charge', cost - unverified, undefined, extra));
-      charged.push([r, cost]);
+      let x = extra;
+      const n = seen?.get(key);
+      const later = n === 0;
+      if (n !== undefined) {
+        // First occurrence: claim for all; later ones (n = 0): the reservation is settled already.
+        x = n > 0 ? { ...extra, claimed: reserved * n } : { ...extra, reservationId: undefined, claimed: undefined };
+        seen!.set(key, 0);
+      }
+      ops.push(this.store.run(key, r.params, 'charge', cost - unverified, undefined, x));
+      charged.push([r, cost, later]);
     }
     let results: BucketResult[];
     try {
@@ -271,7 +287,7 @@ export class Limiter {
     }
     let full = false;
     for (let i = 0; i < charged.length; i++) {
-      const [r, cost] = charged[i];
+      const [r, cost, later] = charged[i];
       const res = results[i];
       const rule = r.regexSource;
       if (res.storeFull) {
@@ -287,7 +303,7 @@ export class Limiter {
       const refunded = unverified || (res.refunded ?? 0);
       if (unverified) this.metrics.unverifiedRefunds.inc({ rule });
       // reserved_tokens without a live reservation of this key: nothing is refunded.
-      if (reserved > 0 && refunded === 0) this.metrics.refundsRefused.inc({ rule });
+      if (reserved > 0 && refunded === 0 && !later) this.metrics.refundsRefused.inc({ rule });
       if (refunded > cost) this.metrics.tokensRefunded.inc({ rule, reason: 'report' }, refunded - cost);
       else if (refunded > 0 && cost > refunded) this.metrics.tokensToppedUp.inc({ rule }, cost - refunded);
       if (opts.estimated) this.metrics.estimatedReports.inc({ rule });

@@ -11,7 +11,7 @@
  * ARGV = 1 max_tokens, 2 tokens_per_fill, 3 fill_interval_us, 4 ttl_seconds, 5 cost,
  *        6 op ('check'|'charge'|'reserve'),
  *        7 now_us (empty = Redis TIME; only tests pass it), 8 max_debt,
- *        9 reservation mode ('' | 'new': an admitted reserve records KEYS[2] |
+ *        9 reservation mode ('' | 'new': an admitted reserve adds what it deducted to KEYS[2] |
  *          'use': a charge settles KEYS[2]), 10 refund claimed ('use'), 11 reservation ttl ms ('new'),
  *        12 request window ms ('' = no request id; else a charge applies once per KEYS[3])
  * A negative cost with 'charge' is a refund, capped at max_tokens.
@@ -91,7 +91,9 @@ if op == 'charge' or (op == 'reserve' and admitted == 1) then
   redis.call('HSET', KEYS[1], 'b', string.format('%.0f', balance), 't', string.format('%.0f', last))
   redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
   if op == 'reserve' and resmode == 'new' then
-    redis.call('SET', KEYS[2], string.format('%.0f', before - balance), 'PX', ARGV[11])
+    -- Adds up (a key listed twice in one check reserves twice under one id).
+    local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+    redis.call('SET', KEYS[2], string.format('%.0f', held + before - balance), 'PX', ARGV[11])
   end
   if op == 'charge' and window ~= '' then
     redis.call('SET', KEYS[3], '1', 'PX', window)

@@ -140,7 +140,10 @@ export class MemoryStore implements BucketStore {
       if (e) this.map.delete(key); // re-insert: Map order = least recently written first
       this.map.set(key, { balance: r.balance, lastFillUs: r.lastFillUs, expiresAtMs: nowMs + r.ttlMs, p });
       if (op === 'reserve' && extra?.reservationId !== undefined) {
-        this.reservations.set(`${key}\u0000${extra.reservationId}`, r.deducted!, extra.reservationTtlMs ?? 3_600_000, nowMs);
+        // Adds up (a key listed twice in one check reserves twice under one id).
+        const rk = `${key}\u0000${extra.reservationId}`;
+        const held = this.reservations.get(rk, nowMs) ?? 0;
+        this.reservations.set(rk, held + r.deducted!, extra.reservationTtlMs ?? 3_600_000, nowMs);
       }
       if (markerKey !== undefined) this.requests.set(markerKey, true, extra!.requestWindowMs ?? 600_000, nowMs);
     }

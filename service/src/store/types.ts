@@ -15,8 +15,8 @@ export interface BucketStore {
 /** Reservation and idempotency records kept next to a key's bucket, in the same atomic step. */
 export interface RunExtra {
   /**
-   * 'reserve' (admitted): records a reservation of what was deducted under this id, for
-   * `reservationTtlMs`. 'charge': settles the live reservation with this id (if any): a refund
+   * 'reserve' (admitted): adds what was deducted to the reservation under this id (created
+   * for `reservationTtlMs`). 'charge': settles the live reservation with this id (if any): a refund
    * of min(`claimed`, its amount) is credited in the same step and the reservation is deleted.
    */
   reservationId?: string;
