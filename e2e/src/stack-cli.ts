@@ -56,8 +56,11 @@ async function up() {
       await answers(llm.port, '/__mock/requests');
     }
     const servicePort = await freePort();
+    const serviceAdminPort = await freePort();
     pids.service = detached('service', process.execPath, [SERVICE_MAIN], {
       PORT: String(servicePort),
+      ADMIN_PORT: String(serviceAdminPort),
+      ADMIN_TOKENS: 'local-admin-token-change-me',
       RATE_LIMIT_CONFIG_FILE: RULES_FILE,
       ...(process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {}),
     });
@@ -79,7 +82,7 @@ async function up() {
     await answers(adminPort, '/ready');
     console.log(`Stack is up (logs in ${path.relative(REPO, RUN) || RUN}/). Envoy :${envoyPort}, admin :${adminPort}, service :${servicePort}, LLM ${llm.tls ? 'https' : 'http'}://${llm.host}:${llm.port}`);
     console.log(`\n  curl -i http://127.0.0.1:${envoyPort}/ -H 'Host: dashscope.aliyuncs.com' -H 'Content-Type: application/json' \\\n    -H 'user-type: regular-user' --data '{"messages":[{"role":"user","content":"介绍一下你自己"}]}'`);
-    console.log(`  curl http://127.0.0.1:${servicePort}/buckets/regular-user     # the bucket's balance`);
+    console.log(`  curl -H 'Authorization: Bearer local-admin-token-change-me' http://127.0.0.1:${serviceAdminPort}/buckets/regular-user  # the bucket's balance`);
     console.log(`  curl http://127.0.0.1:${adminPort}/stats?filter=llm_ratelimit  # the plugin's counters`);
     console.log('\nStop it with: make down');
   } catch (e) {

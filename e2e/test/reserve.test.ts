@@ -15,7 +15,8 @@ const HOST = 'dashscope.aliyuncs.com';
 const CAPACITY = 200;
 // Practically no refill during a test: the balance only moves by checks and reports.
 const RULES = [
-  { rate_limit_key_regex: '^burst', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: CAPACITY },
+  // max_debt: room below zero to show the overspend (the default, 10 × max_tokens, would stop it at -2000).
+  { rate_limit_key_regex: '^burst', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: CAPACITY, max_debt: 1000000 },
   { rate_limit_key_regex: '^roomy', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: 1000000 },
 ];
 const SEED_PLUGIN_CONFIG = readJson<Record<string, unknown>>(PLUGIN_CONFIG_FILE);

@@ -4,7 +4,7 @@
  */
 import { startStack, Stack } from '../src/harness/stack';
 import { chat, request, errorMessage } from '../src/harness/http';
-import { balanceChange, bucketOf } from '../src/harness/service';
+import { adminRequest, balanceChange, bucketOf } from '../src/harness/service';
 import { SEED_USAGE } from '../src/mock-llm';
 import { rawCommand, startRedis } from '../../service/test/support/redis-server';
 
@@ -94,7 +94,7 @@ for (const store of ['embedded', 'redis'] as const) {
         const r = await chat(stack.envoy.port, HOST, { 'user-type': 'guest' });
         expect(r.status).toBe(200);
       }
-      const b = await request(stack.service.port, { path: '/buckets/guest' });
+      const b = await adminRequest(stack.service.port, '/buckets/guest');
       expect(b.status).toBe(200);
       expect(JSON.parse(b.body).rule ?? null).toBeNull();
     });

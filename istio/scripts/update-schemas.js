@@ -19,19 +19,25 @@ const YAML = require('yaml');
 const K8S = { module: 'k8s.io/kubernetes', version: 'v1.34.2' };
 const ISTIO = { module: 'istio.io/api', version: 'v1.32.0' };
 const OCI = { module: 'github.com/opencontainers/image-spec', version: 'v1.1.1' };
-const K8S_FILES = ['api/openapi-spec/v3/api__v1_openapi.json', 'api/openapi-spec/v3/apis__apps__v1_openapi.json'];
+const K8S_FILES = [
+  'api/openapi-spec/v3/api__v1_openapi.json',
+  'api/openapi-spec/v3/apis__apps__v1_openapi.json',
+  'api/openapi-spec/v3/apis__networking.k8s.io__v1_openapi.json',
+];
 const K8S_KINDS = [
   ['', 'v1', 'ConfigMap'],
   ['', 'v1', 'Secret'],
   ['', 'v1', 'Service'],
   ['', 'v1', 'ServiceAccount'],
   ['apps', 'v1', 'Deployment'],
+  ['networking.k8s.io', 'v1', 'NetworkPolicy'],
 ];
 const ISTIO_KINDS = [
   ['extensions.istio.io', 'WasmPlugin'],
   ['networking.istio.io', 'ServiceEntry'],
   ['networking.istio.io', 'DestinationRule'],
   ['networking.istio.io', 'EnvoyFilter'],
+  ['security.istio.io', 'AuthorizationPolicy'],
 ];
 const OUT = path.join(__dirname, '..', 'schemas');
 

@@ -114,11 +114,14 @@ describe('service/Dockerfile', () => {
     expect(String(pod.securityContext.runAsUser)).toBe(user!.split(':')[0]);
   });
 
-  test('it starts the service\'s main on the port the Deployment expects', () => {
+  test('it starts the service\'s main on the ports the Deployment expects (service port, then admin port)', () => {
     const cmd = JSON.parse(last.instrs.find((i) => i.op === 'CMD')!.args);
     expect(cmd).toEqual(['node', `service/${servicePkg.main}`]);
-    const port = Number(last.instrs.find((i) => i.op === 'EXPOSE')!.args);
+    const ports = last.instrs.find((i) => i.op === 'EXPOSE')!.args.split(/\s+/).map(Number);
     const c = find(loadAll(), 'Deployment', 'asm-llm-token-rate-limit-example').spec.template.spec.containers[0];
-    expect(c.ports.map((p: any) => p.containerPort)).toEqual([port]);
+    expect(c.ports.map((p: any) => p.containerPort)).toEqual(ports);
+    expect(c.ports.map((p: any) => p.name)).toEqual(['http', 'admin']);
+    const env = Object.fromEntries(last.instrs.filter((i) => i.op === 'ENV').flatMap((i) => i.args.split(/\s+\\?\s*/).filter((kv) => kv.includes('=')).map((kv) => kv.split('='))));
+    expect([Number(env.PORT), Number(env.ADMIN_PORT)]).toEqual(ports);
   });
 });

@@ -52,7 +52,7 @@ test('the schemas are the releases scripts/update-schemas.js pins (regenerate af
   expect(v.sources.istio).toMatch(new RegExp(`^istio\\.io/api@${pinned('istio.io/api')} \\(h1:`));
   for (const kind of ['v1 ConfigMap', 'v1 Secret', 'v1 Service', 'v1 ServiceAccount', 'apps/v1 Deployment',
     'extensions.istio.io/v1alpha1 WasmPlugin', 'networking.istio.io/v1 ServiceEntry', 'networking.istio.io/v1 DestinationRule',
-    'networking.istio.io/v1alpha3 EnvoyFilter']) {
+    'networking.istio.io/v1alpha3 EnvoyFilter', 'networking.k8s.io/v1 NetworkPolicy', 'security.istio.io/v1 AuthorizationPolicy']) {
     expect(v.kinds()).toContain(kind);
   }
 });
@@ -117,6 +117,18 @@ describe('the validator rejects what the API server would reject', () => {
     expect(v.validate(a)).toEqual({ valid: true, errors: [] });
   });
 
+  test('AuthorizationPolicy and NetworkPolicy: misspelt fields and bad enums', () => {
+    const ap = clone(find(all, 'AuthorizationPolicy', 'asm-llm-token-rate-limit-example'));
+    ap.spec.action = 'ALLOWW';
+    expect(v.validate(ap).valid).toBe(false);
+    const ap2 = clone(find(all, 'AuthorizationPolicy', 'asm-llm-token-rate-limit-example'));
+    ap2.spec.rules[0].from[0].source.principal = ['x'];
+    expect(v.validate(ap2).valid).toBe(false);
+    const np = clone(find(all, 'NetworkPolicy', 'asm-llm-token-rate-limit-example'));
+    np.spec.ingress[0].form = np.spec.ingress[0].from;
+    expect(v.validate(np).valid).toBe(false);
+  });
+
   test('ServiceEntry and DestinationRule: misspelt fields and bad enums', () => {
     const se = clone(find(all, 'ServiceEntry', 'dashscope'));
     se.spec.resolution = 'DNS_ROUND_ROBINN';
@@ -150,9 +162,13 @@ describe('the seed works unchanged', () => {
     expect(pluginConfig).toBeDefined();
   });
 
-  test('pluginConfig is the very object the e2e Envoy runs (e2e/config/plugin-config.json)', () => {
-    const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
+  test('pluginConfig is the very object the e2e Envoy runs (e2e/config/plugin-config.json), plus the service token', () => {
+    const w = clone(find(all, 'WasmPlugin', 'llm-token-ratelimit'));
+    const token = w.spec.pluginConfig.rateLimitService.token;
+    delete w.spec.pluginConfig.rateLimitService.token;
     expect(w.spec.pluginConfig).toStrictEqual(readJson('e2e/config/plugin-config.json'));
+    // The token is the Secret's, the one the service's SERVICE_TOKENS comes from.
+    expect(token).toBe(find(all, 'Secret', 'asm-llm-token-rate-limit-example-token').stringData.token);
   });
 
   test('rateLimitService names our Service (FQDN and port)', () => {
@@ -220,9 +236,53 @@ describe('the rate-limit service', () => {
       const s = find(all, 'Secret', ref.secretRef.name);
       Object.assign(env, s.stringData || {});
     }
-    for (const e of c.env || []) env[e.name] = e.value;
+    for (const e of c.env || []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      env[e.name] = ref ? find(all, 'Secret', ref.name).stringData[ref.key] : e.value;
+    }
     return env;
   }
+
+  test('tokens from the Secret (secretKeyRef): the service requires them; admin port 9090 only in the pod, not in the Service', () => {
+    const settings = settingsFromEnv(containerEnv());
+    const secret = find(all, 'Secret', 'asm-llm-token-rate-limit-example-token');
+    expect(settings.tokens).toEqual([secret.stringData.token]);
+    expect(settings.adminTokens).toEqual([secret.stringData['admin-token']]);
+    expect(settings.adminPort).toBe(9090);
+    expect(container().ports.find((p: any) => p.name === 'admin').containerPort).toBe(9090);
+    const svc = find(all, 'Service', 'asm-llm-token-rate-limit-example');
+    expect(svc.spec.ports.map((p: any) => p.targetPort)).toEqual(['http']);
+    for (const p of svc.spec.ports) expect([p.port, p.targetPort]).not.toContain(9090);
+  });
+
+  test('AuthorizationPolicy: only the identities of the workloads running the plugin, only the two protocol routes', () => {
+    const ap = find(all, 'AuthorizationPolicy', 'asm-llm-token-rate-limit-example');
+    expect(ap.spec.selector.matchLabels).toEqual(find(all, 'Service', 'asm-llm-token-rate-limit-example').spec.selector);
+    expect(ap.spec.action).toBe('ALLOW');
+    // Every Deployment the WasmPlugin selects is allowed, by its ServiceAccount, and nothing else.
+    const sel = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.selector.matchLabels;
+    const clients = all.filter((l) => l.obj.kind === 'Deployment' && Object.entries(sel).every(([k, val]) => l.obj.spec.template.metadata.labels?.[k] === val));
+    expect(clients.length).toBeGreaterThan(0);
+    const principals = clients.map((l) => `cluster.local/ns/${l.obj.metadata.namespace}/sa/${l.obj.spec.template.spec.serviceAccountName}`);
+    expect(ap.spec.rules).toHaveLength(1);
+    expect(ap.spec.rules[0].from).toEqual([{ source: { principals } }]);
+    expect(ap.spec.rules[0].to).toEqual([
+      { operation: { ports: ['8080'], methods: ['GET'], paths: ['/ratelimit'] } },
+      { operation: { ports: ['8080'], methods: ['POST'], paths: ['/update_ratelimit_record'] } },
+    ]);
+  });
+
+  test('NetworkPolicy: port 8080 only from the plugin\'s pods, the probe port, never the admin port', () => {
+    const np = find(all, 'NetworkPolicy', 'asm-llm-token-rate-limit-example');
+    expect(np.spec.podSelector.matchLabels).toEqual(find(all, 'Service', 'asm-llm-token-rate-limit-example').spec.selector);
+    expect(np.spec.policyTypes).toEqual(['Ingress']);
+    const sel = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.selector.matchLabels;
+    expect(np.spec.ingress).toEqual([
+      { from: [{ podSelector: { matchLabels: sel } }], ports: [{ protocol: 'TCP', port: 8080 }] },
+      { ports: [{ protocol: 'TCP', port: 15020 }] },
+    ]);
+    expect(JSON.stringify(np.spec)).not.toContain('9090');
+  });
 
   test('the service accepts the environment it gets: rules from a file, Redis from the Secret', () => {
     const settings = settingsFromEnv(containerEnv());

@@ -5,11 +5,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigWatcher } from './config/watcher';
 import { parseRules, type Rule } from './config/rules';
-import { Limiter } from './limiter/limiter';
+import { Limiter, type LimiterOptions } from './limiter/limiter';
 import { RuleSet } from './limiter/ruleset';
 import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
-import { createHttpApp } from './server/app';
+import { createAdminApp, createHttpApp, jsonClientError, type Readiness } from './server/app';
+import { Authenticator } from './server/auth';
 import { MemoryStore } from './store/memory';
 import type { BucketStore } from './store/types';
 
@@ -28,12 +29,28 @@ export interface ServiceOptions {
   shutdownTimeoutMs?: number;
   /** Log every request at debug level (method, route, status, duration; never bodies). */
   accessLog?: boolean;
+  /** Bearer tokens required on /ratelimit and /update_ratelimit_record; empty/absent = open. */
+  tokens?: string[];
+  /** Admin port (/buckets, /metrics, probes). Default 0 (a free port); null = no admin server. */
+  adminPort?: number | null;
+  /** Admin listening address (default: `host`). */
+  adminHost?: string;
+  /** Bearer tokens for /buckets; empty/absent = /buckets disabled (403). */
+  adminTokens?: string[];
+  /** Reservation lifetime and request-id window. */
+  limiter?: LimiterOptions;
 }
+
+/** Largest request head accepted (Node's default is 16 KiB; a check of 16 keys of 512 bytes, percent-encoded, is up to ~25 KiB). */
+export const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface RunningService {
   port: number;
   url: string;
   server: Server;
+  /** The admin server's port and URL (undefined with adminPort: null). */
+  adminPort?: number;
+  adminUrl?: string;
   limiter: Limiter;
   metrics: Metrics;
   store: BucketStore;
@@ -45,16 +62,26 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-export function createLimiter(rules: Rule[] | string, store: BucketStore, metrics: Metrics): Limiter {
+export function createLimiter(rules: Rule[] | string, store: BucketStore, metrics: Metrics, opts?: LimiterOptions): Limiter {
   const list = typeof rules === 'string' ? parseRules(rules) : rules;
-  return new Limiter(new RuleSet(list), store, metrics);
+  return new Limiter(new RuleSet(list), store, metrics, opts);
+}
+
+function listen(server: Server, port: number, host?: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
 }
 
 export async function startService(opts: ServiceOptions): Promise<RunningService> {
   const logger = opts.logger ?? silentLogger;
   const metrics = opts.metrics ?? new Metrics();
   const store = opts.store ?? new MemoryStore();
-  const limiter = createLimiter(opts.rules, store, metrics);
+  const limiter = createLimiter(opts.rules, store, metrics, opts.limiter);
   const setRules = (rules: Rule[]) => limiter.setRules(new RuleSet(rules));
 
   let watcher: ConfigWatcher | undefined;
@@ -65,24 +92,49 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     watcher.start(opts.configFile.pollMs);
   }
 
-  const app = createHttpApp({ limiter, metrics, logger }, () => store.ping(), opts.accessLog ?? false);
-  const server = createServer(app);
+  const auth = opts.tokens?.length ? new Authenticator(opts.tokens) : undefined;
+  const adminAuth = opts.adminTokens?.length ? new Authenticator(opts.adminTokens) : undefined;
+  // Readiness: the store answers; with Redis, also whether its eviction policy can drop
+  // records (logged at error level whenever the warning appears or changes).
+  let lastWarning = '';
+  const isReady = async (): Promise<Readiness> => {
+    await store.ping();
+    const risk = await (store as { evictionRisk?: () => Promise<{ warning?: string } | undefined> }).evictionRisk?.();
+    const warning = risk?.warning ?? '';
+    if (warning && warning !== lastWarning) logger.error(warning, { check: 'redis maxmemory-policy' });
+    lastWarning = warning;
+    return warning ? { warnings: [warning] } : {};
+  };
+  const deps = { limiter, metrics, logger, auth, adminAuth };
+  const app = createHttpApp(deps, isReady, opts.accessLog ?? false);
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
+  server.on('clientError', jsonClientError);
   // Idle keep-alive connections from Envoy are kept a while (Envoy reuses its pool).
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, opts.port ?? 0, opts.host);
+
+  let admin: Server | undefined;
+  let adminPort: number | undefined;
+  if (opts.adminPort !== null) {
+    admin = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, createAdminApp(deps, isReady));
+    admin.on('clientError', jsonClientError);
+    try {
+      adminPort = await listen(admin, opts.adminPort ?? 0, opts.adminHost ?? opts.host);
+    } catch (err) {
+      server.close();
+      throw new Error(`admin port ${opts.adminPort}: ${(err as Error).message}`);
+    }
+  }
+  // At start: the eviction-policy warning, once (also on every /readyz that sees it change).
+  isReady().catch(() => undefined);
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       watcher?.stop();
+      admin?.close();
+      admin?.closeAllConnections();
       const done = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       // Connections that finish a response while closing are closed by Node right after.
@@ -98,6 +150,8 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     port,
     url: `http://127.0.0.1:${port}`,
     server,
+    adminPort,
+    adminUrl: adminPort === undefined ? undefined : `http://127.0.0.1:${adminPort}`,
     limiter,
     metrics,
     store,

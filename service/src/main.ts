@@ -39,8 +39,31 @@ async function main(): Promise<void> {
     await rs.connect(2000);
     store = rs;
   } else {
-    store = new MemoryStore({ maxKeys: settings.memoryMaxKeys });
+    let lastFullLog = 0;
+    store = new MemoryStore({
+      maxKeys: settings.memoryMaxKeys,
+      onFull: () => {
+        // At most one line per 10 s: a flood of new keys must not flood the log.
+        if (Date.now() - lastFullLog < 10_000) return;
+        lastFullLog = Date.now();
+        log.error('embedded store full: new keys refused (checks denied, updates 503) rather than forget a balance', {
+          max_keys: settings.memoryMaxKeys,
+          hint: 'raise MEMORY_MAX_KEYS or use Redis',
+        });
+      },
+    });
+    if (settings.snapshotFile) {
+      try {
+        const n = (store as MemoryStore).persistTo(settings.snapshotFile, settings.snapshotIntervalMs, (err) =>
+          log.error('snapshot save failed', { file: settings.snapshotFile, err: err.message }),
+        );
+        log.info('snapshot loaded', { file: settings.snapshotFile, records: n });
+      } catch (err) {
+        die((err as Error).message);
+      }
+    }
   }
+  if (settings.redis && settings.snapshotFile) log.warn('MEMORY_SNAPSHOT_FILE is ignored with Redis (Redis keeps the records)');
 
   let svc: RunningService;
   try {
@@ -56,6 +79,15 @@ async function main(): Promise<void> {
         : undefined,
       shutdownTimeoutMs: settings.shutdownTimeoutMs,
       accessLog: settings.logLevel === 'debug',
+      tokens: settings.tokens,
+      adminPort: settings.adminPort,
+      adminHost: settings.adminHost,
+      adminTokens: settings.adminTokens,
+      limiter: {
+        reservationTtlMs: settings.reservationTtlMs,
+        requestWindowMs: settings.requestWindowMs,
+        acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+      },
     });
   } catch (err) {
     await store.close();
@@ -63,10 +95,20 @@ async function main(): Promise<void> {
   }
   log.always('listening', {
     port: svc.port,
+    admin_port: svc.adminPort,
+    auth: settings.tokens.length > 0 ? `${settings.tokens.length} token(s)` : 'open',
     store: store.kind,
     rules: rules.length,
     config: settings.configFile ?? 'RATE_LIMIT_CONFIG',
   });
+
+  if (settings.tokens.length === 0) {
+    log.warn('SERVICE_TOKENS is not set: /ratelimit and /update_ratelimit_record are open to any caller that can reach this port (set SERVICE_TOKENS or SERVICE_TOKENS_FILE)');
+  }
+  if (settings.acceptRefundsWithoutReservationId) {
+    log.warn('ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID=true: updates without reservation_id are refunded their reserved_tokens unverified (any caller can credit itself); for migrating from plugins that do not send reservation_id only');
+  }
+  if (settings.adminTokens.length === 0) log.info('ADMIN_TOKENS is not set: /buckets is disabled on the admin port');
 
   process.on('SIGHUP', () => {
     if (settings.configFile) svc.reloadConfigFile('SIGHUP');

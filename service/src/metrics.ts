@@ -10,6 +10,10 @@ export class Metrics {
   readonly tokensRefunded: Counter<'rule' | 'reason'>;
   readonly tokensToppedUp: Counter<'rule'>;
   readonly estimatedReports: Counter<'rule'>;
+  readonly refundsRefused: Counter<'rule'>;
+  readonly unverifiedRefunds: Counter<'rule'>;
+  readonly duplicateUpdates: Counter<'rule'>;
+  readonly storeFull: Counter<'op'>;
   readonly requestDuration: Histogram<'route' | 'status'>;
   readonly configReloads: Counter<'result'>;
 
@@ -49,6 +53,30 @@ export class Metrics {
       name: 'llmrl_estimated_reports_total',
       help: 'Updates flagged "estimated": true (usage estimated by the plugin), per ruled key, by rule.',
       labelNames: ['rule'],
+      registers,
+    });
+    this.refundsRefused = new Counter({
+      name: 'llmrl_refunds_refused_total',
+      help: 'Updates with reserved_tokens > 0 but no live reservation of the key under their reservation_id (charged in full), per ruled key, by rule.',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.unverifiedRefunds = new Counter({
+      name: 'llmrl_unverified_refunds_total',
+      help: 'Updates refunded reserved_tokens without a reservation_id (ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID=true, migration only), per ruled key, by rule.',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.duplicateUpdates = new Counter({
+      name: 'llmrl_duplicate_updates_total',
+      help: 'Updates whose request_id was already applied to the key (nothing changed), per ruled key, by rule.',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.storeFull = new Counter({
+      name: 'llmrl_store_full_total',
+      help: 'New keys refused by the embedded store because every record holds a balance below full, by operation (check: denied; update: 503).',
+      labelNames: ['op'],
       registers,
     });
     this.storeErrors = new Counter({

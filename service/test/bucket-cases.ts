@@ -7,7 +7,7 @@ import type { BucketStore } from '../src/store/types';
 
 export const S = 1_000_000; // one second in µs
 export const T0 = 1_800_000_000 * S; // an arbitrary epoch, large like a real one
-export const P: BucketParams = { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30 * S, ttlSeconds: 300 };
+export const P: BucketParams = { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30 * S, ttlSeconds: 300, maxDebt: 2000 };
 
 export interface Step {
   at: number; // µs after T0
@@ -92,7 +92,7 @@ export const CASES: Case[] = [
   },
   {
     name: 'other parameters: 1 token per second, max 3',
-    params: { maxTokens: 3, tokensPerFill: 1, fillIntervalUs: 1 * S, ttlSeconds: 10 },
+    params: { maxTokens: 3, tokensPerFill: 1, fillIntervalUs: 1 * S, ttlSeconds: 10, maxDebt: 30 },
     steps: [
       { at: 0, op: 'charge', cost: 5, balance: -2 },
       { at: 2 * S + 1, op: 'check', balance: 0, lastFill: 2 * S },

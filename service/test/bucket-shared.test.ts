@@ -36,7 +36,7 @@ test('both stores return identical results step by step, including the record TT
   // Same random walk on both stores.
   let seed = 42;
   const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
-  const p = { maxTokens: 500, tokensPerFill: 7, fillIntervalUs: 3_000_000, ttlSeconds: 5 };
+  const p = { maxTokens: 500, tokensPerFill: 7, fillIntervalUs: 3_000_000, ttlSeconds: 5, maxDebt: 5000 };
   let now = 1_800_000_000_000_000;
   for (let i = 0; i < 150; i++) {
     now += rnd(4_000_000);
@@ -60,7 +60,7 @@ test('both stores return identical results step by step, including the record TT
 });
 
 test('a refused reservation writes nothing (no record created or extended)', async () => {
-  const p = { maxTokens: 100, tokensPerFill: 10, fillIntervalUs: 1_000_000, ttlSeconds: 5 };
+  const p = { maxTokens: 100, tokensPerFill: 10, fillIntervalUs: 1_000_000, ttlSeconds: 5, maxDebt: 5000 };
   const t = 1_800_000_000_000_000;
   for (const s of [memory, redisStore] as BucketStore[]) {
     await s.run('refused', p, 'charge', 100, t); // balance 0, record lives >= 10 s
@@ -70,4 +70,79 @@ test('a refused reservation writes nothing (no record created or extended)', asy
   expect(memory.ttlMs('refused', t + 1000)).toBe(10_000 - 1);
   // Redis: the stored fields are those of the charge.
   expect(await redisStore.raw.hGetAll('llmrl:{refused}')).toEqual({ b: '0', t: String(t) });
+});
+
+describe('property: random sequences over the whole integer range give identical results in Lua and TS', () => {
+  // Seeded so a failure replays; each seed is its own random rule and sequence.
+  const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
+  test.each(seeds)('seed %i', async (seed0) => {
+    let seed = seed0 * 7919;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const int = (max: number) => Math.floor(rnd() * (max + 1));
+    // Magnitudes spread over the whole range: 0, small, medium, up to `max`.
+    const wide = (max: number) => {
+      const r = rnd();
+      if (r < 0.1) return 0;
+      if (r < 0.4) return int(1000);
+      if (r < 0.7) return Math.min(max, int(10 ** int(15)));
+      if (r < 0.8) return max;
+      return int(max);
+    };
+    const maxTokens = 1 + wide(1e12 - 1);
+    const p = {
+      maxTokens,
+      tokensPerFill: 1 + wide(1e12 - 1),
+      fillIntervalUs: (1 + wide(1e12 - 1)) * 1_000_000,
+      ttlSeconds: 1 + wide(1e12 - 1),
+      maxDebt: rnd() < 0.5 ? 10 * maxTokens : wide(1e13),
+    };
+    const key = `prop-${seed0}`;
+    const extraBase = { reservationTtlMs: 1e13, requestWindowMs: 1e13 };
+    let now = 1_800_000_000_000_000;
+    const ids: string[] = [];
+    for (let i = 0; i < 120; i++) {
+      now += rnd() < 0.2 ? wide(1e12) : int(5_000_000);
+      if (memory.ttlMs(key, now) === -2) await redisStore.raw.del(`llmrl:{${key}}`);
+      const kind = int(5);
+      let op: 'check' | 'charge' | 'reserve' = 'check';
+      let cost = 0;
+      let extra: Record<string, unknown> | undefined;
+      if (kind === 1) {
+        op = 'charge';
+        cost = wide(Number.MAX_SAFE_INTEGER);
+      } else if (kind === 2) {
+        op = 'reserve';
+        cost = wide(1e15);
+        // Sometimes the same id again (a key listed twice in one check): amounts add up.
+        const id = ids.length && rnd() < 0.3 ? ids[ids.length - 1] : `r${i}`;
+        ids.push(id);
+        extra = { ...extraBase, reservationId: id };
+      } else if (kind === 3) {
+        // A report settling a reservation (live or not, maybe twice), maybe with a request id.
+        op = 'charge';
+        cost = wide(Number.MAX_SAFE_INTEGER);
+        const id = ids.length && rnd() < 0.8 ? ids[int(ids.length - 1)] : 'none';
+        extra = { ...extraBase, reservationId: id, claimed: wide(Number.MAX_SAFE_INTEGER) };
+        if (rnd() < 0.5) extra.requestId = `q${int(3)}`;
+      } else if (kind === 4) {
+        op = 'charge'; // a rollback: a plain refund
+        cost = -wide(1e15);
+      }
+      const a = await memory.run(key, p, op, cost, now, extra);
+      const b = await redisStore.run(key, p, op, cost, now, extra);
+      expect([i, op, cost, extra, b]).toEqual([i, op, cost, extra, a]);
+      expect(a.balance).toBeGreaterThanOrEqual(Math.min(-p.maxDebt, 0));
+      expect(a.balance).toBeLessThanOrEqual(p.maxTokens);
+      const wrote = (op === 'charge' && !a.duplicate) || (op === 'reserve' && a.admitted);
+      const memTtl = memory.ttlMs(key, now);
+      const redisTtl = await redisStore.raw.pTTL(`llmrl:{${key}}`);
+      if (memTtl === -2) expect(redisTtl).toBe(-2);
+      else if (wrote) {
+        // Lifetimes set by this write: the same in both (Redis's counts down in real time).
+        expect(memTtl).toBeGreaterThan(0);
+        expect(memTtl).toBeLessThanOrEqual(1e12);
+        expect(Math.abs(redisTtl - memTtl)).toBeLessThan(1000);
+      }
+    }
+  });
 });

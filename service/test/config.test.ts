@@ -27,6 +27,9 @@ describe('rule validation names the rule index, the field and the value', () => 
     ['string number', { redis_expired_seconds: '60' }, /rule 1: field "redis_expired_seconds" = "60": must be a positive integer/],
     ['expiry shorter than the fill interval', { redis_expired_seconds: 10 }, /rule 1: field "redis_expired_seconds" = 10: is shorter than fill_interval_second \(30\)/],
     ['unknown field', { max_token: 10 }, /rule 1: field "max_token" = 10: unknown field/],
+    ['negative max_debt', { max_debt: -1 }, /rule 1: field "max_debt" = -1: must be a non-negative integer/],
+    ['max_debt too large', { max_debt: 1e14 }, /rule 1: field "max_debt" = 100000000000000: must be at most 10000000000000/],
+    ['look-behind (RE2 has none, nor has the reference)', { rate_limit_key_regex: '(?<=a)b' }, /rule 1: field "rate_limit_key_regex" = "\(\?<=a\)b": does not compile/],
     ['bad charge', { charge: 'all_tokens' }, /rule 1: field "charge" = "all_tokens": must be one of total_tokens, prompt_tokens, completion_tokens/],
   ])('%s', (_n, patch, re) => {
     expect(msg([ok, { ...ok, ...patch }])).toMatch(re);
@@ -45,6 +48,19 @@ describe('rule validation names the rule index, the field and the value', () => 
     const [a, b] = parseRules(JSON.stringify([ok, { ...ok, charge: 'completion_tokens' }]));
     expect(a).toMatchObject({ index: 0, charge: 'total_tokens', maxTokens: 10, tokensPerFill: 5, fillIntervalSeconds: 30, expiredSeconds: 60 });
     expect(b.charge).toBe('completion_tokens');
+    expect(a.maxDebt).toBe(100); // 10 × max_tokens
+    expect(parseRules(JSON.stringify([{ ...ok, max_debt: 0 }]))[0].maxDebt).toBe(0);
+  });
+
+  test('reference (Go RE2) syntax compiles and means what it means there', () => {
+    const rules = parseRules(JSON.stringify([
+      { ...ok, rate_limit_key_regex: '(?i)^vip-(?P<name>[[:alnum:]]+)\\z' },
+      { ...ok, rate_limit_key_regex: '^\\Qa+b\\E' },
+    ]));
+    expect(rules[0].regex.test('VIP-anna7')).toBe(true);
+    expect(rules[0].regex.test('VIP-anna7\n')).toBe(false);
+    expect(rules[1].regex.test('a+b-1')).toBe(true);
+    expect(rules[1].regex.test('aab-1')).toBe(false);
   });
 });
 

@@ -46,14 +46,26 @@ describe('embedded store', () => {
     await m.close();
   });
 
-  test('the sweep drops expired records; the bound drops the least recently written', async () => {
-    const m = new MemoryStore({ nowUs: clock, sweepIntervalMs: 0, maxKeys: 3 });
+  test('the sweep drops expired records; at the bound only a full bucket is dropped, else the new key is refused', async () => {
+    let full = 0;
+    const m = new MemoryStore({ nowUs: clock, sweepIntervalMs: 0, maxKeys: 3, onFull: () => full++ });
     for (const k of ['a', 'b', 'c']) await m.run(k, P, 'charge', 1);
-    await m.run('a', P, 'charge', 1); // a is now the most recent
-    await m.run('d', P, 'charge', 1); // evicts b
+    await m.run('b', P, 'charge', -1); // b is a full bucket again: carries no information
+    await m.run('d', P, 'charge', 1); // takes b's place
     expect(m.size).toBe(3);
     expect(m.ttlMs('b', now)).toBe(-2);
-    expect((await m.run('a', P, 'check', 0)).balance).toBe(198);
+    expect(m.ttlMs('d', now)).toBeGreaterThan(0);
+    // Every record is below full now: a new key is refused, nothing is forgotten.
+    expect(await m.run('e', P, 'charge', 5)).toMatchObject({ storeFull: true, balance: 0 });
+    expect(await m.run('e', P, 'check', 0)).toMatchObject({ storeFull: true, balance: 0 });
+    expect(await m.run('e', P, 'reserve', 5)).toMatchObject({ storeFull: true, admitted: false });
+    expect(full).toBe(3);
+    expect(m.ttlMs('e', now)).toBe(-2);
+    expect((await m.run('a', P, 'check', 0)).balance).toBe(199);
+    // Once a bucket has refilled to full (one fill here), it may make room.
+    now += 30 * S;
+    expect((await m.run('e', P, 'charge', 5)).balance).toBe(195);
+    expect(m.size).toBe(3);
     now += 301 * S;
     expect(m.sweep(now)).toBe(3);
     expect(m.size).toBe(0);

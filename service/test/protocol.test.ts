@@ -1,6 +1,7 @@
 /** Protocol conformance (exact reference shapes), additive fields, bad input. Embedded store. */
 import { request } from 'node:http';
 import { startService, type RunningService } from '../src/app';
+import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { StoreError, type BucketStore } from '../src/store/types';
 
@@ -16,7 +17,7 @@ let svc: RunningService;
 
 beforeEach(async () => {
   store = new MemoryStore({ nowUs: () => now, sweepIntervalMs: 0 });
-  svc = await startService({ rules: RULES, store });
+  svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
 });
 afterEach(() => svc.close());
 
@@ -143,7 +144,13 @@ describe('bad input: 400 with a JSON error, state untouched', () => {
       'update: body over 64 KiB, chunked (no Content-Length)',
       () => raw('POST', '/update_ratelimit_record', Buffer.alloc(70_000, 32), { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }),
     ],
-    ['buckets: key over 512 bytes', () => raw('GET', `/buckets/${'x'.repeat(600)}`)],
+    [
+      'buckets (admin port): key over 512 bytes',
+      async () => {
+        const r = await adminFetch(svc, `/buckets/${'x'.repeat(600)}`);
+        return { status: r.status, type: r.headers.get('content-type') ?? undefined, body: await r.text() } as Reply;
+      },
+    ],
   ];
   test.each(bad)('%s', async (_name, send) => {
     const r = await send();
@@ -166,13 +173,13 @@ describe('store failure', () => {
       },
       close: async () => {},
     };
-    const s2 = await startService({ rules: RULES, store: failing });
+    const s2 = await startService({ rules: RULES, store: failing, adminTokens: [ADMIN_TOKEN] });
     try {
       const get = (p: string) => fetch(s2.url + p);
       for (const r of [
         await get(REF_CHECK),
         await fetch(`${s2.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: REF_UPDATE }),
-        await get('/buckets/regular-user'),
+        await adminFetch(s2, '/buckets/regular-user'),
         await get('/readyz'),
       ]) {
         expect(r.status).toBe(503);
@@ -181,7 +188,7 @@ describe('store failure', () => {
       }
       // Unruled keys never touch the store.
       expect((await get('/ratelimit?ratelimit_keys=%5B%22nobody%22%5D')).status).toBe(200);
-      const m = await (await get('/metrics')).text();
+      const m = await (await adminFetch(s2, '/metrics')).text();
       expect(m).toMatch(/llmrl_store_errors_total\{op="check"\} 1/);
       expect(m).toMatch(/llmrl_store_errors_total\{op="update"\} 1/);
     } finally {
@@ -193,19 +200,19 @@ describe('store failure', () => {
 describe('operations endpoints', () => {
   test('/buckets/{key}: rule and balance, read-only', async () => {
     await update({ ratelimit_keys: ['regular-user'], total_tokens: 250 });
-    const r = await raw('GET', '/buckets/regular-user');
+    const r = await adminFetch(svc, '/buckets/regular-user');
     expect(r.status).toBe(200);
-    const v = JSON.parse(r.body);
+    const v = await r.json();
     expect(v).toMatchObject({
       key: 'regular-user',
       rule: { index: 0, rate_limit_key_regex: '^regular-user', max_tokens: 200, tokens_per_fill: 50, fill_interval_second: 30, redis_expired_seconds: 300, charge: 'total_tokens' },
       balance: -50,
       retry_after_seconds: 60,
     });
-    expect(JSON.parse((await raw('GET', '/buckets/nobody%2Fwith%20slash')).body)).toEqual({ key: 'nobody/with slash', rule: null });
+    expect(await (await adminFetch(svc, '/buckets/nobody%2Fwith%20slash')).json()).toEqual({ key: 'nobody/with slash', rule: null });
     // Peeking a new key creates nothing.
     const before = store.size;
-    await raw('GET', '/buckets/regular-user-2');
+    await adminFetch(svc, '/buckets/regular-user-2');
     expect(store.size).toBe(before);
   });
 
@@ -216,7 +223,8 @@ describe('operations endpoints', () => {
     await update({ ratelimit_keys: ['regular-user'], total_tokens: 105 });
     await update({ ratelimit_keys: ['regular-user'], total_tokens: 100 });
     await raw('GET', REF_CHECK);
-    const m = await raw('GET', '/metrics');
+    const mr = await adminFetch(svc, '/metrics');
+    const m = { type: mr.headers.get('content-type'), body: await mr.text() };
     expect(m.type).toMatch(/^text\/plain/);
     expect(m.body).toContain('llmrl_decisions_total{rule="^regular-user",result="allowed"} 1');
     expect(m.body).toContain('llmrl_decisions_total{rule="^regular-user",result="limited"} 1');

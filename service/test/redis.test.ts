@@ -1,5 +1,6 @@
 /** Integration against real redis-server processes started and stopped here. */
 import { startService } from '../src/app';
+import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { RedisStore } from '../src/store/redis';
 import { startRedis, startRedisCluster } from './support/redis-server';
 
@@ -106,7 +107,7 @@ test('Redis down: 503 within the command timeout, /readyz 503; service resumes w
 test('Redis Cluster (3 masters): buckets work across slots', async () => {
   const cluster = await startRedisCluster();
   const store = new RedisStore({ urls: cluster.urls, cluster: true });
-  const svc = await startService({ rules: RULES, store });
+  const svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
   try {
     await store.connect(5000);
     await store.ping();
@@ -128,7 +129,7 @@ test('Redis Cluster (3 masters): buckets work across slots', async () => {
     });
     // Reserve across slots: refused on regular-user-3, the reservations on the other masters are returned.
     const balances = async () =>
-      Promise.all(keys.map(async (k) => (await (await fetch(`${svc.url}/buckets/${k}`)).json()).balance as number));
+      Promise.all(keys.map(async (k) => (await (await adminFetch(svc, `/buckets/${k}`)).json()).balance as number));
     const before = await balances();
     const reserveUrl = `${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(keys))}&reserve=20`;
     expect(await (await fetch(reserveUrl)).json()).toMatchObject({ allow: false, key: 'regular-user-3' });

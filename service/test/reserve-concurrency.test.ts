@@ -5,6 +5,7 @@
  */
 import { Agent, request } from 'node:http';
 import { startService } from '../src/app';
+import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { RedisStore } from '../src/store/redis';
 import type { BucketStore } from '../src/store/types';
@@ -45,7 +46,7 @@ const stores: [string, () => Promise<BucketStore>][] = [
 ];
 
 test.each(stores)('%s: 64 parallel reserve=150 checks on a fresh 2000-token bucket admit exactly 13', async (_name, make) => {
-  const svc = await startService({ rules: RULES, store: await make() });
+  const svc = await startService({ rules: RULES, store: await make(), adminTokens: [ADMIN_TOKEN] });
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   try {
     const url = `${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent('["team-a"]')}&reserve=150`;
@@ -55,7 +56,7 @@ test.each(stores)('%s: 64 parallel reserve=150 checks on a fresh 2000-token buck
     expect(admitted.every((r) => r.reserved === 150)).toBe(true);
     expect(replies.filter((r) => !r.allow).every((r) => r.remaining === 50 && r.reserved === undefined)).toBe(true);
     expect(new Set(admitted.map((r) => r.remaining))).toEqual(new Set(Array.from({ length: 13 }, (_, i) => 2000 - 150 * (i + 1))));
-    const view = await (await fetch(`${svc.url}/buckets/team-a`)).json();
+    const view = await (await adminFetch(svc, '/buckets/team-a')).json();
     expect(view.balance).toBe(50);
     // Without reserve (check-then-charge) all 64 would have been admitted.
     const plain = await Promise.all(Array.from({ length: 64 }, () => get(`${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent('["team-b"]')}`, agent)));

@@ -1,5 +1,6 @@
 /** Reservations (issue 7): `&reserve=N` on the check, `reserved_tokens`/`estimated` on the update. Embedded store. */
 import { startService, type RunningService } from '../src/app';
+import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { StoreError, type BucketStore } from '../src/store/types';
 
@@ -14,7 +15,7 @@ let svc: RunningService;
 
 beforeEach(async () => {
   store = new MemoryStore({ nowUs: () => now, sweepIntervalMs: 0 });
-  svc = await startService({ rules: RULES, store });
+  svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
 });
 afterEach(() => svc.close());
 
@@ -29,14 +30,14 @@ async function update(body: unknown): Promise<number> {
   await r.text();
   return r.status;
 }
-const balance = async (key: string) => (await (await fetch(`${svc.url}/buckets/${encodeURIComponent(key)}`)).json()).balance;
-const metrics = async () => (await fetch(`${svc.url}/metrics`)).text();
+const balance = async (key: string) => (await (await adminFetch(svc, `/buckets/${encodeURIComponent(key)}`)).json()).balance;
+const metrics = async () => (await adminFetch(svc, '/metrics')).text();
 
 describe('check with reserve=N', () => {
   test('admitted: reserved echoed, N deducted at once, remaining after the reservation', async () => {
     expect(await check(['regular-user'], 150)).toEqual({
       status: 200,
-      body: { allow: true, description: 'ok', reserved: 150, key: 'regular-user', limit: 200, remaining: 50 },
+      body: { allow: true, description: 'ok', reserved: 150, reservation_id: expect.any(String), key: 'regular-user', limit: 200, remaining: 50 },
     });
     expect(await balance('regular-user')).toBe(50);
   });
@@ -94,7 +95,7 @@ describe('check with reserve=N', () => {
     expect(await metrics()).toContain('llmrl_tokens_refunded_total{rule="^subscriber",reason="rollback"} 200');
     // All admit: each ruled key reserves N; the lowest remaining is reported.
     expect((await check(['subscriber-a', 'regular-user'], 40)).body).toEqual({
-      allow: true, description: 'ok', reserved: 40, key: 'regular-user', limit: 200, remaining: 10,
+      allow: true, description: 'ok', reserved: 40, reservation_id: expect.any(String), key: 'regular-user', limit: 200, remaining: 10,
     });
     expect(await balance('subscriber-a')).toBe(960);
   });
@@ -102,6 +103,18 @@ describe('check with reserve=N', () => {
   test('the same key twice reserves twice; a refusal of the second returns the first', async () => {
     expect((await check(['regular-user', 'regular-user'], 150)).body).toMatchObject({ allow: false, remaining: 50 });
     expect(await balance('regular-user')).toBe(200);
+  });
+
+  test('the same key twice, both admitted: the report refunds both; a refusal elsewhere rolls both back', async () => {
+    const r = (await check(['regular-user', 'regular-user'], 50)).body;
+    expect(r).toMatchObject({ allow: true, reserved: 50, remaining: 100 });
+    // Each occurrence is charged its usage and refunded its reservation: 200 − 2 × 10.
+    await update({ ratelimit_keys: ['regular-user', 'regular-user'], total_tokens: 10, reserved_tokens: 50, reservation_id: r.reservation_id });
+    expect(await balance('regular-user')).toBe(180);
+    await update({ ratelimit_keys: ['regular-user-low'], total_tokens: 190 }); // 10 left
+    expect((await check(['regular-user', 'regular-user', 'regular-user-low'], 50)).body).toMatchObject({ allow: false, key: 'regular-user-low' });
+    expect(await balance('regular-user')).toBe(180);
+    expect(await metrics()).not.toContain('llmrl_refunds_refused_total{rule="^regular-user"}');
   });
 
   const invalid = ['-1', '1.5', 'abc', '', '1e3', '%2B5', '0x10', '10000000000000001', '%20%207'];
@@ -119,9 +132,9 @@ describe('check with reserve=N', () => {
     const mem = new MemoryStore({ nowUs: () => now, sweepIntervalMs: 0 });
     const flaky: BucketStore = {
       kind: 'flaky',
-      run: async (key, p, op, cost, t) => {
+      run: async (key, p, op, cost, t, x) => {
         if (key === 'subscriber-bad' && op === 'reserve') throw new StoreError('boom');
-        return mem.run(key, p, op, cost, t);
+        return mem.run(key, p, op, cost, t, x);
       },
       ping: async () => {},
       close: () => mem.close(),
@@ -130,7 +143,7 @@ describe('check with reserve=N', () => {
     try {
       const r = await fetch(`${s2.url}/ratelimit?ratelimit_keys=${q(['regular-user', 'subscriber-bad'])}&reserve=100`);
       expect(r.status).toBe(503);
-      expect((await mem.run('regular-user', { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30e6, ttlSeconds: 300 }, 'check', 0)).balance).toBe(200);
+      expect((await mem.run('regular-user', { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30e6, ttlSeconds: 300, maxDebt: 2000 }, 'check', 0)).balance).toBe(200);
     } finally {
       await s2.close();
     }
@@ -139,11 +152,12 @@ describe('check with reserve=N', () => {
 
 describe('update with reserved_tokens', () => {
   test('charges actual − reserved: refund when the estimate was high, top-up when low', async () => {
-    await check(['regular-user'], 150); // 50
-    expect(await update({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 90, total_tokens: 100, reserved_tokens: 150 })).toBe(200);
+    const id1 = (await check(['regular-user'], 150)).body.reservation_id; // 50
+    expect(await update({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 90, total_tokens: 100, reserved_tokens: 150, reservation_id: id1 })).toBe(200);
     expect(await balance('regular-user')).toBe(100);
-    await check(['regular-user'], 50); // 50
-    await update({ ratelimit_keys: ['regular-user'], total_tokens: 120, reserved_tokens: 50 });
+    const id2 = (await check(['regular-user'], 50)).body.reservation_id; // 50
+    expect(id2).not.toBe(id1);
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 120, reserved_tokens: 50, reservation_id: id2 });
     expect(await balance('regular-user')).toBe(-20);
     const m = await metrics();
     expect(m).toContain('llmrl_tokens_reserved_total{rule="^regular-user"} 200');
@@ -152,21 +166,26 @@ describe('update with reserved_tokens', () => {
     expect(m).toContain('llmrl_tokens_charged_total{rule="^regular-user"} 220');
   });
 
-  test('a refund never raises the balance above max_tokens', async () => {
-    await check(['regular-user'], 10);
-    await update({ ratelimit_keys: ['regular-user'], total_tokens: 0, reserved_tokens: 500 });
+  test('a refund never raises the balance above max_tokens, and never exceeds the reservation', async () => {
+    const id = (await check(['regular-user'], 150)).body.reservation_id; // 50
+    now += 90_000_000; // three fills: 200
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 0, reserved_tokens: 150, reservation_id: id });
     expect(await balance('regular-user')).toBe(200);
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 100 }); // 100
+    const id2 = (await check(['regular-user'], 5)).body.reservation_id; // 95
+    await update({ ratelimit_keys: ['regular-user'], total_tokens: 0, reserved_tokens: 500, reservation_id: id2 });
+    expect(await balance('regular-user')).toBe(100); // 5 back, not 500
   });
 
   test('the rule\'s charge field is what is corrected against the reservation', async () => {
-    await check(['subscriber-x'], 300); // 700
-    await update({ ratelimit_keys: ['subscriber-x'], prompt_tokens: 1000, completion_tokens: 100, total_tokens: 1100, reserved_tokens: 300 });
+    const id = (await check(['subscriber-x'], 300)).body.reservation_id; // 700
+    await update({ ratelimit_keys: ['subscriber-x'], prompt_tokens: 1000, completion_tokens: 100, total_tokens: 1100, reserved_tokens: 300, reservation_id: id });
     expect(await balance('subscriber-x')).toBe(900);
   });
 
   test('estimated: true is counted by rule and otherwise treated the same; unknown fields ignored', async () => {
-    await check(['regular-user', 'nobody'], 100);
-    expect(await update({ ratelimit_keys: ['regular-user', 'nobody'], total_tokens: 60, reserved_tokens: 100, estimated: true, something_new: [1] })).toBe(200);
+    const id = (await check(['regular-user', 'nobody'], 100)).body.reservation_id;
+    expect(await update({ ratelimit_keys: ['regular-user', 'nobody'], total_tokens: 60, reserved_tokens: 100, reservation_id: id, estimated: true, something_new: [1] })).toBe(200);
     expect(await balance('regular-user')).toBe(140);
     expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 10, estimated: false })).toBe(200);
     expect(await balance('regular-user')).toBe(130);
@@ -208,4 +227,22 @@ describe('update with reserved_tokens', () => {
     await update({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 });
     expect(await balance('regular-user')).toBe(95);
   });
+});
+
+test('ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID (migration only): an update without reservation_id is refunded unverified, counted', async () => {
+  const s2 = await startService({ rules: RULES, adminTokens: [ADMIN_TOKEN], limiter: { acceptRefundsWithoutReservationId: true } });
+  try {
+    const post = (body: unknown) =>
+      fetch(`${s2.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    await fetch(`${s2.url}/ratelimit?ratelimit_keys=${q(['regular-user'])}&reserve=150`); // 50
+    expect((await post({ ratelimit_keys: ['regular-user'], total_tokens: 100, reserved_tokens: 150 })).status).toBe(200);
+    const bal = async () => (await (await adminFetch(s2, '/buckets/regular-user')).json()).balance;
+    expect(await bal()).toBe(100);
+    // With an id, the verified path still applies: a made-up id refunds nothing.
+    await post({ ratelimit_keys: ['regular-user'], total_tokens: 10, reserved_tokens: 150, reservation_id: 'made-up' });
+    expect(await bal()).toBe(90);
+    expect(await (await adminFetch(s2, '/metrics')).text()).toContain('llmrl_unverified_refunds_total{rule="^regular-user"} 1');
+  } finally {
+    await s2.close();
+  }
 });

@@ -5,8 +5,16 @@ import { request } from './http';
 export interface Service {
   proc: Proc;
   port: number;
+  /** The admin port (/buckets with ADMIN_TOKEN, /metrics). */
+  adminPort: number;
   stop(): Promise<void>;
 }
+
+/** The admin token the harness gives every service it starts (for /buckets). */
+export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
+
+/** Service port → admin port of the services started here (bucketOf takes the service port). */
+const adminPorts = new Map<number, number>();
 
 export interface ServiceOptions {
   /** Rules (the RATE_LIMIT_CONFIG value); an object is JSON-encoded. */
@@ -22,27 +30,38 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     PORT: '0',
+    ADMIN_PORT: '0',
+    ADMIN_TOKENS: ADMIN_TOKEN,
     RATE_LIMIT_CONFIG: typeof o.rules === 'string' ? o.rules : JSON.stringify(o.rules),
     ...(o.redisUrl ? { REDIS_URL: o.redisUrl } : {}),
     ...o.env,
   };
   const proc = startProcess('service', process.execPath, [SERVICE_MAIN], { env });
   try {
-    const port = await waitFor('the service to listen', async () => {
+    const { port, adminPort } = await waitFor('the service to listen', async () => {
       const done = await Promise.race([proc.exited.then((c) => c), new Promise((r) => setImmediate(() => r(undefined)))]);
       if (done !== undefined) throw new GiveUp(`service exited (${String(done)}):\n${proc.output().slice(-4000)}`);
       for (const line of proc.output().split('\n')) {
         if (!line.includes('"listening"')) continue;
         try {
-          const port = JSON.parse(line).port;
-          if (typeof port === 'number') return port;
+          const { port, admin_port } = JSON.parse(line);
+          if (typeof port === 'number') return { port, adminPort: admin_port as number };
         } catch {
           /* not JSON: keep looking */
         }
       }
       return undefined;
     }, 15000);
-    return { proc, port, stop: () => proc.stop() };
+    adminPorts.set(port, adminPort);
+    return {
+      proc,
+      port,
+      adminPort,
+      stop: () => {
+        adminPorts.delete(port);
+        return proc.stop();
+      },
+    };
   } catch (e) {
     await proc.stop();
     throw e;
@@ -57,9 +76,16 @@ export interface Bucket {
   balance: number | null;
 }
 
-/** The service's read-only view of a key's bucket (GET /buckets/{key}). */
+/** GET on the admin port of the service listening on `servicePort`, with the admin token. */
+export function adminRequest(servicePort: number, path: string) {
+  const adminPort = adminPorts.get(servicePort);
+  if (adminPort === undefined) throw new Error(`no service started by the harness on port ${servicePort}`);
+  return request(adminPort, { path, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+}
+
+/** The service's read-only view of a key's bucket (GET /buckets/{key} on the admin port). */
 export async function bucketOf(servicePort: number, key: string): Promise<Bucket> {
-  const r = await request(servicePort, { path: `/buckets/${encodeURIComponent(key)}` });
+  const r = await adminRequest(servicePort, `/buckets/${encodeURIComponent(key)}`);
   if (r.status !== 200) throw new Error(`GET /buckets/${key}: ${r.status} ${r.body}`);
   return JSON.parse(r.body);
 }

@@ -7,7 +7,9 @@
  * BENCH_TARGET=http://host:port measures an already-running service instead (ours or any
  * service speaking the protocol, e.g. the reference one): nothing is started, no
  * redis-benchmark ceiling, results printed only. BENCH_KEY_PREFIX (default "bench-user-")
- * names the keys, so they can match that service's rules.
+ * names the keys, so they can match that service's rules; BENCH_TOKEN is sent as
+ * `Authorization: Bearer <token>` (for a service with SERVICE_TOKENS).
+ * src/bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -19,9 +21,12 @@ import { startRedis } from './redis';
 
 const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 6) * 1000;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const DURATION_DEFAULT = DURATION_MS;
+const CONN_DEFAULT = CONNECTIONS;
 const KEYS = 1000;
 const TARGET = process.env.BENCH_TARGET || '';
 const KEY_PREFIX = process.env.BENCH_KEY_PREFIX || 'bench-user-';
+const TOKEN = process.env.BENCH_TOKEN || '';
 
 const RULES = [
   // Huge bucket so every check stays allowed and every update is a real write.
@@ -29,7 +34,7 @@ const RULES = [
   { rate_limit_key_regex: '^other-', redis_expired_seconds: 60, fill_interval_second: 60, tokens_per_fill: 1, max_tokens: 1 },
 ];
 
-interface Phase {
+export interface Phase {
   requests: number;
   errors: number;
   rps: number;
@@ -43,7 +48,15 @@ function pct(sorted: Float64Array, p: number): number {
   return +sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))].toFixed(3);
 }
 
-async function load(host: string, port: number, make: (i: number) => { method: string; path: string; body?: string }): Promise<Phase> {
+export async function load(
+  host: string,
+  port: number,
+  make: (i: number) => { method: string; path: string; body?: string },
+  opts: { token?: string; durationMs?: number; connections?: number } = {},
+): Promise<Phase> {
+  const CONNECTIONS = opts.connections ?? CONN_DEFAULT;
+  const DURATION_MS = opts.durationMs ?? DURATION_DEFAULT;
+  const auth: Record<string, string> = opts.token ? { authorization: `Bearer ${opts.token}` } : {};
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const lat: number[] = [];
   let errors = 0;
@@ -54,7 +67,14 @@ async function load(host: string, port: number, make: (i: number) => { method: s
       const r = make(i++);
       const t0 = performance.now();
       const req = request(
-        { host, port, method: r.method, path: r.path, agent, headers: r.body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(r.body) } : undefined },
+        {
+          host,
+          port,
+          method: r.method,
+          path: r.path,
+          agent,
+          headers: r.body ? { ...auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(r.body) } : auth,
+        },
         (res) => {
           res.resume();
           res.on('end', () => {
@@ -93,7 +113,7 @@ function redisBenchmark(port: number, sha: string, op: string, pipeline: number)
   const out = execFileSync(
     'redis-benchmark',
     ['-h', '127.0.0.1', '-p', String(port), '-c', '50', '-n', String(n), '-P', String(pipeline), '--csv',
-      'EVALSHA', sha, '1', 'llmrl:{bench-rb}', '1000000000', '1000', '60000000', '3600', op === 'charge' ? '1' : '0', op, ''],
+      'EVALSHA', sha, '1', 'llmrl:{bench-rb}', '1000000000', '1000', '60000000', '3600', op === 'charge' ? '1' : '0', op, '', '10000000000'],
     { encoding: 'utf8', timeout: 60_000 },
   );
   const lines = out.trim().split('\n');
@@ -106,8 +126,8 @@ function redisBenchmark(port: number, sha: string, op: string, pipeline: number)
   return rec;
 }
 
-function requests() {
-  const keys = Array.from({ length: KEYS }, (_, i) => `${KEY_PREFIX}${i}`);
+export function requests(prefix = KEY_PREFIX) {
+  const keys = Array.from({ length: KEYS }, (_, i) => `${prefix}${i}`);
   const checkPaths = keys.map((k) => `/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify([k]))}`);
   const updateBodies = keys.map((k) => JSON.stringify({ ratelimit_keys: [k], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 }));
   return {
@@ -122,9 +142,9 @@ async function targetOnly(): Promise<void> {
   const host = u.hostname;
   const port = Number(u.port || 80);
   const r = requests();
-  await load(host, port, r.check);
-  const check = await load(host, port, r.check);
-  const update = await load(host, port, r.update);
+  await load(host, port, r.check, { token: TOKEN });
+  const check = await load(host, port, r.check, { token: TOKEN });
+  const update = await load(host, port, r.update, { token: TOKEN });
   const result = {
     date: new Date().toISOString(),
     target: TARGET,
@@ -189,7 +209,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  });
+}

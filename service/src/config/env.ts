@@ -1,4 +1,5 @@
 /** Service settings from the environment (names compatible with the reference service). */
+import { readFileSync } from 'node:fs';
 import type { Level } from '../log';
 
 export interface Settings {
@@ -17,6 +18,18 @@ export interface Settings {
   memoryMaxKeys: number;
   configPollMs: number;
   shutdownTimeoutMs: number;
+  /** Bearer tokens for the protocol routes (empty: open). */
+  tokens: string[];
+  adminPort: number;
+  adminHost?: string;
+  /** Bearer tokens for /buckets (empty: /buckets disabled). */
+  adminTokens: string[];
+  reservationTtlMs: number;
+  requestWindowMs: number;
+  /** Embedded store: keep balances across restarts in this file. */
+  snapshotFile?: string;
+  snapshotIntervalMs: number;
+  acceptRefundsWithoutReservationId: boolean;
 }
 
 export class EnvError extends Error {}
@@ -27,6 +40,44 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new EnvError(`${name}=${JSON.stringify(v)}: must be an integer >= ${min}`);
   return n;
+}
+
+/**
+ * Tokens from `NAME` (comma-separated) and `NAME_FILE` (a file, e.g. a mounted Secret: one
+ * token per line or comma-separated). Errors name the variable and the token's position,
+ * never the token.
+ */
+function tokens(env: NodeJS.ProcessEnv, name: string): string[] {
+  const out: string[] = [];
+  const add = (text: string, from: string) => {
+    const parts = text.split(/[,\r\n]+/).map((t) => t.trim()).filter((t) => t !== '');
+    parts.forEach((t, i) => {
+      if (t.length < 16) throw new EnvError(`${from}: token ${i + 1} is shorter than 16 characters`);
+      if (/[^\x21-\x7e]/.test(t)) throw new EnvError(`${from}: token ${i + 1} has characters outside printable ASCII (no spaces)`);
+      out.push(t);
+    });
+  };
+  if (env[name]) add(env[name]!, name);
+  const file = env[`${name}_FILE`];
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new EnvError(`${name}_FILE=${JSON.stringify(file)}: cannot read: ${(e as Error).message}`);
+    }
+    add(text, `${name}_FILE=${JSON.stringify(file)}`);
+    if (!text.trim()) throw new EnvError(`${name}_FILE=${JSON.stringify(file)}: the file holds no token`);
+  }
+  return out;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === '') return false;
+  if (/^(1|true|yes)$/i.test(v)) return true;
+  if (/^(0|false|no)$/i.test(v)) return false;
+  throw new EnvError(`${name}=${JSON.stringify(v)}: must be true or false`);
 }
 
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -54,8 +105,20 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
   if (redis && cluster && database) throw new EnvError('REDIS_DB_INDEX must be 0 with REDIS_CLUSTER');
   const logLevel = (env.LOG_LEVEL ?? 'info') as Level;
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new EnvError(`LOG_LEVEL=${env.LOG_LEVEL}: debug|info|warn|error`);
+  const adminPort = int(env, 'ADMIN_PORT', 9090);
+  if (adminPort > 65535) throw new EnvError(`ADMIN_PORT=${env.ADMIN_PORT}: must be <= 65535`);
+  if (adminPort !== 0 && adminPort === port) throw new EnvError(`ADMIN_PORT=${env.ADMIN_PORT}: must differ from PORT (${port})`);
   return {
     port,
+    tokens: tokens(env, 'SERVICE_TOKENS'),
+    adminPort,
+    adminHost: env.ADMIN_HOST || undefined,
+    adminTokens: tokens(env, 'ADMIN_TOKENS'),
+    reservationTtlMs: int(env, 'RESERVATION_TTL_SECONDS', 3600, 1) * 1000,
+    requestWindowMs: int(env, 'REQUEST_ID_WINDOW_SECONDS', 600, 1) * 1000,
+    acceptRefundsWithoutReservationId: bool(env, 'ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID'),
+    snapshotFile: env.MEMORY_SNAPSHOT_FILE || undefined,
+    snapshotIntervalMs: int(env, 'MEMORY_SNAPSHOT_INTERVAL_SECONDS', 30, 0) * 1000,
     host: env.HOST || undefined,
     configText,
     configFile,

@@ -1,7 +1,11 @@
 /**
  * Rule configuration: the reference format (a JSON array of rules) plus the optional
- * `charge` field. Validation errors name the rule index, the field and the value.
+ * `charge` and `max_debt` fields. Validation errors name the rule index, the field and the value.
+ * Regexes are RE2 (re2js), as the reference's Go `regexp`: same syntax, same meaning,
+ * matching time linear in the key.
  */
+import { RE2JS } from 're2js';
+
 export type ChargeField = 'total_tokens' | 'prompt_tokens' | 'completion_tokens';
 export const CHARGE_FIELDS: readonly ChargeField[] = ['total_tokens', 'prompt_tokens', 'completion_tokens'];
 
@@ -12,18 +16,29 @@ export interface RuleConfig {
   tokens_per_fill: number;
   max_tokens: number;
   charge?: ChargeField;
+  max_debt?: number;
 }
+
+/** What a rule needs of its compiled regex: an unanchored search. */
+export interface KeyPattern {
+  test(key: string): boolean;
+}
+
+/** Default `max_debt`, as a multiple of `max_tokens`. */
+export const DEFAULT_DEBT_MULTIPLE = 10;
 
 /** A validated rule, with its regex compiled once. */
 export interface Rule {
   index: number;
   regexSource: string;
-  regex: RegExp;
+  regex: KeyPattern;
   expiredSeconds: number;
   fillIntervalSeconds: number;
   tokensPerFill: number;
   maxTokens: number;
   charge: ChargeField;
+  /** How far below zero a balance may go (a charge beyond it is clamped). */
+  maxDebt: number;
 }
 
 export class ConfigError extends Error {
@@ -34,9 +49,20 @@ export class ConfigError extends Error {
 }
 
 const INT_FIELDS = ['redis_expired_seconds', 'fill_interval_second', 'tokens_per_fill', 'max_tokens'] as const;
-const KNOWN = new Set<string>(['rate_limit_key_regex', ...INT_FIELDS, 'charge']);
+const KNOWN = new Set<string>(['rate_limit_key_regex', ...INT_FIELDS, 'charge', 'max_debt']);
 /** Upper bound keeping every bucket computation exact in doubles (Lua and JS). */
 const MAX_INT = 1e12;
+/** Upper bound of `max_debt` (the default, 10 × max_tokens, is at most this too). */
+const MAX_DEBT = 1e13;
+
+/**
+ * Compiles a rule regex with RE2 semantics (Go's `regexp`, which the reference uses):
+ * `[[:digit:]]`, `\z`, `\Q…\E`, `(?i)`, `(?P<name>…)` mean what they mean there.
+ */
+export function compileKeyRegex(source: string): KeyPattern {
+  const re = RE2JS.compile(source);
+  return { test: (key: string) => re.matcher(key).find() };
+}
 
 function show(v: unknown): string {
   try {
@@ -73,9 +99,9 @@ function validateRule(r: unknown, i: number, source: string): Rule {
   for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw at(k, o[k], 'unknown field');
   const re = o.rate_limit_key_regex;
   if (typeof re !== 'string' || re.length === 0) throw at('rate_limit_key_regex', re, 'must be a non-empty string');
-  let regex: RegExp;
+  let regex: KeyPattern;
   try {
-    regex = new RegExp(re);
+    regex = compileKeyRegex(re);
   } catch (e) {
     throw at('rate_limit_key_regex', re, `does not compile: ${(e as Error).message}`);
   }
@@ -94,6 +120,13 @@ function validateRule(r: unknown, i: number, source: string): Rule {
   if (typeof charge !== 'string' || !(CHARGE_FIELDS as readonly string[]).includes(charge)) {
     throw at('charge', o.charge, `must be one of ${CHARGE_FIELDS.join(', ')}`);
   }
+  let maxDebt = DEFAULT_DEBT_MULTIPLE * (o.max_tokens as number);
+  if (o.max_debt !== undefined) {
+    const d = o.max_debt;
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) throw at('max_debt', d, 'must be a non-negative integer');
+    if (d > MAX_DEBT) throw at('max_debt', d, `must be at most ${MAX_DEBT}`);
+    maxDebt = d;
+  }
   return {
     index: i,
     regexSource: re,
@@ -103,5 +136,6 @@ function validateRule(r: unknown, i: number, source: string): Rule {
     tokensPerFill: o.tokens_per_fill as number,
     maxTokens: o.max_tokens as number,
     charge: charge as ChargeField,
+    maxDebt,
   };
 }

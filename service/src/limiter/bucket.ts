@@ -15,9 +15,14 @@
  *   but never above max_tokens (and never lowers a balance already above it);
  *   'reserve' admits iff balance > 0 and balance >= min(cost, max_tokens); when admitted it
  *   deducts `cost` and writes, when refused it writes nothing (`admitted` says which).
- * - A written record lives max(ttl, time until the bucket is full again), so expiry
- *   never forgives debt: a full bucket and a missing record mean the same thing.
- * Times are integer microseconds.
+ * - Debt is bounded: a deduction never takes the balance below -maxDebt (it stops there; a
+ *   balance already below, after a rule change, is not lowered further).
+ * - A written record lives max(ttl, time until the bucket is full again), capped at
+ *   MAX_RECORD_TTL_MS, so expiry never forgives debt: a full bucket and a missing record
+ *   mean the same thing.
+ * Times are integer microseconds. Every intermediate value is an integer below 2^53 (or
+ *   only compared, never stored), and the Lua edition does the same double operations in
+ *   the same order, so both give identical results for every input the service accepts.
  */
 export type BucketOp = 'check' | 'charge' | 'reserve';
 
@@ -26,7 +31,12 @@ export interface BucketParams {
   tokensPerFill: number;
   fillIntervalUs: number;
   ttlSeconds: number;
+  /** Deepest debt: the balance never goes below -maxDebt by a deduction. */
+  maxDebt: number;
 }
+
+/** Longest record lifetime (about 31.7 years): keeps the TTL exact and in range. */
+export const MAX_RECORD_TTL_MS = 1e12;
 
 export interface BucketState {
   balance: number;
@@ -39,6 +49,12 @@ export interface BucketResult {
   nowUs: number;
   /** 'reserve' only: whether the reservation was admitted (and deducted). */
   admitted?: boolean;
+  /** 'charge' settling a reservation: the refund credited from it (0 when none was live). */
+  refunded?: number;
+  /** 'charge' with a request id already applied: nothing was changed. */
+  duplicate?: boolean;
+  /** Embedded store only: the key has no record and the store is full of records it may not drop. */
+  storeFull?: boolean;
 }
 
 export interface BucketApplied extends BucketResult {
@@ -46,6 +62,15 @@ export interface BucketApplied extends BucketResult {
   write: boolean;
   /** Record lifetime in ms when written. */
   ttlMs: number;
+  /** 'reserve' admitted: what was actually deducted (less than the cost when clamped at -maxDebt). */
+  deducted?: number;
+}
+
+/** Deducts `cost` ≥ 0, stopping at -maxDebt (a balance already below it is kept). */
+function deduct(balance: number, cost: number, maxDebt: number): number {
+  const floor = 0 - maxDebt;
+  if (balance - cost < floor) return Math.min(balance, floor);
+  return balance - cost;
 }
 
 export function applyBucket(
@@ -74,24 +99,34 @@ export function applyBucket(
     if (!(balance > 0 && balance >= Math.min(cost, p.maxTokens))) {
       return { balance, lastFillUs: last, nowUs, write: false, ttlMs: 0, admitted: false };
     }
-    balance -= cost;
-    return { balance, lastFillUs: last, nowUs, write: true, ttlMs: recordTtlMs(balance, last, nowUs, p), admitted: true };
+    const before = balance;
+    balance = deduct(balance, cost, p.maxDebt);
+    return {
+      balance,
+      lastFillUs: last,
+      nowUs,
+      write: true,
+      ttlMs: recordTtlMs(balance, last, nowUs, p),
+      admitted: true,
+      deducted: before - balance,
+    };
   }
-  if (cost < 0 && balance - cost > p.maxTokens) {
+  if (cost < 0) {
     // A refund stops at max_tokens (a balance already above it, after a rule change, stays).
-    balance = Math.max(balance, p.maxTokens);
+    balance = balance - cost > p.maxTokens ? Math.max(balance, p.maxTokens) : balance - cost;
   } else {
-    balance -= cost;
+    balance = deduct(balance, cost, p.maxDebt);
   }
   return { balance, lastFillUs: last, nowUs, write: true, ttlMs: recordTtlMs(balance, last, nowUs, p) };
 }
 
 export function recordTtlMs(balance: number, lastUs: number, nowUs: number, p: BucketParams): number {
-  let ttl = p.ttlSeconds * 1000;
+  let ttl = Math.min(p.ttlSeconds * 1000, MAX_RECORD_TTL_MS);
   if (balance < p.maxTokens) {
     const n = Math.ceil((p.maxTokens - balance) / p.tokensPerFill);
+    if (n * p.fillIntervalUs > MAX_RECORD_TTL_MS * 1000) return MAX_RECORD_TTL_MS;
     const fullMs = Math.ceil((lastUs + n * p.fillIntervalUs - nowUs) / 1000);
-    if (fullMs > ttl) ttl = fullMs;
+    if (fullMs > ttl) ttl = Math.min(fullMs, MAX_RECORD_TTL_MS);
   }
   return ttl;
 }

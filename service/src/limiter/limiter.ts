@@ -1,6 +1,7 @@
 import type { ChargeField } from '../config/rules';
 import type { Metrics } from '../metrics';
-import type { BucketStore } from '../store/types';
+import { randomUUID } from 'node:crypto';
+import { StoreError, type BucketStore, type RunExtra } from '../store/types';
 import { retryAfterSeconds, type BucketOp, type BucketResult } from './bucket';
 import type { CompiledRule, RuleSet } from './ruleset';
 
@@ -9,6 +10,8 @@ export interface CheckResult {
   description: string;
   /** Checks with reserve=N > 0, when allowed: N if a ruled key was reserved, else 0. */
   reserved?: number;
+  /** With reserved > 0: names the reservation; an update's refund needs it. */
+  reservation_id?: string;
   /** The deciding key: the first limited one, else the ruled key with the lowest remaining. */
   key?: string;
   limit?: number;
@@ -23,8 +26,15 @@ export interface Usage {
 }
 
 export interface UpdateOptions {
-  /** Tokens reserved at the check (deducted then); the update charges usage − reserved. */
+  /**
+   * Tokens reserved at the check (deducted then); with a live `reservationId` of the key the
+   * update charges usage − min(reserved, what that reservation deducted), else usage in full.
+   */
   reserved?: number;
+  /** The check's reservation_id. */
+  reservationId?: string;
+  /** Applied at most once per key within the request window. */
+  requestId?: string;
   /** The usage is the plugin's estimate (counted in a metric). */
   estimated?: boolean;
 }
@@ -45,13 +55,34 @@ export interface BucketView {
   retry_after_seconds?: number;
 }
 
+export interface LimiterOptions {
+  /** How long a reservation can be settled by an update (default 1 h). */
+  reservationTtlMs?: number;
+  /** How long a request_id is remembered (default 10 min). */
+  requestWindowMs?: number;
+  /**
+   * Migration only: honour `reserved_tokens` in an update that has no `reservation_id` (the
+   * behaviour before issue 13, for plugins that do not send the id yet). Reopens self-credit.
+   */
+  acceptRefundsWithoutReservationId?: boolean;
+}
+
 /** Applies the rules to keys, on top of a store. Rules can be swapped at any time (reload). */
 export class Limiter {
+  private readonly reservationTtlMs: number;
+  private readonly requestWindowMs: number;
+  private readonly legacyRefunds: boolean;
+
   constructor(
     private ruleSet: RuleSet,
     readonly store: BucketStore,
     private readonly metrics: Metrics,
-  ) {}
+    opts: LimiterOptions = {},
+  ) {
+    this.reservationTtlMs = opts.reservationTtlMs ?? 3_600_000;
+    this.requestWindowMs = opts.requestWindowMs ?? 600_000;
+    this.legacyRefunds = opts.acceptRefundsWithoutReservationId ?? false;
+  }
 
   get rules(): RuleSet {
     return this.ruleSet;
@@ -84,6 +115,7 @@ export class Limiter {
         this.metrics.decisions.inc({ rule: '', result: 'unruled' });
         continue;
       }
+      if (res.storeFull) this.metrics.storeFull.inc({ op: 'check' });
       if (res.balance <= 0) {
         // Count the remaining keys as not evaluated: the first limited key decides.
         return this.limited(keys[i], r, res, 1);
@@ -115,14 +147,14 @@ export class Limiter {
   }
 
   /** Starts one store step per key that has a rule (in parallel); null where no rule applies. */
-  private runPerKey(keys: readonly string[], op: BucketOp, cost: number) {
+  private runPerKey(keys: readonly string[], op: BucketOp, cost: number, extra?: RunExtra) {
     const rs = this.ruleSet;
     const rules: (CompiledRule | null)[] = new Array(keys.length);
     const pending: (Promise<BucketResult> | null)[] = new Array(keys.length);
     for (let i = 0; i < keys.length; i++) {
       const r = rs.match(keys[i]);
       rules[i] = r;
-      pending[i] = r ? this.store.run(keys[i], r.params, op, cost) : null;
+      pending[i] = r ? this.store.run(keys[i], r.params, op, cost, undefined, extra) : null;
     }
     return { rules, pending };
   }
@@ -138,7 +170,8 @@ export class Limiter {
    */
   private async reserveCheck(keys: readonly string[], n: number): Promise<CheckResult> {
     const count = keys.length;
-    const { rules, pending } = this.runPerKey(keys, 'reserve', n);
+    const extra: RunExtra = { reservationId: randomUUID(), reservationTtlMs: this.reservationTtlMs };
+    const { rules, pending } = this.runPerKey(keys, 'reserve', n, extra);
     const settled = await Promise.allSettled(pending);
     let failure: unknown;
     let refused = -1;
@@ -148,12 +181,13 @@ export class Limiter {
       if (s.status === 'rejected') {
         failure ??= s.reason;
       } else if (s.value) {
+        if (s.value.storeFull) this.metrics.storeFull.inc({ op: 'check' });
         if (s.value.admitted) admitted.push(i);
         else if (refused < 0) refused = i;
       }
     }
     if (failure !== undefined || refused >= 0) {
-      await this.rollback(keys, rules, admitted, n);
+      await this.rollback(keys, rules, admitted, n, extra.reservationId!);
       if (failure !== undefined) {
         this.metrics.storeErrors.inc({ op: 'check' });
         throw failure;
@@ -177,6 +211,7 @@ export class Limiter {
       allow: true,
       description: 'ok',
       reserved: n,
+      reservation_id: extra.reservationId,
       key: keys[best],
       limit: rules[best]!.maxTokens,
       remaining: (settled[best] as PromiseFulfilledResult<BucketResult>).value.balance,
@@ -184,46 +219,96 @@ export class Limiter {
   }
 
   /** Gives back the reservations of `n` made on keys[i] for i in `admitted` (best effort). */
-  private async rollback(keys: readonly string[], rules: (CompiledRule | null)[], admitted: number[], n: number): Promise<void> {
+  private async rollback(keys: readonly string[], rules: (CompiledRule | null)[], admitted: number[], n: number, id: string): Promise<void> {
     if (admitted.length === 0) return;
-    const results = await Promise.allSettled(admitted.map((i) => this.store.run(keys[i], rules[i]!.params, 'charge', -n)));
+    // Settles the reservation with no usage: gives back what it deducted, and deletes it. A key
+    // admitted several times (listed twice) holds them all under the id: settled once, for all.
+    const times = new Map<string, number>();
+    for (const i of admitted) times.set(keys[i], (times.get(keys[i]) ?? 0) + 1);
+    const once = admitted.filter((i, j) => admitted.findIndex((k) => keys[k] === keys[i]) === j);
+    const results = await Promise.allSettled(
+      once.map((i) => this.store.run(keys[i], rules[i]!.params, 'charge', 0, undefined, { reservationId: id, claimed: n * times.get(keys[i])! })),
+    );
     results.forEach((res, j) => {
       // A failed rollback leaves the reservation spent: recovered by the normal refill.
       if (res.status === 'rejected') this.metrics.storeErrors.inc({ op: 'rollback' });
-      else this.metrics.tokensRefunded.inc({ rule: rules[admitted[j]]!.regexSource, reason: 'rollback' }, n);
+      else this.metrics.tokensRefunded.inc({ rule: rules[once[j]]!.regexSource, reason: 'rollback' }, n * times.get(keys[once[j]])!);
     });
   }
 
   /**
-   * Charges each ruled key its rule's `charge` count minus `opts.reserved` (the tokens
-   * reserved at the check): negative is a refund, capped at max_tokens. Keys without a rule
-   * are ignored. Returns the number of keys charged.
+   * Charges each ruled key its rule's `charge` count. With `opts.reservationId` naming a live
+   * reservation of the key, min(`opts.reserved`, its amount) is refunded in the same atomic
+   * step and the reservation is deleted (a refund happens once); without one, `reserved` is
+   * ignored and the count is charged in full. With `opts.requestId`, a key already charged
+   * under that id (within the window) is left as it is. Keys without a rule are ignored.
+   * Returns the number of ruled keys.
    */
   async update(keys: readonly string[], usage: Usage, opts: UpdateOptions = {}): Promise<number> {
     const rs = this.ruleSet;
     const reserved = opts.reserved ?? 0;
+    let extra: RunExtra | undefined;
+    if (opts.requestId !== undefined || (opts.reservationId !== undefined && reserved > 0)) {
+      extra = { requestWindowMs: this.requestWindowMs };
+      if (opts.requestId !== undefined) extra.requestId = opts.requestId;
+      if (opts.reservationId !== undefined && reserved > 0) {
+        extra.reservationId = opts.reservationId;
+        extra.claimed = reserved;
+      }
+    }
+    // Migration mode: an update without reservation_id is refunded its reserved_tokens unverified.
+    const unverified = this.legacyRefunds && opts.reservationId === undefined ? reserved : 0;
     const ops: Promise<BucketResult>[] = [];
-    const charged: [CompiledRule, number][] = [];
+    const charged: [CompiledRule, number, boolean][] = [];
+    // A key listed n times reserved n times under one id: its first occurrence settles n × R.
+    const seen = extra?.reservationId !== undefined && keys.length > 1 ? new Map<string, number>() : undefined;
+    if (seen) for (const k of keys) seen.set(k, (seen.get(k) ?? 0) + 1);
     for (const key of keys) {
       const r = rs.match(key);
       if (!r) continue;
       const cost = usage[r.charge];
-      ops.push(this.store.run(key, r.params, 'charge', cost - reserved));
-      charged.push([r, cost]);
+      let x = extra;
+      const n = seen?.get(key);
+      const later = n === 0;
+      if (n !== undefined) {
+        // First occurrence: claim for all; later ones (n = 0): the reservation is settled already.
+        x = n > 0 ? { ...extra, claimed: reserved * n } : { ...extra, reservationId: undefined, claimed: undefined };
+        seen!.set(key, 0);
+      }
+      ops.push(this.store.run(key, r.params, 'charge', cost - unverified, undefined, x));
+      charged.push([r, cost, later]);
     }
+    let results: BucketResult[];
     try {
-      await Promise.all(ops);
+      results = await Promise.all(ops);
     } catch (err) {
       this.metrics.storeErrors.inc({ op: 'update' });
       throw err;
     }
-    for (const [r, cost] of charged) {
+    let full = false;
+    for (let i = 0; i < charged.length; i++) {
+      const [r, cost, later] = charged[i];
+      const res = results[i];
       const rule = r.regexSource;
+      if (res.storeFull) {
+        this.metrics.storeFull.inc({ op: 'update' });
+        full = true;
+        continue;
+      }
+      if (res.duplicate) {
+        this.metrics.duplicateUpdates.inc({ rule });
+        continue;
+      }
       this.metrics.tokensCharged.inc({ rule }, cost);
-      if (reserved > cost) this.metrics.tokensRefunded.inc({ rule, reason: 'report' }, reserved - cost);
-      else if (reserved > 0 && cost > reserved) this.metrics.tokensToppedUp.inc({ rule }, cost - reserved);
+      const refunded = unverified || (res.refunded ?? 0);
+      if (unverified) this.metrics.unverifiedRefunds.inc({ rule });
+      // reserved_tokens without a live reservation of this key: nothing is refunded.
+      if (reserved > 0 && refunded === 0 && !later) this.metrics.refundsRefused.inc({ rule });
+      if (refunded > cost) this.metrics.tokensRefunded.inc({ rule, reason: 'report' }, refunded - cost);
+      else if (refunded > 0 && cost > refunded) this.metrics.tokensToppedUp.inc({ rule }, cost - refunded);
       if (opts.estimated) this.metrics.estimatedReports.inc({ rule });
     }
+    if (full) throw new StoreError('embedded store full: no record can be dropped without forgetting a balance');
     return charged.length;
   }
 

@@ -23,6 +23,7 @@ export class RuleSet {
         tokensPerFill: r.tokensPerFill,
         fillIntervalUs: r.fillIntervalSeconds * 1_000_000,
         ttlSeconds: r.expiredSeconds,
+        maxDebt: r.maxDebt,
       },
     }));
   }

@@ -66,6 +66,24 @@ export interface UpdateBody {
   reserved: number;
   /** The plugin estimated the usage (no usage in the response). */
   estimated: boolean;
+  /** The check's reservation_id (a refund needs it). */
+  reservationId?: string;
+  /** Idempotency id: applied at most once within the window. */
+  requestId?: string;
+}
+
+/** Bound on `request_id` and `reservation_id` (UTF-8 bytes). */
+export const MAX_ID_BYTES = 128;
+
+/** Usage parts accepted and validated like the other counts; they do not change the charge. */
+const EXTRA_COUNTS = ['cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens'] as const;
+
+function idField(o: Record<string, unknown>, f: string): string | undefined {
+  const v = o[f];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string' || v.length === 0) throw new BadRequest(`${f} must be a non-empty string`);
+  if (v.length > MAX_ID_BYTES || Buffer.byteLength(v) > MAX_ID_BYTES) throw new BadRequest(`${f} is longer than ${MAX_ID_BYTES} bytes`);
+  return v;
 }
 
 /**
@@ -84,14 +102,20 @@ export function parseUpdateBody(text: string): UpdateBody {
   const keys = validateKeys(o.ratelimit_keys);
   const prompt = tokenCount(o, 'prompt_tokens') ?? 0;
   const completion = tokenCount(o, 'completion_tokens') ?? 0;
-  const total = tokenCount(o, 'total_tokens') ?? prompt + completion;
+  const total = tokenCount(o, 'total_tokens') ?? Math.min(prompt + completion, Number.MAX_SAFE_INTEGER);
   const reserved = tokenCount(o, 'reserved_tokens') ?? 0;
+  for (const f of EXTRA_COUNTS) tokenCount(o, f);
   const est = o.estimated;
   if (est !== undefined && est !== null && typeof est !== 'boolean') throw new BadRequest('estimated must be a boolean');
-  return {
+  const body: UpdateBody = {
     keys,
     usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total },
     reserved,
     estimated: est === true,
   };
+  const reservationId = idField(o, 'reservation_id');
+  if (reservationId !== undefined) body.reservationId = reservationId;
+  const requestId = idField(o, 'request_id');
+  if (requestId !== undefined) body.requestId = requestId;
+  return body;
 }

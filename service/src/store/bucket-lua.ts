@@ -1,20 +1,33 @@
 /**
  * The token-bucket math, Lua edition (runs atomically inside Redis). Mirrors
- * ../limiter/bucket.ts line by line; keep both in step.
+ * ../limiter/bucket.ts (and the reservation / request-id handling of ../store/memory.ts)
+ * line by line; keep them in step. Lua numbers are doubles, like JS numbers: the same
+ * operations in the same order give the same results. Numbers are written with '%.0f'
+ * (exact for integral doubles; '%d' would overflow).
  *
  * KEYS[1] = the record (a HASH: b = balance, t = last fill time in µs)
- * ARGV = max_tokens, tokens_per_fill, fill_interval_us, ttl_seconds, cost, op ('check'|'charge'|'reserve'),
- *        now_us (optional; empty = Redis TIME. Only tests pass it.)
+ * KEYS[2] = the reservation record (a string: the amount deducted), optional
+ * KEYS[3] = the request-id marker, optional (all three share the key's hash tag: one slot)
+ * ARGV = 1 max_tokens, 2 tokens_per_fill, 3 fill_interval_us, 4 ttl_seconds, 5 cost,
+ *        6 op ('check'|'charge'|'reserve'),
+ *        7 now_us (empty = Redis TIME; only tests pass it), 8 max_debt,
+ *        9 reservation mode ('' | 'new': an admitted reserve adds what it deducted to KEYS[2] |
+ *          'use': a charge settles KEYS[2]), 10 refund claimed ('use'), 11 reservation ttl ms ('new'),
+ *        12 request window ms ('' = no request id; else a charge applies once per KEYS[3])
  * A negative cost with 'charge' is a refund, capped at max_tokens.
- * Returns { balance, last_fill_us, now_us } and, for 'reserve', a 4th element: 1 admitted, 0 refused.
+ * Returns { balance, last_fill_us, now_us } ('reserve': and admitted 1|0); with a reservation
+ * mode or a request window: { balance, last_fill_us, now_us, admitted, refunded, duplicate (1|0) }.
  */
 export const BUCKET_LUA = `
 local max = tonumber(ARGV[1])
 local tpf = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4]) * 1000
+local ttl = math.min(tonumber(ARGV[4]) * 1000, 1e12)
 local cost = tonumber(ARGV[5])
 local op = ARGV[6]
+local floor = 0 - tonumber(ARGV[8] or '0')
+local resmode = ARGV[9] or ''
+local window = ARGV[12] or ''
 local now
 if ARGV[7] ~= nil and ARGV[7] ~= '' then
   now = tonumber(ARGV[7])
@@ -36,30 +49,59 @@ else
   balance = max
   last = now
 end
+if op == 'charge' and window ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return { balance, last, now, 1, 0, 1 }
+end
 local admitted = 1
+local refunded = 0
+local before = balance
 if op == 'reserve' then
   if balance > 0 and balance >= math.min(cost, max) then
-    op = 'charge'
+    if balance - cost < floor then balance = math.min(balance, floor) else balance = balance - cost end
   else
     admitted = 0
   end
-end
-if op == 'charge' then
-  if cost < 0 and balance - cost > max then
-    balance = math.max(balance, max)
+elseif op == 'charge' then
+  if resmode == 'use' then
+    local amount = redis.call('GET', KEYS[2])
+    if amount then
+      refunded = math.min(tonumber(ARGV[10]), tonumber(amount))
+      redis.call('DEL', KEYS[2])
+    end
+    cost = cost - refunded
+  end
+  if cost < 0 then
+    if balance - cost > max then balance = math.max(balance, max) else balance = balance - cost end
+  elseif balance - cost < floor then
+    balance = math.min(balance, floor)
   else
     balance = balance - cost
   end
+end
+if op == 'charge' or (op == 'reserve' and admitted == 1) then
   if balance < max then
     local n = math.ceil((max - balance) / tpf)
-    local full = math.ceil((last + n * interval - now) / 1000)
-    if full > ttl then ttl = full end
+    if n * interval > 1e15 then
+      ttl = 1e12
+    else
+      local full = math.ceil((last + n * interval - now) / 1000)
+      if full > ttl then ttl = math.min(full, 1e12) end
+    end
   end
-  redis.call('HSET', KEYS[1], 'b', string.format('%d', balance), 't', string.format('%d', last))
-  redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+  redis.call('HSET', KEYS[1], 'b', string.format('%.0f', balance), 't', string.format('%.0f', last))
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+  if op == 'reserve' and resmode == 'new' then
+    -- Adds up (a key listed twice in one check reserves twice under one id).
+    local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+    redis.call('SET', KEYS[2], string.format('%.0f', held + before - balance), 'PX', ARGV[11])
+  end
+  if op == 'charge' and window ~= '' then
+    redis.call('SET', KEYS[3], '1', 'PX', window)
+  end
 end
-if ARGV[6] == 'reserve' then
-  return { balance, last, now, admitted }
+if resmode == '' and window == '' then
+  if op == 'reserve' then return { balance, last, now, admitted } end
+  return { balance, last, now }
 end
-return { balance, last, now }
+return { balance, last, now, admitted, refunded, 0 }
 `;

@@ -1,22 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { applyBucket, type BucketOp, type BucketParams, type BucketResult } from '../limiter/bucket';
-import type { BucketStore } from './types';
+import type { BucketStore, RunExtra } from './types';
 
 interface Entry {
   balance: number;
   lastFillUs: number;
   expiresAtMs: number;
+  /** The rule's parameters at the last write (to tell whether the bucket has refilled to full). */
+  p: BucketParams;
 }
 
 export interface MemoryStoreOptions {
   /** Clock in microseconds. Default: wall clock with sub-millisecond precision. */
   nowUs?: () => number;
-  /** Bound on the number of records; the least recently written are dropped first. */
+  /**
+   * Bound on the number of records. At the bound, a new key takes the place of a record that
+   * carries no information (expired, or refilled to a full bucket); when there is none, the
+   * new key is refused (checks deny it, updates fail) rather than a debt forgotten.
+   */
   maxKeys?: number;
   /** Period of the expiry sweep in ms (0 disables it). */
   sweepIntervalMs?: number;
+  /** Called when a new key is refused because the store is full (for a metric and a log). */
+  onFull?: () => void;
 }
 
+/** Records examined per attempt to find one to drop at the bound. */
+const EVICTION_SCAN = 1000;
+
 export const wallClockUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
+
+/** Records with one lifetime each, oldest first (insertion order = expiry order). */
+class AuxRecords<V> {
+  readonly map = new Map<string, { v: V; expMs: number }>();
+  constructor(private readonly max: number) {}
+  get(k: string, nowMs: number): V | undefined {
+    const e = this.map.get(k);
+    if (!e || e.expMs <= nowMs) return undefined;
+    return e.v;
+  }
+  set(k: string, v: V, ttlMs: number, nowMs: number): void {
+    this.prune(nowMs);
+    // Past the bound the oldest go first: a lost reservation forfeits its refund, a lost
+    // request id its deduplication; neither forgives a debt.
+    while (this.map.size >= this.max) this.map.delete(this.map.keys().next().value!);
+    this.map.delete(k);
+    this.map.set(k, { v, expMs: nowMs + ttlMs });
+  }
+  delete(k: string): void {
+    this.map.delete(k);
+  }
+  prune(nowMs: number): void {
+    for (const [k, e] of this.map) {
+      if (e.expMs > nowMs) break;
+      this.map.delete(k);
+    }
+  }
+}
+
+/** Snapshot file format (version 1): absolute wall-clock times, so it survives a restart. */
+interface Snapshot {
+  version: 1;
+  savedAtMs: number;
+  /** key, balance, lastFillUs, expiresAtMs, maxTokens, tokensPerFill, fillIntervalUs, ttlSeconds, maxDebt */
+  records: [string, number, number, number, number, number, number, number, number][];
+  /** key\0id, amount, expMs */
+  reservations: [string, number, number][];
+  /** key\0id, expMs */
+  requests: [string, number][];
+}
+
+export class SnapshotError extends Error {}
 
 /** Embedded in-memory store: the default when no Redis is configured (single replica). */
 export class MemoryStore implements BucketStore {
@@ -25,10 +80,17 @@ export class MemoryStore implements BucketStore {
   private readonly clock: () => number;
   private readonly maxKeys: number;
   private readonly timer?: NodeJS.Timeout;
+  private readonly reservations: AuxRecords<number>;
+  private readonly requests: AuxRecords<true>;
+  private cursor?: Iterator<[string, Entry]>;
+  private readonly onFull?: () => void;
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.clock = opts.nowUs ?? wallClockUs;
     this.maxKeys = opts.maxKeys ?? 100_000;
+    this.onFull = opts.onFull;
+    this.reservations = new AuxRecords(this.maxKeys * 10);
+    this.requests = new AuxRecords(this.maxKeys * 10);
     const sweep = opts.sweepIntervalMs ?? 30_000;
     if (sweep > 0) {
       this.timer = setInterval(() => this.sweep(), sweep);
@@ -40,22 +102,82 @@ export class MemoryStore implements BucketStore {
     return this.map.size;
   }
 
-  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number): Promise<BucketResult> {
+  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number, extra?: RunExtra): Promise<BucketResult> {
     const now = nowUs ?? this.clock();
+    const nowMs = now / 1000;
     let e = this.map.get(key);
-    if (e && e.expiresAtMs <= now / 1000) {
+    if (e && e.expiresAtMs <= nowMs) {
       this.map.delete(key);
       e = undefined;
+    }
+    if (!e && this.map.size >= this.maxKeys && !this.makeRoom(now)) {
+      // Full of records that still mean something: refuse the new key (nothing is written).
+      this.onFull?.();
+      const out: BucketResult = { balance: 0, lastFillUs: now, nowUs: now, storeFull: true };
+      if (op === 'reserve') out.admitted = false;
+      return out;
+    }
+    const markerKey = op === 'charge' && extra?.requestId !== undefined ? `${key}\u0000${extra.requestId}` : undefined;
+    if (markerKey !== undefined && this.requests.get(markerKey, nowMs)) {
+      const r = applyBucket(e, p, now, 'check', 0);
+      const dup: BucketResult = { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs, duplicate: true };
+      if (extra?.reservationId !== undefined) dup.refunded = 0;
+      return dup;
+    }
+    let refunded: number | undefined;
+    if (op === 'charge' && extra?.reservationId !== undefined) {
+      const rk = `${key}\u0000${extra.reservationId}`;
+      const amount = this.reservations.get(rk, nowMs);
+      refunded = 0;
+      if (amount !== undefined) {
+        refunded = Math.min(extra.claimed ?? 0, amount);
+        this.reservations.delete(rk);
+      }
+      cost = cost - refunded;
     }
     const r = applyBucket(e, p, now, op, cost);
     if (r.write) {
       if (e) this.map.delete(key); // re-insert: Map order = least recently written first
-      else if (this.map.size >= this.maxKeys) this.evictOldest();
-      this.map.set(key, { balance: r.balance, lastFillUs: r.lastFillUs, expiresAtMs: now / 1000 + r.ttlMs });
+      this.map.set(key, { balance: r.balance, lastFillUs: r.lastFillUs, expiresAtMs: nowMs + r.ttlMs, p });
+      if (op === 'reserve' && extra?.reservationId !== undefined) {
+        // Adds up (a key listed twice in one check reserves twice under one id).
+        const rk = `${key}\u0000${extra.reservationId}`;
+        const held = this.reservations.get(rk, nowMs) ?? 0;
+        this.reservations.set(rk, held + r.deducted!, extra.reservationTtlMs ?? 3_600_000, nowMs);
+      }
+      if (markerKey !== undefined) this.requests.set(markerKey, true, extra!.requestWindowMs ?? 600_000, nowMs);
     }
     const out: BucketResult = { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs };
     if (op === 'reserve') out.admitted = r.admitted;
+    if (refunded !== undefined) out.refunded = refunded;
     return out;
+  }
+
+  /**
+   * At the bound: drops one record that carries no information (expired, or refilled to a
+   * full bucket), looking at up to EVICTION_SCAN records from a cursor that goes round the
+   * map (least recently written first). False when none was found: every record examined
+   * holds a balance below full (a debt or a partly spent bucket) that must not be forgotten.
+   */
+  private makeRoom(nowUs: number): boolean {
+    const nowMs = nowUs / 1000;
+    let restarted = false;
+    for (let i = 0; i < EVICTION_SCAN; i++) {
+      this.cursor ??= this.map.entries();
+      const next = this.cursor.next();
+      if (next.done) {
+        this.cursor = undefined;
+        if (restarted) return false;
+        restarted = true;
+        continue;
+      }
+      const [k, e] = next.value;
+      if (e.expiresAtMs <= nowMs || applyBucket(e, e.p, nowUs, 'check', 0).balance >= e.p.maxTokens) {
+        this.map.delete(k);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Remaining lifetime of a record in ms at `nowUs` (-2 when absent, as Redis PTTL). */
@@ -75,18 +197,90 @@ export class MemoryStore implements BucketStore {
         n++;
       }
     }
+    this.reservations.prune(nowMs);
+    this.requests.prune(nowMs);
     return n;
-  }
-
-  private evictOldest(): void {
-    const first = this.map.keys().next();
-    if (!first.done) this.map.delete(first.value);
   }
 
   async ping(): Promise<void> {}
 
+  /**
+   * Loads a snapshot written by saveSnapshot (a missing file is an empty store: first start).
+   * Expired records are skipped. Throws SnapshotError naming the file when it is unreadable.
+   */
+  loadSnapshot(file: string, nowUs: number = this.clock()): number {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw new SnapshotError(`MEMORY_SNAPSHOT_FILE=${JSON.stringify(file)}: cannot read: ${(e as Error).message}`);
+    }
+    let snap: Snapshot;
+    try {
+      snap = JSON.parse(text);
+      if (snap.version !== 1 || !Array.isArray(snap.records) || !Array.isArray(snap.reservations) || !Array.isArray(snap.requests)) {
+        throw new Error('not a version 1 snapshot');
+      }
+    } catch (e) {
+      throw new SnapshotError(`MEMORY_SNAPSHOT_FILE=${JSON.stringify(file)}: not a snapshot of this service: ${(e as Error).message}`);
+    }
+    const nowMs = nowUs / 1000;
+    let n = 0;
+    for (const [k, balance, lastFillUs, expiresAtMs, maxTokens, tokensPerFill, fillIntervalUs, ttlSeconds, maxDebt] of snap.records) {
+      if (expiresAtMs <= nowMs) continue;
+      this.map.set(k, { balance, lastFillUs, expiresAtMs, p: { maxTokens, tokensPerFill, fillIntervalUs, ttlSeconds, maxDebt } });
+      n++;
+    }
+    for (const [k, amount, expMs] of snap.reservations) if (expMs > nowMs) this.reservations.map.set(k, { v: amount, expMs });
+    for (const [k, expMs] of snap.requests) if (expMs > nowMs) this.requests.map.set(k, { v: true, expMs });
+    return n;
+  }
+
+  private saving?: Promise<void>;
+
+  /** Writes every live record to `file` atomically (a temp file, then rename). One write at a time. */
+  saveSnapshot(file: string, nowUs: number = this.clock()): Promise<void> {
+    const prev = this.saving ?? Promise.resolve();
+    const next = prev.then(async () => {
+      const nowMs = nowUs / 1000;
+      const snap: Snapshot = { version: 1, savedAtMs: Math.floor(nowMs), records: [], reservations: [], requests: [] };
+      for (const [k, e] of this.map) {
+        if (e.expiresAtMs <= nowMs) continue;
+        const p = e.p;
+        snap.records.push([k, e.balance, e.lastFillUs, e.expiresAtMs, p.maxTokens, p.tokensPerFill, p.fillIntervalUs, p.ttlSeconds, p.maxDebt]);
+      }
+      for (const [k, e] of this.reservations.map) if (e.expMs > nowMs) snap.reservations.push([k, e.v, e.expMs]);
+      for (const [k, e] of this.requests.map) if (e.expMs > nowMs) snap.requests.push([k, e.expMs]);
+      const tmp = `${file}.tmp-${process.pid}`;
+      await writeFile(tmp, JSON.stringify(snap));
+      await rename(tmp, file);
+    });
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    if (this.snapshotFile) await this.saveSnapshot(this.snapshotFile);
     this.map.clear();
+  }
+
+  private snapshotFile?: string;
+  private snapshotTimer?: NodeJS.Timeout;
+
+  /**
+   * Keeps balances across restarts: loads `file` now, saves it every `everyMs` and on close().
+   * `onError` hears about failed periodic saves (the store keeps working).
+   */
+  persistTo(file: string, everyMs: number, onError: (err: Error) => void): number {
+    const n = this.loadSnapshot(file);
+    this.snapshotFile = file;
+    if (everyMs > 0) {
+      this.snapshotTimer = setInterval(() => this.saveSnapshot(file).catch(onError), everyMs);
+      this.snapshotTimer.unref();
+    }
+    return n;
   }
 }

@@ -3,7 +3,7 @@ import type { BucketOp, BucketParams, BucketResult } from '../limiter/bucket';
 import type { Logger } from '../log';
 import { silentLogger } from '../log';
 import { BUCKET_LUA } from './bucket-lua';
-import { StoreError, type BucketStore } from './types';
+import { StoreError, type BucketStore, type RunExtra } from './types';
 
 export interface RedisStoreOptions {
   /** One redis:// URL, or the seed nodes of a cluster. */
@@ -27,6 +27,17 @@ const bucketScript = defineScript({
   NUMBER_OF_KEYS: 1,
   parseCommand(parser: any, key: string, args: string[]) {
     parser.pushKey(key);
+    parser.push(...args);
+  },
+  transformReply: (reply: unknown) => reply as unknown as number[],
+} as any);
+
+/** The same script with its optional reservation and request-id keys (same hash tag). */
+const bucketScript3 = defineScript({
+  SCRIPT: BUCKET_LUA,
+  NUMBER_OF_KEYS: 3,
+  parseCommand(parser: any, keys: string[], args: string[]) {
+    for (const k of keys) parser.pushKey(k);
     parser.push(...args);
   },
   transformReply: (reply: unknown) => reply as unknown as number[],
@@ -77,14 +88,14 @@ export class RedisStore implements BucketStore {
       this.client = createCluster({
         rootNodes: opts.urls.map((url) => ({ url })),
         defaults: common as any,
-        scripts: { bucket: bucketScript },
+        scripts: { bucket: bucketScript, bucket3: bucketScript3 },
       } as any);
     } else {
       this.client = createClient({
         url: opts.urls[0],
         database: opts.database || undefined,
         ...common,
-        scripts: { bucket: bucketScript },
+        scripts: { bucket: bucketScript, bucket3: bucketScript3 },
       } as any);
     }
     let lastErr = '';
@@ -110,23 +121,68 @@ export class RedisStore implements BucketStore {
     await withTimeout(this.connecting!, waitMs, 'connect').catch(() => undefined);
   }
 
-  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number): Promise<BucketResult> {
+  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number, extra?: RunExtra): Promise<BucketResult> {
     // The rule part of the arguments is built once per rule (params objects live as long as their rule set).
     let ruleArgs = this.argCache.get(p);
     if (!ruleArgs) {
-      ruleArgs = [String(p.maxTokens), String(p.tokensPerFill), String(p.fillIntervalUs), String(p.ttlSeconds)];
+      ruleArgs = [String(p.maxTokens), String(p.tokensPerFill), String(p.fillIntervalUs), String(p.ttlSeconds), String(p.maxDebt)];
       this.argCache.set(p, ruleArgs);
     }
-    const args = [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, nowUs === undefined ? '' : String(nowUs)];
+    const now = nowUs === undefined ? '' : String(nowUs);
+    const rec = recordKey(this.prefix, key);
+    let call: Promise<number[]>;
+    const resMode = extra?.reservationId === undefined ? '' : op === 'reserve' ? 'new' : op === 'charge' ? 'use' : '';
+    const window = extra?.requestId !== undefined && op === 'charge' ? String(extra.requestWindowMs ?? 600_000) : '';
+    if (resMode === '' && window === '') {
+      call = this.client.bucket(rec, [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, now, ruleArgs[4]]);
+    } else {
+      const keys = [rec, `${rec}:r:${resMode ? extra!.reservationId : ''}`, `${rec}:u:${window ? extra!.requestId : ''}`];
+      const args = [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, now, ruleArgs[4], resMode,
+        String(extra?.claimed ?? 0), String(extra?.reservationTtlMs ?? 3_600_000), window];
+      call = this.client.bucket3(keys, args);
+    }
     let reply: number[];
     try {
-      reply = await withTimeout(this.client.bucket(recordKey(this.prefix, key), args), this.timeoutMs, 'bucket');
+      reply = await withTimeout(call, this.timeoutMs, 'bucket');
     } catch (err) {
       throw new StoreError(`redis: ${(err as Error).message}`, err);
     }
     const r: BucketResult = { balance: Number(reply[0]), lastFillUs: Number(reply[1]), nowUs: Number(reply[2]) };
     if (op === 'reserve') r.admitted = Number(reply[3]) === 1;
+    if (resMode === 'use') r.refunded = Number(reply[4]);
+    if (Number(reply[5]) === 1) r.duplicate = true;
     return r;
+  }
+
+  /**
+   * Redis's `maxmemory` and `maxmemory-policy` (CONFIG GET; on a cluster, of each master),
+   * and a warning when the policy can evict this service's records (they all carry a TTL,
+   * so any policy but noeviction can drop a debt once maxmemory is reached). undefined when
+   * CONFIG is refused (managed Redis).
+   */
+  async evictionRisk(): Promise<{ policy: string; maxmemory: number; warning?: string } | undefined> {
+    const clients: any[] = this.kind === 'redis-cluster'
+      ? await Promise.all(this.client.masters.map((m: any) => this.client.nodeClient(m)))
+      : [this.client];
+    let worst: { policy: string; maxmemory: number; warning?: string } | undefined;
+    for (const c of clients) {
+      let cfg: Record<string, string>;
+      try {
+        cfg = await withTimeout(c.configGet(['maxmemory', 'maxmemory-policy']), this.timeoutMs, 'config get');
+      } catch {
+        return undefined;
+      }
+      const policy = cfg['maxmemory-policy'] ?? '';
+      const maxmemory = Number(cfg.maxmemory ?? 0);
+      const out: { policy: string; maxmemory: number; warning?: string } = { policy, maxmemory };
+      if (policy !== 'noeviction' && policy !== '' && maxmemory > 0) {
+        out.warning =
+          `redis maxmemory-policy is ${policy} with maxmemory ${maxmemory}: Redis may evict rate-limit ` +
+          'records (they all carry a TTL) and forgive their debt; use maxmemory-policy noeviction';
+      }
+      if (!worst || (out.warning && !worst.warning)) worst = out;
+    }
+    return worst;
   }
 
   async ping(): Promise<void> {
