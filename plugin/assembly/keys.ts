@@ -7,11 +7,9 @@
 import { ByteBuf } from "./bytes";
 import { Config, MISSING_DENY, MISSING_SKIP } from "./config";
 import { RequestView } from "./request";
-import { SEG_LITERAL, SEG_BODY, resolve } from "./template";
+import { SEG_LITERAL, SEG_BODY, resolve, digestHex } from "./template";
 import { utf8Boundary } from "./encode";
 import { utf8SeqLen } from "./json";
-import { sha256 } from "./sha256";
-import { hexDigit } from "./bytes";
 
 /** Hex digits of the digest in a bounded key: 128 bits of SHA-256. */
 export const DIGEST_HEX = 32;
@@ -93,10 +91,6 @@ export function boundKey(raw: ByteBuf, maxBytes: i32): ByteBuf {
   let out = new ByteBuf(keep + 1 + DIGEST_HEX);
   out.appendRaw(raw.ptr(), keep);
   out.push(DIGEST_MARK);
-  let d = sha256(raw);
-  for (let i = 0; i < DIGEST_HEX / 2; i++) {
-    out.push(hexDigit(d.at(i) >> 4));
-    out.push(hexDigit(d.at(i)));
-  }
+  out.appendBuf(digestHex(raw));
   return out;
 }

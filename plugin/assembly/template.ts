@@ -1,7 +1,8 @@
 // Rate-limit key templates, e.g. "tenant-{{request.headers.x-tenant}}". Parsed once at
 // configure time into segments; rendering is a walk over the segments.
 
-import { ByteBuf } from "./bytes";
+import { ByteBuf, hexDigit } from "./bytes";
+import { sha256 } from "./sha256";
 import { RequestView, requestHeader, property, addressIp, numberText, boolText } from "./request";
 
 export const SEG_LITERAL = 0;
@@ -22,6 +23,7 @@ export const JWT_PAYLOAD_PATH = "metadata\0filter_metadata\0envoy.filters.http.j
 export class Segment {
   kind: i32;
   arg: ByteBuf; // literal text, header name (lower case), query name or property path
+  hashed: bool = false; // {{hash(...)}}: the value's digest instead of the value
   constructor(kind: i32, arg: ByteBuf) { this.kind = kind; this.arg = arg; }
 }
 
@@ -50,7 +52,7 @@ const PROPS: string[] = [
 ];
 
 export const TEMPLATE_VARIABLES = "request.headers.NAME, request.host, request.path, request.method, request.query.NAME, " +
-  "request.body.FIELD[.FIELD...], jwt.CLAIM[.CLAIM...], metadata['FILTER'].KEY[.KEY...], filter_state['NAME'], " +
+  "request.body.FIELD[.FIELD...], jwt.CLAIM[.CLAIM...], metadata['FILTER'].KEY[.KEY...], filter_state['NAME'], hash(VARIABLE), " +
   "source.address, source.ip, destination.address, connection.requested_server_name, source.principal, " +
   "xds.route_name, xds.cluster_name";
 
@@ -138,6 +140,15 @@ function validName(s: string): bool {
 }
 
 function variable(name: string, res: TemplateResult): Segment | null {
+  // hash(VARIABLE): a key per secret (an API key in Authorization) without the secret itself
+  // ever reaching the service, its logs or Redis.
+  if (name.startsWith("hash(") && name.endsWith(")")) {
+    let inner = name.substring(5, name.length - 1).trim();
+    if (inner.startsWith("hash(")) { res.error = "hash() of hash() adds nothing"; return null; }
+    let seg = variable(inner, res);
+    if (seg !== null) seg.hashed = true;
+    return seg;
+  }
   if (name == "request.host") return new Segment(SEG_HOST, new ByteBuf(0));
   if (name == "request.path") return new Segment(SEG_PATH, new ByteBuf(0));
   if (name == "request.method") return new Segment(SEG_METHOD, new ByteBuf(0));
@@ -190,6 +201,12 @@ export function parseTemplate(text: string): TemplateResult {
 
 /** Value of one placeholder for the current request; null or empty means missing. */
 export function resolve(seg: Segment, req: RequestView): ByteBuf | null {
+  let v = resolveValue(seg, req);
+  if (!seg.hashed || v === null || v.length == 0) return v;
+  return digestHex(v);
+}
+
+function resolveValue(seg: Segment, req: RequestView): ByteBuf | null {
   let k = seg.kind;
   if (k == SEG_HEADER) return requestHeader(seg.arg);
   if (k == SEG_HOST) return req.host();
@@ -227,4 +244,15 @@ function metadataValue(v: ByteBuf | null): ByteBuf | null {
     }
   }
   return v;
+}
+
+/** 128 bits of the value's SHA-256, as 32 hex digits. */
+export function digestHex(v: ByteBuf): ByteBuf {
+  let d = sha256(v);
+  let out = new ByteBuf(32);
+  for (let i = 0; i < 16; i++) {
+    out.push(hexDigit(d.at(i) >> 4));
+    out.push(hexDigit(d.at(i)));
+  }
+  return out;
 }

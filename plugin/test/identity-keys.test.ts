@@ -152,3 +152,32 @@ describe('fields of the JSON request body', () => {
     expect(reports(h)).toEqual([]);
   });
 });
+
+describe('hash(): a key per secret without the secret', () => {
+  const sha = (s: string) => require('crypto').createHash('sha256').update(s).digest('hex').slice(0, 32).toUpperCase();
+
+  test('hash(request.headers.authorization): one bucket per API key; the key never reaches the service', () => {
+    const h = newHost(withConfig({ rateLimitKeys: ['apikey-{{hash(request.headers.authorization)}}'] }));
+    for (const auth of ['Bearer sk-alice', 'Bearer sk-bob']) {
+      const s = h.newStream();
+      s.sendRequestHeaders(reqHeaders([['authorization', auth]]), true);
+    }
+    const calls = h.pendingCalls();
+    expect(calls.map(checkKeys)).toEqual([[`apikey-${sha('Bearer sk-alice')}`], [`apikey-${sha('Bearer sk-bob')}`]]);
+    for (const c of calls) expect(JSON.stringify(c.headers) + c.body.toString()).not.toContain('sk-');
+  });
+
+  test('any variable can be hashed (a claim, a body field); missing stays missing', () => {
+    const props = { [`${JWT}.email`]: 'alice@example.com' };
+    expect(keysWith({ rateLimitKeys: ['{{hash(jwt.email)}}'] }, props)).toEqual([sha('alice@example.com')]);
+    expect(keysWith({ rateLimitKeys: ['{{hash( request.headers.x-none )}}'] }, {})).toBe('403 missing rate limit key attribute: {{hash( request.headers.x-none )}}');
+  });
+
+  test('hash of an unknown variable, or of hash, is refused at configure time', () => {
+    for (const [tpl, err] of [['{{hash(nope)}}', 'unknown template variable "nope"'], ['{{hash(hash(request.path))}}', 'hash() of hash() adds nothing']]) {
+      const h = new ProxyWasmHost();
+      expect(h.configure(withConfig({ rateLimitKeys: [tpl] }))).toBe(false);
+      expect(h.logsAt(LogLevel.error)[0]).toContain(err);
+    }
+  });
+});
