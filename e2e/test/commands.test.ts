@@ -6,7 +6,8 @@ import * as path from 'path';
 import { promisify } from 'util';
 import { REPO } from '../src/harness/paths';
 import { freePort } from '../src/harness/ports';
-import { chat } from '../src/harness/http';
+import { chat, request } from '../src/harness/http';
+import { waitFor } from '../src/harness/process';
 
 const run = promisify(execFile);
 const node = (script: string, args: string[] = [], env: Record<string, string> = {}) =>
@@ -35,27 +36,75 @@ test('the demo plays the seed scenario and stops everything it started', async (
   for (const p of new Set(ports)) await expect(chat(p, 'dashscope.aliyuncs.com')).rejects.toThrow();
 });
 
-test('up leaves the stack running for curl; down stops every process it started', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-up-'));
-  const port = await freePort();
-  const env = { STACK_RUN_DIR: dir, ENVOY_PORT: String(port) };
-  try {
+describe('make up / make down', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-up-'));
+    // The registry of stacks in the temp dir too: `down` must not touch a stack a developer left up.
+    env = { STACK_RUN_DIR: path.join(dir, 'run'), STACK_REGISTRY: path.join(dir, 'stacks.json') };
+  });
+  afterEach(async () => {
+    await node('stack-cli.js', ['down'], env).catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the default (an OpenAI-compatible upstream): the printed SDK command works as printed, then a key is limited; down stops every process', async () => {
+    const port = await freePort();
+    env.ENVOY_PORT = String(port);
     const up = await node('stack-cli.js', ['up'], env);
     expect(up.stdout).toContain(`Envoy :${port}`);
-    const pids: Record<string, number> = JSON.parse(fs.readFileSync(path.join(dir, 'stack.json'), 'utf8'));
+    expect(up.stdout).toContain(`curl -i http://127.0.0.1:${port}/v1/chat/completions -H 'authorization: Bearer sk-alice'`);
+    const pids: Record<string, number> = JSON.parse(fs.readFileSync(path.join(env.STACK_RUN_DIR, 'stack.json'), 'utf8'));
     expect(Object.keys(pids).sort()).toEqual(['envoy', 'mockLlm', 'service']);
     for (const pid of Object.values(pids)) expect(alive(pid)).toBe(true);
 
-    const r = await chat(port, 'dashscope.aliyuncs.com', { 'user-type': 'regular-user' });
-    expect(r.status).toBe(200);
-    await expect(node('stack-cli.js', ['up'], env)).rejects.toThrow(/already up/);
+    // The SDK line, exactly as printed, from the repository's root.
+    const sdk = up.stdout.split('\n').find((l) => l.trim().startsWith('node -e'))!.trim();
+    const first = await run('sh', ['-c', sdk], { cwd: REPO, timeout: 20000 });
+    expect(first.stdout.trim()).toBe('usage {"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}');
+    // The printed balance command (as a request: its URL and admin token).
+    const m = /curl -H 'Authorization: Bearer ([^']+)' http:\/\/127\.0\.0\.1:(\d+)(\/buckets\/\S+)/.exec(up.stdout)!;
+    const balance = async () => JSON.parse((await request(Number(m[2]), { path: m[3], headers: { authorization: `Bearer ${m[1]}` } })).body).balance;
+    await waitFor('the charge', async () => ((await balance()) === 300 - 105 ? true : undefined), 5000);
+    // 300 tokens per key: two more answers, then the SDK's RateLimitError with our message.
+    let out = '';
+    for (let i = 0; i < 5 && !out.startsWith('error'); i++) {
+      out = (await run('sh', ['-c', sdk], { cwd: REPO, timeout: 20000 })).stdout.trim();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(out).toMatch(/^error 429 429 apikey-[0-9A-F]{32} is being rate-limited \(limit 300 tokens; enough tokens again in \d+ s\)$/);
+    // Another API key is another bucket.
+    const bob = await run('sh', ['-c', sdk.replace('sk-alice', 'sk-bob')], { cwd: REPO, timeout: 20000 });
+    expect(bob.stdout).toContain('usage');
 
-    const down = await node('stack-cli.js', ['down'], env);
+    await expect(node('stack-cli.js', ['up'], env)).rejects.toThrow(/already up/);
+    // down without STACK_RUN_DIR finds the stack through the registry.
+    const down = await node('stack-cli.js', ['down'], { STACK_REGISTRY: env.STACK_REGISTRY });
     expect(down.stdout).toMatch(/stopped envoy/);
     for (const pid of Object.values(pids)) expect(alive(pid)).toBe(false);
-    expect(fs.existsSync(path.join(dir, 'stack.json'))).toBe(false);
-  } finally {
-    await node('stack-cli.js', ['down'], env).catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    expect(fs.existsSync(path.join(env.STACK_RUN_DIR, 'stack.json'))).toBe(false);
+    expect(fs.existsSync(env.STACK_REGISTRY)).toBe(false);
+  });
+
+  test('PLUGIN_CONFIG and RULES: the seed pair, the printed curl carries its Host and user-type', async () => {
+    const port = await freePort();
+    Object.assign(env, { ENVOY_PORT: String(port), PLUGIN_CONFIG: path.join(REPO, 'e2e/config/plugin-config.json'), RULES: path.join(REPO, 'e2e/config/rate-limit-config.json') });
+    const up = await node('stack-cli.js', ['up'], env);
+    expect(up.stdout).toContain("-H 'Host: dashscope.aliyuncs.com' -H 'user-type: regular-user'");
+    expect(up.stdout).toContain('cannot set Host');
+    const r = await chat(port, 'dashscope.aliyuncs.com', { 'user-type': 'regular-user' });
+    expect(r.status).toBe(200);
+    expect(up.stdout).toContain('/buckets/regular-user');
+  });
+
+  test('a missing file, or a plugin config Envoy refuses: a clear error, nothing left running', async () => {
+    await expect(node('stack-cli.js', ['up'], { ...env, PLUGIN_CONFIG: '/nonexistent.json' })).rejects.toThrow(/PLUGIN_CONFIG=\/nonexistent.json: no such file/);
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ rateLimitKeys: ['{{nope}}'], rateLimitService: { cluster: 'x' } }));
+    const port = await freePort();
+    const err = await node('stack-cli.js', ['up'], { ...env, ENVOY_PORT: String(port), PLUGIN_CONFIG: bad }).catch((e) => e);
+    expect(String(err.stderr)).toContain('invalid pluginConfig: rateLimitKeys[0]: unknown template variable "nope"');
+    expect(fs.existsSync(path.join(env.STACK_RUN_DIR, 'stack.json'))).toBe(false);
+  });
 });

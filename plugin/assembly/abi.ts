@@ -20,6 +20,9 @@ declare function proxy_get_property(pathPtr: usize, pathSize: usize, retPtr: usi
 @external("env", "proxy_get_header_map_value")
 declare function proxy_get_header_map_value(typ: i32, keyPtr: usize, keySize: usize, retPtr: usize, retSize: usize): u32;
 // @ts-ignore: decorator
+@external("env", "proxy_replace_header_map_value")
+declare function proxy_replace_header_map_value(typ: i32, keyPtr: usize, keySize: usize, valuePtr: usize, valueSize: usize): u32;
+// @ts-ignore: decorator
 @external("env", "proxy_remove_header_map_value")
 declare function proxy_remove_header_map_value(typ: i32, keyPtr: usize, keySize: usize): u32;
 // @ts-ignore: decorator
@@ -128,6 +131,11 @@ export class HostBytes {
     this.release();
     return b;
   }
+}
+
+/** Sets header `name` (lower case) to `value`, replacing any value it had. */
+export function replaceHeader(map: i32, name: ByteBuf, value: ByteBuf): void {
+  proxy_replace_header_map_value(map, name.ptr(), name.length, value.ptr(), value.length);
 }
 
 export function removeHeader(map: i32, name: ByteBuf): void {

@@ -69,6 +69,7 @@ export class Config {
   rejectStatus: u32 = DEFAULT_REJECT_STATUS;
   rejectBody: i32 = BODY_OPENAI;
   noRetryAboveSeconds: i32 = DEFAULT_NO_RETRY_ABOVE_SECONDS;
+  budgetHeaders: bool = true;    // allowed responses say the limit and what was left (reply.ts)
   onMissingKey: i32 = MISSING_DENY;
   missingDefault: ByteBuf = new ByteBuf(0);
   maxBufferBytes: i32 = DEFAULT_MAX_BUFFER_BYTES;
@@ -86,7 +87,7 @@ export class ConfigResult {
 
 const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
   "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve", "estimate", "includeStreamUsage",
-  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds"];
+  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds", "budgetHeaders"];
 // reserve.maxBodyBytes and reserve.includeStreamUsage: earlier names of the top-level settings.
 const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
   "includeStreamUsage"];
@@ -365,6 +366,9 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
   b = boolField(c, root, "estimateMissingUsage", "estimateMissingUsage", cfg.estimateMissingUsage);
   if (b < 0) return false;
   cfg.estimateMissingUsage = b == 1;
+  b = boolField(c, root, "budgetHeaders", "budgetHeaders", cfg.budgetHeaders);
+  if (b < 0) return false;
+  cfg.budgetHeaders = b == 1;
   return true;
 }
 

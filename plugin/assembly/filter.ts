@@ -27,7 +27,7 @@ import { RequestView, requestHeader } from "./request";
 import { requestMatches, MATCH_YES, MATCH_BAD_HOST } from "./match";
 import { renderKeys, resolveEarly } from "./keys";
 import { dispatchCheck, Decision, ALLOW, DENY, REFUSED } from "./check";
-import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost } from "./reply";
+import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders } from "./reply";
 import { UsageScanner } from "./usage";
 import { JValue } from "./json";
 import { estimateRequest, lengthTokens, tokensFor, MAX_ESTIMATE } from "./estimate";
@@ -147,6 +147,8 @@ export class Stream {
   // check (step 2)
   reserved: i64 = 0;            // what the service said it reserved
   reservationId: ByteBuf | null = null;
+  limit: f64 = -1;              // the service's limit and balance for the key closest to its limit
+  remaining: f64 = -1;
 
   // response (steps 4, 5)
   sawResponse: bool = false;
@@ -200,6 +202,8 @@ export class Stream {
       this.phase = PH_ALLOWED;
       this.reserved = d.reserved;
       this.reservationId = d.reservationId;
+      this.limit = d.limit;
+      this.remaining = d.remaining;
       abi.continueRequest();
     } else if (d.outcome == DENY) {
       inc(metrics.limited);
@@ -332,6 +336,7 @@ export class Stream {
     if (this.phase != PH_ALLOWED || this.sawResponse) return;
     this.sawResponse = true;
     this.status = responseStatus();
+    if (this.config.budgetHeaders && (this.limit >= 0 || this.remaining >= 0)) addBudgetHeaders(this.limit, this.remaining);
     let enc = responseHeader(CONTENT_ENCODING);
     if (enc !== null && enc.length > 0 && !enc.lower().eqStr("identity")) {
       this.compressed = true;

@@ -10,7 +10,7 @@
 
 import { ByteBuf } from "./bytes";
 import { Config, BODY_TEXT } from "./config";
-import { HeaderList, sendLocalResponse } from "./abi";
+import { HeaderList, sendLocalResponse, replaceHeader, MAP_RESPONSE_HEADERS } from "./abi";
 import { Decision } from "./check";
 import { appendJsonString } from "./encode";
 
@@ -106,4 +106,17 @@ export function sendMissingKey(cfg: Config, template: string): void {
 function safeBody(b: ByteBuf): ByteBuf {
   if (b.length > 1024) return b.slice(0, 1024);
   return b;
+}
+
+const BUDGET_LIMIT = ByteBuf.fromString("x-llm-ratelimit-limit-tokens");
+const BUDGET_REMAINING = ByteBuf.fromString("x-llm-ratelimit-remaining-tokens");
+
+/**
+ * On an allowed response: the limit and the balance the check saw (before this request's own
+ * cost), of the key closest to its limit. Own header names: the provider's x-ratelimit-* headers
+ * (its own limits, which SDKs and LiteLLM read) pass through untouched.
+ */
+export function addBudgetHeaders(limit: f64, remaining: f64): void {
+  if (limit >= 0) replaceHeader(MAP_RESPONSE_HEADERS, BUDGET_LIMIT, number(limit, false));
+  if (remaining >= 0) replaceHeader(MAP_RESPONSE_HEADERS, BUDGET_REMAINING, number(remaining, false));
 }

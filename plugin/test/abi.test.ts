@@ -15,7 +15,7 @@ describe('module and ABI', () => {
       'env.proxy_get_buffer_bytes', 'env.proxy_set_buffer_bytes', 'env.proxy_continue_stream', 'env.proxy_send_local_response', 'env.proxy_http_call',
       'env.proxy_set_effective_context', 'env.proxy_define_metric', 'env.proxy_increment_metric', 'wasi_unstable.proc_exit',
       'env.proxy_record_metric', 'env.proxy_get_current_time_nanoseconds', 'env.proxy_set_tick_period_milliseconds',
-      'wasi_unstable.random_get',
+      'wasi_unstable.random_get', 'env.proxy_replace_header_map_value',
     ]);
     for (const i of imports) expect(allowed.has(i) ? i : `unexpected import ${i}`).toBe(i);
   });

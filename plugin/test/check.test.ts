@@ -212,3 +212,24 @@ describe('check call', () => {
     expect(reports(h)).toEqual([{ ratelimit_keys: ['regular-user'], prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }]);
   });
 });
+
+describe('budget headers on allowed responses', () => {
+  const allowWith = { status: 200, body: '{"allow":true,"description":"ok","key":"regular-user","limit":200,"remaining":95.5}' };
+  test('the limit and the balance the check saw, under our own names; the provider\'s x-ratelimit-* untouched', () => {
+    const h = newHost();
+    const s = checkedRequest(h, allowWith);
+    s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json'], ['x-ratelimit-remaining-tokens', '149000']]);
+    const hs = s.state.maps.get(2)!;
+    expect(header(hs, 'x-llm-ratelimit-limit-tokens')).toBe('200');
+    expect(header(hs, 'x-llm-ratelimit-remaining-tokens')).toBe('95');
+    expect(header(hs, 'x-ratelimit-remaining-tokens')).toBe('149000');
+  });
+  test('budgetHeaders: false, or a reference service that sends no numbers: none added', () => {
+    for (const [cfg, reply] of [[{ budgetHeaders: false }, allowWith], [{}, ALLOW]] as [object, object][]) {
+      const h = newHost(withConfig(cfg));
+      const s = checkedRequest(h, reply);
+      s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json']]);
+      expect(header(s.state.maps.get(2)!, 'x-llm-ratelimit-remaining-tokens')).toBeUndefined();
+    }
+  });
+});
