@@ -52,6 +52,7 @@ pyclients:
 test: build envoy pyclients
 	@mkdir -p test-results
 	node_modules/.bin/tsc -p e2e/bench --noEmit  # the benchmarks are not run here, but must still compile
+	node_modules/.bin/tsc -p service/bench --noEmit
 	$(JEST) --json --outputFile=test-results/jest.json
 
 test-unit: build

@@ -1,5 +1,5 @@
 /**
- * Envoy benchmarks (issue 8): plain Envoy vs Envoy + plugin, through real Envoy 1.40, the real
+ * Envoy benchmarks: plain Envoy vs Envoy + plugin, through real Envoy 1.40, the real
  * service on a real Redis, and the mock LLM as upstream. Load from wrk (Debian), driven by
  * e2e/bench/load.lua. Prints the figures and writes them to docs/bench/envoy.json; render.ts turns
  * that (and the service and plugin bench files) into docs/BENCHMARKS.md.

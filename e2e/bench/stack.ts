@@ -3,7 +3,7 @@ import { createMockLlm, MockLlm } from '../src/mock-llm';
 import { Envoy, EnvoyOptions, startEnvoy } from '../src/harness/envoy';
 import { PLUGIN_CONFIG_FILE, readJson } from '../src/harness/paths';
 import { Service, startService } from '../src/harness/service';
-import { startRedis, RedisHandle } from '../../service/test/support/redis-server';
+import { startRedis, RedisHandle } from '../../test-support/redis';
 import { pin } from './proc';
 import type { Config } from './result';
 import { BODY_KEY, ENVOY_CONCURRENCY, ENVOY_CPUS, MATCHED_HOST, OTHER_CPUS, RLS_CLUSTER, RULES, UNMATCHED_HOST } from './settings';

@@ -12,7 +12,7 @@ import { RLS_PORT, RLS_SERVICE, LLM_ROUTE } from '../src/harness/envoy-config';
 import { PLUGIN_WASM } from '../src/harness/paths';
 import { freePort } from '../src/harness/ports';
 import { waitFor } from '../src/harness/process';
-import { startRedis, RedisHandle } from '../../service/test/support/redis-server';
+import { startRedis, RedisHandle } from '../../test-support/redis';
 
 const HOST = 'dashscope.aliyuncs.com';
 const PROMPT = '介绍一下你自己'; // 7 CJK characters: 7 tokens estimated

@@ -8,7 +8,7 @@ import { freePort } from '../src/harness/ports';
 import { waitFor } from '../src/harness/process';
 import { PLUGIN_WASM, PLUGIN_CONFIG_FILE, readJson } from '../src/harness/paths';
 import { RLS_PORT, RLS_SERVICE } from '../src/harness/envoy-config';
-import { startRedis } from '../../service/test/support/redis-server';
+import { startRedis } from '../../test-support/redis';
 
 const HOST = 'dashscope.aliyuncs.com';
 const seedConfig = readJson<Record<string, unknown>>(PLUGIN_CONFIG_FILE);

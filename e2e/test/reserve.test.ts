@@ -1,5 +1,5 @@
 /**
- * Issue 7: reservations, through the real Envoy, the real plugin and the real service.
+ * Reservations, through the real Envoy, the real plugin and the real service.
  * With check-then-charge, every request that arrives while the balance is above zero is
  * admitted; with `reserve` on, the plugin estimates each request from its body and the
  * service deducts the estimate atomically at the check, so a burst cannot overspend.

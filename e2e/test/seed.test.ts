@@ -6,7 +6,7 @@ import { startStack, Stack } from '../src/harness/stack';
 import { chat, request, errorMessage } from '../src/harness/http';
 import { adminRequest, balanceChange, bucketOf } from '../src/harness/service';
 import { SEED_USAGE } from '../src/mock-llm';
-import { rawCommand, startRedis } from '../../service/test/support/redis-server';
+import { rawCommand, startRedis } from '../../test-support/redis';
 
 const HOST = 'dashscope.aliyuncs.com';
 

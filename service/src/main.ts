@@ -1,5 +1,5 @@
 /** Entry point: `node service/dist/main.js`. See README.md for the environment. */
-import { startService, type RunningService } from './app';
+import { startService, type RunningService } from './start';
 import { ConfigWatcher } from './config/watcher';
 import { parseRules, type Rule } from './config/rules';
 import { settingsFromEnv, type Settings } from './config/env';

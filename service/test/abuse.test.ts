@@ -1,15 +1,15 @@
 /**
- * Issue 13, "no way around the limit" (service side): one test per case of the issue, each
+ * "No way around the limit" (service side): one test per way a caller got around it, each
  * against the embedded store and a real Redis where the case applies. Every test here fails
  * on the service before this change.
  */
-import { startService, type RunningService } from '../src/app';
+import { startService, type RunningService } from '../src/start';
 import { createLogger } from '../src/log';
 import { MemoryStore } from '../src/store/memory';
 import { RedisStore } from '../src/store/redis';
 import type { BucketStore } from '../src/store/types';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
-import { startRedis, type RedisHandle } from './support/redis-server';
+import { startRedis, directClient, type RedisHandle } from '../../test-support/redis';
 
 const SEED = { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 };
 const SLOW = { rate_limit_key_regex: '^slow-', redis_expired_seconds: 3600, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: 10 };
@@ -96,12 +96,14 @@ describe.each(stores)('%s', (_name, makeStore) => {
     expect(await check(svc, ['slow-big'])).toMatchObject({ allow: false, retry_after_seconds: 101 * 3600 });
     if (svc.store instanceof RedisStore) {
       const prefix = `abuse${redisPrefix}:`;
+      const c = await directClient(redis.url);
       for (const k of ['regular-user-big', 'slow-big']) {
-        const ttl = await svc.store.raw.pTTL(`${prefix}{${k}}`);
+        const ttl = await c.pTTL(`${prefix}{${k}}`);
         expect(ttl).toBeGreaterThan(0);
         expect(ttl).toBeLessThanOrEqual(1e12);
       }
-      expect(await svc.store.raw.hGet(`${prefix}{regular-user-big}`, 'b')).toBe('-2000');
+      expect(await c.hGet(`${prefix}{regular-user-big}`, 'b')).toBe('-2000');
+      await c.close();
     }
   });
 
@@ -162,14 +164,16 @@ test('6 (Redis). an update that timed out (503) is still applied when Redis resu
   const svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
   try {
     const body = { ratelimit_keys: ['regular-user-retry'], total_tokens: 105, request_id: 'plugin-report-1' };
-    await store.raw.sendCommand(['CLIENT', 'PAUSE', '700', 'ALL']);
+    const c = await directClient(redis.url);
+    await c.sendCommand(['CLIENT', 'PAUSE', '700', 'ALL']);
     const first = await fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect(first.status).toBe(503);
     expect(await first.json()).toEqual({ error: 'rate-limit store unavailable' });
     // Redis runs the queued script once the pause ends: the first attempt was applied after all.
     const deadline = Date.now() + 3000;
-    while (Date.now() < deadline && (await store.raw.hGet('retry:{regular-user-retry}', 'b').catch(() => null)) !== '95') await new Promise((r) => setTimeout(r, 50));
-    expect(await store.raw.hGet('retry:{regular-user-retry}', 'b')).toBe('95');
+    while (Date.now() < deadline && (await c.hGet('retry:{regular-user-retry}', 'b').catch(() => null)) !== '95') await new Promise((r) => setTimeout(r, 50));
+    expect(await c.hGet('retry:{regular-user-retry}', 'b')).toBe('95');
+    await c.close();
     // The client retries the 503 with the same request_id: nothing more is charged.
     expect(await update(svc, body)).toBe(200);
     expect(await balance(svc, 'regular-user-retry')).toBe(95);
@@ -215,7 +219,7 @@ test('5. Redis maxmemory: an evicting policy is reported at start and on /readyz
   const lines: string[] = [];
   const store = new RedisStore({ urls: [redis.url], prefix: 'mm:' });
   await store.connect();
-  const client = store.raw;
+  const client = await directClient(redis.url);
   const svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN], logger: createLogger('info', (l) => lines.push(l)) });
   try {
     expect(await update(svc, { ratelimit_keys: ['regular-user-debtor'], total_tokens: 1000 })).toBe(200);
@@ -247,6 +251,7 @@ test('5. Redis maxmemory: an evicting policy is reported at start and on /readyz
     expect(await client.hGet('mm:{regular-user-debtor}', 'b')).toBe('-800');
   } finally {
     await client.configSet({ maxmemory: '0', 'maxmemory-policy': 'noeviction' }).catch(() => undefined);
+    await client.close();
     await svc.close();
   }
 }, 60_000);

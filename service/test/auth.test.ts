@@ -1,6 +1,6 @@
-/** Issue 13: bearer tokens, the admin port, and HTTP edges answered with JSON. Embedded store. */
+/** Bearer tokens, the admin port, and HTTP edges answered with JSON. Embedded store. */
 import { connect } from 'node:net';
-import { startService, type RunningService } from '../src/app';
+import { startService, type RunningService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 
 const RULES = JSON.stringify([

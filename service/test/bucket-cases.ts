@@ -100,7 +100,7 @@ export const CASES: Case[] = [
       { at: 10 * S, op: 'check', balance: 3, lastFill: 10 * S },
     ],
   },
-  // Reservations (issue 7): 'reserve' admits iff balance > 0 and balance >= min(N, max),
+  // Reservations: 'reserve' admits iff balance > 0 and balance >= min(N, max),
   // deducting N when admitted and writing nothing when refused; a correction is a 'charge'
   // of actual - reserved, negative for a refund, capped at max_tokens on the way up.
   {
@@ -171,12 +171,16 @@ export const CASES: Case[] = [
   },
 ];
 
-/** Runs a case on a store with fresh key `key`; returns mismatches as strings. */
+/** The time the shared suite's stores run at (µs): they are built with `nowUs: () => clock.now`. */
+export const clock = { now: T0 };
+
+/** Runs a case on a store (running at `clock`) with fresh key `key`; returns mismatches as strings. */
 export async function runCase(store: BucketStore, key: string, c: Case): Promise<string[]> {
   const p = c.params ?? P;
   const errors: string[] = [];
   for (const [i, s] of c.steps.entries()) {
-    const r = await store.run(key, p, s.op, s.cost ?? 0, T0 + s.at);
+    clock.now = T0 + s.at;
+    const r = await store.run(key, p, s.op, s.cost ?? 0);
     if (r.balance !== s.balance) errors.push(`step ${i}: balance ${r.balance}, expected ${s.balance}`);
     if (s.lastFill !== undefined && r.lastFillUs !== T0 + s.lastFill) {
       errors.push(`step ${i}: lastFill ${r.lastFillUs - T0}, expected ${s.lastFill}`);

@@ -2,24 +2,39 @@
 import { MemoryStore } from '../src/store/memory';
 import { RedisStore } from '../src/store/redis';
 import type { BucketStore } from '../src/store/types';
-import { CASES, runCase } from './bucket-cases';
-import { startRedis, type RedisHandle } from './support/redis-server';
+import { createClient } from 'redis';
+import { CASES, runCase, clock } from './bucket-cases';
+import { startRedis, type RedisHandle } from '../../test-support/redis';
 
 let redis: RedisHandle;
 let redisStore: RedisStore;
-const memory = new MemoryStore({ sweepIntervalMs: 0 });
+// The test's own client, to read and drop records behind the store's back.
+let direct: ReturnType<typeof createClient>;
+// Both stores run at the test's clock (clock.now, µs): the suite moves time itself.
+const memory = new MemoryStore({ sweepIntervalMs: 0, nowUs: () => clock.now });
 
 beforeAll(async () => {
   redis = await startRedis();
-  redisStore = new RedisStore({ urls: [redis.url] });
+  redisStore = new RedisStore({ urls: [redis.url], nowUs: () => clock.now });
   await redisStore.connect();
+  direct = createClient({ url: redis.url });
+  await direct.connect();
 });
 
 afterAll(async () => {
+  await direct?.close();
   await redisStore?.close();
   await memory.close();
   await redis?.stop();
 });
+
+/** One op on both stores at `now`. */
+async function both(key: string, p: any, op: 'check' | 'charge' | 'reserve', cost: number, now: number, extra?: any) {
+  clock.now = now;
+  const a = await memory.run(key, p, op, cost, extra);
+  const b = await redisStore.run(key, p, op, cost, extra);
+  return [a, b];
+}
 
 const stores: [string, () => BucketStore][] = [
   ['memory', () => memory],
@@ -46,13 +61,12 @@ test('both stores return identical results step by step, including the record TT
     const cost = kind === 3 ? -rnd(300) : rnd(120);
     // Redis expires records on its own clock, not the test's: mirror the embedded store's
     // expiry (refunds make full buckets, whose records live only redis_expired_seconds).
-    if (memory.ttlMs('walk', now) === -2) await redisStore.raw.del('llmrl:{walk}');
-    const a = await memory.run('walk', p, op, cost, now);
-    const b = await redisStore.run('walk', p, op, cost, now);
+    if (memory.ttlMs('walk', now) === -2) await direct.del('llmrl:{walk}');
+    const [a, b] = await both('walk', p, op, cost, now);
     expect([i, b]).toEqual([i, a]);
     if (op === 'charge' || (op === 'reserve' && a.admitted)) {
       const memTtl = memory.ttlMs('walk', now);
-      const redisTtl = await redisStore.raw.pTTL('llmrl:{walk}');
+      const redisTtl = await direct.pTTL('llmrl:{walk}');
       expect(memTtl).toBeGreaterThanOrEqual(5000); // never below redis_expired_seconds
       expect(Math.abs(redisTtl - memTtl)).toBeLessThan(100);
     }
@@ -63,13 +77,15 @@ test('a refused reservation writes nothing (no record created or extended)', asy
   const p = { maxTokens: 100, tokensPerFill: 10, fillIntervalUs: 1_000_000, ttlSeconds: 5, maxDebt: 5000 };
   const t = 1_800_000_000_000_000;
   for (const s of [memory, redisStore] as BucketStore[]) {
-    await s.run('refused', p, 'charge', 100, t); // balance 0, record lives >= 10 s
-    const r = await s.run('refused', p, 'reserve', 5, t + 1000);
+    clock.now = t;
+    await s.run('refused', p, 'charge', 100); // balance 0, record lives >= 10 s
+    clock.now = t + 1000;
+    const r = await s.run('refused', p, 'reserve', 5);
     expect(r).toMatchObject({ admitted: false, balance: 0 });
   }
   expect(memory.ttlMs('refused', t + 1000)).toBe(10_000 - 1);
   // Redis: the stored fields are those of the charge.
-  expect(await redisStore.raw.hGetAll('llmrl:{refused}')).toEqual({ b: '0', t: String(t) });
+  expect(await direct.hGetAll('llmrl:{refused}')).toEqual({ b: '0', t: String(t) });
 });
 
 describe('property: random sequences over the whole integer range give identical results in Lua and TS', () => {
@@ -102,7 +118,7 @@ describe('property: random sequences over the whole integer range give identical
     const ids: string[] = [];
     for (let i = 0; i < 120; i++) {
       now += rnd() < 0.2 ? wide(1e12) : int(5_000_000);
-      if (memory.ttlMs(key, now) === -2) await redisStore.raw.del(`llmrl:{${key}}`);
+      if (memory.ttlMs(key, now) === -2) await direct.del(`llmrl:{${key}}`);
       const kind = int(5);
       let op: 'check' | 'charge' | 'reserve' = 'check';
       let cost = 0;
@@ -128,14 +144,13 @@ describe('property: random sequences over the whole integer range give identical
         op = 'charge'; // a rollback: a plain refund
         cost = -wide(1e15);
       }
-      const a = await memory.run(key, p, op, cost, now, extra);
-      const b = await redisStore.run(key, p, op, cost, now, extra);
+      const [a, b] = await both(key, p, op, cost, now, extra);
       expect([i, op, cost, extra, b]).toEqual([i, op, cost, extra, a]);
       expect(a.balance).toBeGreaterThanOrEqual(Math.min(-p.maxDebt, 0));
       expect(a.balance).toBeLessThanOrEqual(p.maxTokens);
       const wrote = (op === 'charge' && !a.duplicate) || (op === 'reserve' && a.admitted);
       const memTtl = memory.ttlMs(key, now);
-      const redisTtl = await redisStore.raw.pTTL(`llmrl:{${key}}`);
+      const redisTtl = await direct.pTTL(`llmrl:{${key}}`);
       if (memTtl === -2) expect(redisTtl).toBe(-2);
       else if (wrote) {
         // Lifetimes set by this write: the same in both (Redis's counts down in real time).

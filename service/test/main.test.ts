@@ -3,11 +3,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startService } from '../src/app';
+import { startService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import type { BucketStore } from '../src/store/types';
 import { builtMain } from './support/build';
-import { freePort, startRedis } from './support/redis-server';
+import { freePort, startRedis } from '../../test-support/redis';
 
 const RULE = { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 };
 let main: string;

@@ -1,6 +1,6 @@
 /** Protocol conformance (exact reference shapes), additive fields, bad input. Embedded store. */
 import { request } from 'node:http';
-import { startService, type RunningService } from '../src/app';
+import { startService, type RunningService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { StoreError, type BucketStore } from '../src/store/types';

@@ -1,4 +1,4 @@
-import { rawCommand, startRedis } from './support/redis-server';
+import { rawCommand, startRedis } from '../../test-support/redis';
 
 test('startRedis: PING answers, stop() ends the process by PID', async () => {
   const r = await startRedis();

@@ -1,8 +1,8 @@
 /** Integration against real redis-server processes started and stopped here. */
-import { startService } from '../src/app';
+import { startService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { RedisStore } from '../src/store/redis';
-import { startRedis, startRedisCluster } from './support/redis-server';
+import { startRedis, startRedisCluster, directClient, directCluster } from '../../test-support/redis';
 
 const RULES = JSON.stringify([
   { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 },
@@ -19,7 +19,7 @@ test('records: one hash per key under llmrl:{key}, TTL set, unruled keys leave n
   const svc = await startService({ rules: RULES, store });
   try {
     expect((await post(svc.url, { ratelimit_keys: ['regular-user', 'nobody'], total_tokens: 105 })).status).toBe(200);
-    const c = store.raw;
+    const c = await directClient(redis.url);
     expect((await c.keys('*')).sort()).toEqual(['llmrl:{regular-user}']);
     const h = await c.hGetAll('llmrl:{regular-user}');
     expect(h.b).toBe('95');
@@ -34,6 +34,7 @@ test('records: one hash per key under llmrl:{key}, TTL set, unruled keys leave n
     await c.scriptFlush();
     const r = await (await fetch(svc.url + CHECK)).json();
     expect(r).toMatchObject({ allow: true, remaining: 95 });
+    await c.close();
   } finally {
     await svc.close();
     await redis.stop();
@@ -50,7 +51,9 @@ test('200 parallel updates on one key lose nothing', async () => {
       Array.from({ length: 200 }, (_, i) => post(svc.url, { ratelimit_keys: ['big-one'], total_tokens: i + 1 })),
     );
     expect(replies.every((r) => r.status === 200)).toBe(true);
-    const h = await store.raw.hGetAll('llmrl:{big-one}');
+    const c = await directClient(redis.url);
+    const h = await c.hGetAll('llmrl:{big-one}');
+    await c.close();
     expect(Number(h.b)).toBe(100000 - (200 * 201) / 2);
   } finally {
     await svc.close();
@@ -117,10 +120,12 @@ test('Redis Cluster (3 masters): buckets work across slots', async () => {
     const r = await (await fetch(`${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(keys))}`)).json();
     expect(r).toEqual({ allow: true, description: 'ok', key: 'regular-user-11', limit: 200, remaining: 179 });
     let onNodes = 0;
-    for (const m of store.raw.masters) {
-      const n = await (await store.raw.nodeClient(m)).dbSize();
+    const direct = await directCluster(cluster.urls);
+    for (const m of direct.masters) {
+      const n = await (await direct.nodeClient(m)).dbSize();
       if (n > 0) onNodes++;
     }
+    await direct.close();
     expect(onNodes).toBe(3);
     await post(svc.url, { ratelimit_keys: ['regular-user-3'], total_tokens: 500 });
     expect(await (await fetch(`${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(keys))}`)).json()).toMatchObject({

@@ -1,15 +1,15 @@
 /**
- * Issue 7's point: concurrent requests on a fresh bucket. 64 parallel checks with
+ * The point of reservations: concurrent requests on a fresh bucket. 64 parallel checks with
  * reserve=150 on a 2000-token bucket: admitted while balance >= 150, so exactly
  * floor(2000 / 150) = 13 are admitted and 50 tokens remain — on Redis and on the embedded store.
  */
 import { Agent, request } from 'node:http';
-import { startService } from '../src/app';
+import { startService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { RedisStore } from '../src/store/redis';
 import type { BucketStore } from '../src/store/types';
-import { startRedis, type RedisHandle } from './support/redis-server';
+import { startRedis, type RedisHandle } from '../../test-support/redis';
 
 const RULES = JSON.stringify([
   { rate_limit_key_regex: '^team-', redis_expired_seconds: 3600, fill_interval_second: 3600, tokens_per_fill: 100, max_tokens: 2000 },

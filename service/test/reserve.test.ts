@@ -1,5 +1,5 @@
-/** Reservations (issue 7): `&reserve=N` on the check, `reserved_tokens`/`estimated` on the update. Embedded store. */
-import { startService, type RunningService } from '../src/app';
+/** Reservations: `&reserve=N` on the check, `reserved_tokens`/`estimated` on the update. Embedded store. */
+import { startService, type RunningService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import { MemoryStore } from '../src/store/memory';
 import { StoreError, type BucketStore } from '../src/store/types';

@@ -1,5 +1,5 @@
-import { startRedis } from './support/redis-server';
-import { startService, RedisStore } from '../src/app';
+import { startRedis } from '../../test-support/redis';
+import { startService, RedisStore } from '../src/start';
 
 const RULES = JSON.stringify([
   { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 },

@@ -62,7 +62,7 @@ export interface LimiterOptions {
   requestWindowMs?: number;
   /**
    * Migration only: honour `reserved_tokens` in an update that has no `reservation_id` (the
-   * behaviour before issue 13, for plugins that do not send the id yet). Reopens self-credit.
+   * behaviour before reservation ids, for plugins that do not send the id yet). Reopens self-credit.
    */
   acceptRefundsWithoutReservationId?: boolean;
 }
@@ -107,7 +107,6 @@ export class Limiter {
       this.metrics.storeErrors.inc({ op: 'check' });
       throw err;
     }
-    let best = -1;
     for (let i = 0; i < n; i++) {
       const r = rules[i];
       const res = results[i];
@@ -121,16 +120,8 @@ export class Limiter {
         return this.limited(keys[i], r, res, 1);
       }
       this.metrics.decisions.inc({ rule: r.regexSource, result: 'allowed' });
-      if (best < 0 || res.balance < results[best]!.balance) best = i;
     }
-    if (best < 0) return { allow: true, description: 'ok' };
-    return {
-      allow: true,
-      description: 'ok',
-      key: keys[best],
-      limit: rules[best]!.maxTokens,
-      remaining: results[best]!.balance,
-    };
+    return allowed(keys, rules, results, {});
   }
 
   /** The refusal for the deciding key; `need` is the balance that would admit (1 without a reservation). */
@@ -154,7 +145,7 @@ export class Limiter {
     for (let i = 0; i < keys.length; i++) {
       const r = rs.match(keys[i]);
       rules[i] = r;
-      pending[i] = r ? this.store.run(keys[i], r.params, op, cost, undefined, extra) : null;
+      pending[i] = r ? this.store.run(keys[i], r.params, op, cost, extra) : null;
     }
     return { rules, pending };
   }
@@ -193,10 +184,10 @@ export class Limiter {
         throw failure;
       }
     }
-    let best = -1;
+    const results = settled.map((x) => (x.status === 'fulfilled' ? x.value : null));
     for (let i = 0; i < count; i++) {
       const r = rules[i];
-      const res = (settled[i] as PromiseFulfilledResult<BucketResult | null>).value;
+      const res = results[i];
       if (!r || !res) {
         this.metrics.decisions.inc({ rule: '', result: 'unruled' });
         continue;
@@ -204,18 +195,8 @@ export class Limiter {
       if (i === refused) return this.limited(keys[i], r, res, Math.min(n, r.maxTokens));
       this.metrics.decisions.inc({ rule: r.regexSource, result: 'allowed' });
       if (refused < 0) this.metrics.tokensReserved.inc({ rule: r.regexSource }, n);
-      if (best < 0 || res.balance < (settled[best] as PromiseFulfilledResult<BucketResult>).value.balance) best = i;
     }
-    if (best < 0) return { allow: true, description: 'ok', reserved: 0 };
-    return {
-      allow: true,
-      description: 'ok',
-      reserved: n,
-      reservation_id: extra.reservationId,
-      key: keys[best],
-      limit: rules[best]!.maxTokens,
-      remaining: (settled[best] as PromiseFulfilledResult<BucketResult>).value.balance,
-    };
+    return allowed(keys, rules, results, { reserved: n, reservation_id: extra.reservationId });
   }
 
   /** Gives back the reservations of `n` made on keys[i] for i in `admitted` (best effort). */
@@ -227,7 +208,7 @@ export class Limiter {
     for (const i of admitted) times.set(keys[i], (times.get(keys[i]) ?? 0) + 1);
     const once = admitted.filter((i, j) => admitted.findIndex((k) => keys[k] === keys[i]) === j);
     const results = await Promise.allSettled(
-      once.map((i) => this.store.run(keys[i], rules[i]!.params, 'charge', 0, undefined, { reservationId: id, claimed: n * times.get(keys[i])! })),
+      once.map((i) => this.store.run(keys[i], rules[i]!.params, 'charge', 0, { reservationId: id, claimed: n * times.get(keys[i])! })),
     );
     results.forEach((res, j) => {
       // A failed rollback leaves the reservation spent: recovered by the normal refill.
@@ -275,7 +256,7 @@ export class Limiter {
         x = n > 0 ? { ...extra, claimed: reserved * n } : { ...extra, reservationId: undefined, claimed: undefined };
         seen!.set(key, 0);
       }
-      ops.push(this.store.run(key, r.params, 'charge', cost - unverified, undefined, x));
+      ops.push(this.store.run(key, r.params, 'charge', cost - unverified, x));
       charged.push([r, cost, later]);
     }
     let results: BucketResult[];
@@ -340,4 +321,20 @@ export class Limiter {
     if (res.balance <= 0) view.retry_after_seconds = retryAfterSeconds(res, r.params);
     return view;
   }
+}
+
+/**
+ * The allowed reply: for the ruled key closest to its limit (the lowest balance), its limit and
+ * balance. No key with a rule: the bare reference reply (and nothing was reserved).
+ */
+function allowed(keys: readonly string[], rules: (CompiledRule | null)[], results: (BucketResult | null)[],
+  reservation: { reserved?: number; reservation_id?: string }): CheckResult {
+  let best = -1;
+  for (let i = 0; i < keys.length; i++) {
+    const res = results[i];
+    if (!rules[i] || !res) continue;
+    if (best < 0 || res.balance < results[best]!.balance) best = i;
+  }
+  if (best < 0) return reservation.reserved === undefined ? { allow: true, description: 'ok' } : { allow: true, description: 'ok', reserved: 0 };
+  return { allow: true, description: 'ok', ...reservation, key: keys[best], limit: rules[best]!.maxTokens, remaining: results[best]!.balance };
 }

@@ -5,7 +5,6 @@ export interface CompiledRule extends Rule {
   params: BucketParams;
 }
 
-const NONE = null;
 
 /**
  * The active rules, with a bounded key → rule cache so a key already seen costs one
@@ -32,7 +31,7 @@ export class RuleSet {
   match(key: string): CompiledRule | null {
     const hit = this.cache.get(key);
     if (hit !== undefined) return hit;
-    let found: CompiledRule | null = NONE;
+    let found: CompiledRule | null = null;
     for (const r of this.rules) {
       if (r.regex.test(key)) {
         found = r;

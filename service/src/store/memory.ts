@@ -102,8 +102,8 @@ export class MemoryStore implements BucketStore {
     return this.map.size;
   }
 
-  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number, extra?: RunExtra): Promise<BucketResult> {
-    const now = nowUs ?? this.clock();
+  async run(key: string, p: BucketParams, op: BucketOp, cost: number, extra?: RunExtra): Promise<BucketResult> {
+    const now = this.clock();
     const nowMs = now / 1000;
     let e = this.map.get(key);
     if (e && e.expiresAtMs <= nowMs) {

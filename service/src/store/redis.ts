@@ -17,6 +17,12 @@ export interface RedisStoreOptions {
   /** Prefix of every record key (default "llmrl:"). */
   prefix?: string;
   logger?: Logger;
+  /**
+   * The clock (µs) the script runs at instead of Redis TIME. Unset in the service: every
+   * replica then shares Redis's clock. Set where one clock must drive two stores (the suite that
+   * proves the Lua and TypeScript buckets agree), like MemoryStore's `nowUs`.
+   */
+  nowUs?: () => number;
 }
 
 /** Commands queued per Redis connection (unsent + awaiting reply) before new ones fail fast. */
@@ -61,9 +67,11 @@ export class RedisStore implements BucketStore {
   private connecting?: Promise<void>;
   private closed = false;
   private readonly argCache = new WeakMap<BucketParams, string[]>();
+  private readonly clock?: () => number;
 
   constructor(opts: RedisStoreOptions) {
     this.timeoutMs = opts.commandTimeoutMs ?? 500;
+    this.clock = opts.nowUs;
     this.prefix = opts.prefix ?? 'llmrl:';
     this.log = opts.logger ?? silentLogger;
     this.kind = opts.cluster ? 'redis-cluster' : 'redis';
@@ -121,14 +129,15 @@ export class RedisStore implements BucketStore {
     await withTimeout(this.connecting!, waitMs, 'connect').catch(() => undefined);
   }
 
-  async run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number, extra?: RunExtra): Promise<BucketResult> {
+  async run(key: string, p: BucketParams, op: BucketOp, cost: number, extra?: RunExtra): Promise<BucketResult> {
     // The rule part of the arguments is built once per rule (params objects live as long as their rule set).
     let ruleArgs = this.argCache.get(p);
     if (!ruleArgs) {
       ruleArgs = [String(p.maxTokens), String(p.tokensPerFill), String(p.fillIntervalUs), String(p.ttlSeconds), String(p.maxDebt)];
       this.argCache.set(p, ruleArgs);
     }
-    const now = nowUs === undefined ? '' : String(nowUs);
+    // Redis's own TIME, unless a clock was given at construction (the shared tests drive both stores' time).
+    const now = this.clock === undefined ? '' : String(this.clock());
     const rec = recordKey(this.prefix, key);
     let call: Promise<number[]>;
     const resMode = extra?.reservationId === undefined ? '' : op === 'reserve' ? 'new' : op === 'charge' ? 'use' : '';
@@ -200,11 +209,6 @@ export class RedisStore implements BucketStore {
     } catch (err) {
       throw new StoreError(`redis: ${(err as Error).message}`, err);
     }
-  }
-
-  /** Raw client, for tests. */
-  get raw(): any {
-    return this.client;
   }
 
   async close(): Promise<void> {

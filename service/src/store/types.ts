@@ -3,10 +3,8 @@ import type { BucketOp, BucketParams, BucketResult } from '../limiter/bucket';
 /** A place where bucket records live. Every store runs the same bucket semantics. */
 export interface BucketStore {
   readonly kind: string;
-  /**
-   * Runs one bucket op atomically on `key`. `nowUs` overrides the store's clock (tests only).
-   */
-  run(key: string, p: BucketParams, op: BucketOp, cost: number, nowUs?: number, extra?: RunExtra): Promise<BucketResult>;
+  /** Runs one bucket op atomically on `key`, at the store's clock (set at construction). */
+  run(key: string, p: BucketParams, op: BucketOp, cost: number, extra?: RunExtra): Promise<BucketResult>;
   /** Resolves when the store is reachable. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 /** The admin port in tests: /buckets needs an admin token, /metrics is there too. */
-import type { RunningService } from '../../src/app';
+import type { RunningService } from '../../src/start';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { load, requests, type Phase } from './bench';
-import { startRedis } from './redis';
+import { startRedis } from '../../test-support/redis';
 
 const BASE = process.env.BENCH_BASE || '';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     procs.push(base.child);
     // BENCH_HEAD_OPEN=1: this build without a token (to tell the token check's share apart).
     const open = process.env.BENCH_HEAD_OPEN === '1';
-    const head = await startService(join(__dirname, '..', 'main.js'), { REDIS_URL: `${redis.url}/1`, ADMIN_PORT: '0', ...(open ? {} : { SERVICE_TOKENS: TOKEN }) });
+    const head = await startService(join(__dirname, '..', 'dist', 'main.js'), { REDIS_URL: `${redis.url}/1`, ADMIN_PORT: '0', ...(open ? {} : { SERVICE_TOKENS: TOKEN }) });
     procs.push(head.child);
     const sides = {
       base: { port: base.port, token: undefined as string | undefined, pid: base.child.pid! },
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
         head: { check: median(rounds.map((x) => x.head.check.redis_cpu_us)), update: median(rounds.map((x) => x.head.update.redis_cpu_us)) },
       },
     };
-    const out = join(__dirname, '..', '..', 'bench-compare.json');
+    const out = join(__dirname, '..', 'bench-compare.json');
     writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
     process.stdout.write(JSON.stringify({ ...result, rounds: undefined }, null, 2) + '\n');
     process.stdout.write(`written to ${out}\n`);

@@ -9,7 +9,7 @@ import { Limiter, type LimiterOptions } from './limiter/limiter';
 import { RuleSet } from './limiter/ruleset';
 import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
-import { createAdminApp, createHttpApp, jsonClientError, type Readiness } from './server/app';
+import { createAdminApp, createHttpApp, jsonClientError, type Readiness } from './server/routes';
 import { Authenticator } from './server/auth';
 import { MemoryStore } from './store/memory';
 import type { BucketStore } from './store/types';

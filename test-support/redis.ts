@@ -1,10 +1,14 @@
 /**
- * Throw-away Redis servers for tests and benches: free ports, temp dirs, stopped by PID.
- * Self-contained (node builtins only): other packages' tests import this file.
+ * Throw-away Redis servers for every package's tests and benchmarks: free ports, temp dirs,
+ * stopped by PID.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { createClient, createCluster } from 'redis';
+import { freePort } from './ports';
+
+export { freePort };
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -39,17 +43,6 @@ function requireBinary(name: string): string {
   throw new Error(`${name} not found on the PATH: ${INSTALL_HINT}`);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Sends one inline command and returns the raw reply (or throws). */
 export function rawCommand(port: number, command: string, timeoutMs = 1000): Promise<string> {
@@ -198,4 +191,21 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
     pids: nodes.map((n) => n.pid),
     stop: stopAll,
   };
+}
+
+/**
+ * A client of the test's own, to read records and run commands behind a store's back (the
+ * stores expose no client). The caller closes it.
+ */
+export async function directClient(url: string) {
+  const c = createClient({ url });
+  await c.connect();
+  return c;
+}
+
+/** The same for a cluster: its masters and a client per node. */
+export async function directCluster(urls: string[]) {
+  const c = createCluster({ rootNodes: urls.map((url) => ({ url })) });
+  await c.connect();
+  return c;
 }

@@ -9,15 +9,15 @@
  * redis-benchmark ceiling, results printed only. BENCH_KEY_PREFIX (default "bench-user-")
  * names the keys, so they can match that service's rules; BENCH_TOKEN is sent as
  * `Authorization: Bearer <token>` (for a service with SERVICE_TOKENS).
- * src/bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
+ * bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUCKET_LUA } from '../store/bucket-lua';
-import { startRedis } from './redis';
+import { BUCKET_LUA } from '../src/store/bucket-lua';
+import { startRedis } from '../../test-support/redis';
 
 const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 6) * 1000;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   if (TARGET) return targetOnly();
   const started = Date.now();
   const redis = await startRedis();
-  const mainJs = join(__dirname, '..', 'main.js');
+  const mainJs = join(__dirname, '..', 'dist', 'main.js');
   const child = spawn(process.execPath, [mainJs], {
     env: { ...process.env, PORT: '0', REDIS_URL: redis.url, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -198,7 +198,7 @@ async function main(): Promise<void> {
       redis_benchmark_evalsha: ceiling,
       total_seconds: Math.round((Date.now() - started) / 100) / 10,
     };
-    const out = join(__dirname, '..', '..', 'bench-results.json');
+    const out = join(__dirname, '..', 'bench-results.json');
     writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     process.stdout.write(`written to ${out}\n`);
