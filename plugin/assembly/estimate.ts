@@ -37,6 +37,12 @@ export class CharCounter {
   private cp: i32 = 0;
   private need: i32 = 0;
 
+  /** `n` ASCII characters in a row (each also ends any unfinished multi-byte sequence). */
+  @inline ascii(n: i64): void {
+    this.need = 0;
+    this.other += n;
+  }
+
   @inline byte(c: i32): void {
     if (c < 0x80) { this.need = 0; this.other++; return; }
     if (c < 0xc0) {

@@ -346,16 +346,22 @@ export class UsageScanner {
   /** Counts the plain bytes of a text string from i up to its quote or backslash; returns where it stopped. */
   private textRun(ptr: usize, i: i32, len: i32): i32 {
     let t = this.text;
+    let ascii: i64 = 0; // ASCII counted in a local: most generated text is, and this is the hot loop
     while (i < len) {
       let d = <i32>load<u8>(ptr + <usize>i);
-      if (d == 0x22 || d == 0x5c) break;
+      if (d < 0x80) {
+        if (d == 0x22 || d == 0x5c) break;
+        ascii++;
+        i++;
+        continue;
+      }
+      if (ascii > 0) { t.ascii(ascii); ascii = 0; }
       t.byte(d);
       i++;
     }
+    if (ascii > 0) t.ascii(ascii);
     return i;
   }
-
-
 }
 
 

@@ -15,7 +15,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { BUCKET_LUA } from '../src/store/bucket-lua';
 import { startRedis } from '../../test-support/redis';
 
@@ -209,7 +209,8 @@ async function main(): Promise<void> {
   }
 }
 
-if (require.main === module) {
+// Run when started as the script (node e2e/bench/run.js bench/bench.ts), not when compare.ts imports it.
+if (process.argv[1] && resolve(process.argv[1]) === __filename) {
   main().catch((err) => {
     process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
     process.exit(1);
