@@ -30,6 +30,7 @@ import { ByteBuf, hexVal, startsWithLower } from "./bytes";
 import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "./sse";
 import { parseJson } from "./json";
 import { BilledUsage } from "./billed";
+import { K_OTHER, K_USAGE, K_TEXT, K_DELTA, K_METRICS, usageParent, classify } from "./usage-keys";
 import { CharCounter } from "./estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
@@ -39,16 +40,6 @@ import { __collect } from "rt/index-full";
 export const MODE_JSON = 0;
 export const MODE_SSE = 1;
 export const MODE_EVENTSTREAM = 2; // application/vnd.amazon.eventstream (Bedrock streams)
-
-// What the key before a value says about it.
-const K_OTHER = 0;
-const K_USAGE = 1;
-const K_MESSAGE = 2;
-const K_RESPONSE = 3;
-const K_TEXT = 4;     // generated text (only with countText): content, text, reasoning, ...
-const K_DELTA = 5;    // "delta": a parent of usage (Cohere message-end) or, as a string, generated text
-const K_XGROQ = 6;    // "x_groq": parent of usage in older Groq streams
-const K_METRICS = 7;  // "amazon-bedrock-invocationMetrics": Bedrock InvokeModel stream counts (a fallback)
 
 const KEY_MAX = 32;
 const NEWLINE: usize = memory.data<u8>([0x0a]);
@@ -365,9 +356,6 @@ export class UsageScanner {
 }
 
 
-function usageParent(k: i32): bool {
-  return k == K_MESSAGE || k == K_RESPONSE || k == K_DELTA || k == K_XGROQ;
-}
 
 
 /**
@@ -394,28 +382,5 @@ function bytesField(p: usize, n: i32): i32 {
 
 @inline function isWs(c: i32): bool { return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09; }
 
-function classify(k: ByteBuf, countText: bool): i32 {
-  // By length first: most keys match none, and this runs for every key near the top.
-  switch (k.length) {
-    case 4: return countText && k.eqStr("text") ? K_TEXT : K_OTHER;
-    case 5:
-      if (k.eqStr("usage")) return K_USAGE;
-      if (k.eqStr("delta")) return K_DELTA;
-      return K_OTHER;
-    case 6: return k.eqStr("x_groq") ? K_XGROQ : K_OTHER;
-    case 7:
-      if (k.eqStr("message")) return K_MESSAGE;
-      return countText && k.eqStr("content") ? K_TEXT : K_OTHER;
-    case 8:
-      if (k.eqStr("response")) return K_RESPONSE;
-      return countText && k.eqStr("thinking") ? K_TEXT : K_OTHER;
-    case 9: return countText && (k.eqStr("reasoning") || k.eqStr("arguments")) ? K_TEXT : K_OTHER;
-    case 12: return countText && k.eqStr("partial_json") ? K_TEXT : K_OTHER;
-    case 13: return k.eqStr("usageMetadata") ? K_USAGE : K_OTHER;
-    case 17: return countText && k.eqStr("reasoning_content") ? K_TEXT : K_OTHER;
-    case 32: return k.eqStr("amazon-bedrock-invocationMetrics") ? K_METRICS : K_OTHER;
-  }
-  return K_OTHER;
-}
 
 
