@@ -89,7 +89,11 @@ export class RequestEstimate {
   rewritten: ByteBuf | null = null;
   /** The parsed body (null if not JSON), for key templates that read body fields. */
   json: JValue | null = null;
+  /** The request's "model" (a string of at most MAX_MODEL_BYTES), reported with the usage. */
+  model: ByteBuf | null = null;
 }
+
+export const MAX_MODEL_BYTES = 128;
 
 // Top-level fields holding text the model reads, across the supported APIs.
 const PROMPT_FIELDS = ["messages", "prompt", "input", "instructions", "system", "contents",
@@ -154,6 +158,8 @@ export function estimateRequest(body: ByteBuf, r: ReserveConfig, mayRewrite: boo
     e.completion = r.defaultCompletionTokens;
     return e;
   }
+  let m = root.get("model");
+  if (m !== null && m.kind == J_STR && m.s !== null && (<ByteBuf>m.s).length <= MAX_MODEL_BYTES) e.model = m.s;
   let cc = new CharCounter();
   for (let i = 0; i < PROMPT_FIELDS.length; i++) {
     let f = root.get(PROMPT_FIELDS[i]);

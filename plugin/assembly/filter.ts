@@ -143,6 +143,7 @@ export class Stream {
   promptEst: i64 = 0;
   completionEst: i64 = 0;
   bodyJson: JValue | null = null; // the parsed body, kept only until deferred keys are rendered
+  model: ByteBuf | null = null;   // the body's "model", reported with the usage
 
   // check (step 2)
   reserved: i64 = 0;            // what the service said it reserved
@@ -325,6 +326,7 @@ export class Stream {
     let e = estimateRequest(body, rc, this.mayRewrite);
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
+    this.model = e.model;
     if (this.deferKeys) this.bodyJson = e.json;
     let nb = e.rewritten;
     if (nb !== null) abi.setBuffer(abi.BUFFER_REQUEST_BODY, 0, size, nb);
@@ -382,6 +384,7 @@ export class Stream {
     let u = new Usage();
     u.reserved = this.reserved;
     u.reservationId = this.reservationId;
+    u.model = this.model;
     let sc = this.scanner;
     if (sc !== null) {
       if (sc.tooLarge > 0) inc(metrics.usageTooLarge);

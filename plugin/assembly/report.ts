@@ -3,7 +3,7 @@
 // call survives the end of the stream. A report that fails is kept and retried (outbox.ts).
 //   POST /update_ratelimit_record
 //   {"ratelimit_keys":[...],"prompt_tokens":N,"completion_tokens":N,"total_tokens":N,
-//    "request_id":"..."}
+//    "request_id":"..."}, and "model" when the request body named one
 // plus, when known, "cache_read_tokens", "cache_write_tokens", "reasoning_tokens" (parts of
 // the counts above, for pricing), "reserved_tokens":R and "reservation_id" when the check
 // reserved R > 0 (the service charges actual - R), and "estimated":true when the usage is
@@ -28,6 +28,7 @@ export class Usage {
   reserved: i64 = 0;                    // tokens the check reserved for this request
   reservationId: ByteBuf | null = null; // the service's name for that reservation
   estimated: bool = false;              // no usage in the response: our estimate
+  model: ByteBuf | null = null;         // the request's "model", for usage records
 
   /** Whether reporting it can change a balance. */
   chargesAnything(): bool { return this.total > 0 || this.prompt > 0 || this.completion > 0 || this.reserved > 0; }
@@ -51,6 +52,11 @@ export function reportBody(keys: ByteBuf[], u: Usage, requestId: ByteBuf): ByteB
     }
   }
   if (u.estimated) b.appendString(",\"estimated\":true");
+  let model = u.model;
+  if (model !== null) {
+    b.appendString(",\"model\":");
+    appendJsonString(b, model);
+  }
   b.appendString(",\"request_id\":");
   appendJsonString(b, requestId);
   b.push(0x7d);

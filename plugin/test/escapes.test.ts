@@ -306,3 +306,21 @@ describe('reservations carry their id', () => {
     expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, reserved_tokens: 20, reservation_id: 'r-123' }]);
   });
 });
+
+describe('the report names the model the request asked for', () => {
+  test('the body\'s "model" (a string up to 128 bytes) goes into the report; absent or odd: no model field', () => {
+    const h = newHost();
+    const send = (body: object) => {
+      const s = h.newStream();
+      s.sendRequestHeaders(reqHeaders(UT));
+      h.reply(h.pendingCalls()[0].token, ALLOW);
+      s.sendRequestBody(JSON.stringify(body), true);
+      respond(s, 'application/json', ['{"usage":{"total_tokens":3}}']);
+    };
+    send({ model: 'qwen-max', messages: [] });
+    send({ model: 'x'.repeat(129), messages: [] });
+    send({ model: 42, messages: [] });
+    send({ messages: [] });
+    expect(reportCalls(h).map((r) => r.model)).toEqual(['qwen-max', undefined, undefined, undefined]);
+  });
+});

@@ -64,11 +64,14 @@ export function reportCalls(h: ProxyWasmHost): any[] {
 /** Report ids: a random per-VM prefix (24 hex digits), '-', a counter. */
 export const REQUEST_ID = /^[0-9A-F]{24}-[0-9]+$/;
 
-/** The reports sent so far, parsed, without their request_id (checked for its form here; see reportCalls). */
+/**
+ * The reports sent so far, parsed: what they charge, without the fields that only label them
+ * (request_id, checked for its form here, and model; see reportCalls for the whole body).
+ */
 export function reports(h: ProxyWasmHost): any[] {
   return reportCalls(h).map((r) => {
     expect(r.request_id).toMatch(REQUEST_ID);
-    const { request_id: _id, ...rest } = r;
+    const { request_id: _id, model: _model, ...rest } = r;
     return rest;
   });
 }

@@ -194,7 +194,7 @@ describe('reserve: check and decision', () => {
     expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 10, completion_tokens: 95, total_tokens: 105, reserved_tokens: 100 }]);
   });
 
-  test('a reference-shaped reply (no "reserved"): the report is the reference one plus its request_id', () => {
+  test('a reference-shaped reply (no "reserved"): the report is the reference one plus its request_id and model', () => {
     const h = reserveHost();
     const { s, call } = send(h, chatBody('hi'));
     h.reply(call.token, ALLOW);
@@ -202,7 +202,7 @@ describe('reserve: check and decision', () => {
     s.end();
     const calls = h.httpCalls.filter((c) => header(c.headers, ':path') === '/update_ratelimit_record');
     expect(calls.map((c) => c.body.toString())).toEqual([
-      expect.stringMatching(/^\{"ratelimit_keys":\["regular-user"\],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105,"request_id":"[0-9A-F]{24}-1"\}$/)]);
+      expect.stringMatching(/^\{"ratelimit_keys":\["regular-user"\],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105,"model":"qwen-plus","request_id":"[0-9A-F]{24}-1"\}$/)]);
   });
 
   test.each([
