@@ -21,16 +21,8 @@ const PLUGIN_JSON = path.join(REPO, 'plugin/build/bench-results.json');
 const ACCURACY_JSON = path.join(REPO, 'docs/bench/accuracy.json');
 const DOC = process.env.BENCH_DOC ?? path.join(REPO, 'docs/BENCHMARKS.md');
 
-/** docs/bench/envoy.json as stored: files written before the targets were keyed by id list them. */
-type StoredEnvoy = Omit<EnvoyBenchResult, 'targets'> & { targets: Partial<Targets> | Target[] };
+/** docs/bench/envoy.json (targets keyed by id; a run may lack a target, e.g. with a phase turned off). */
 type Envoy = Omit<EnvoyBenchResult, 'targets'> & { targets: Partial<Targets> };
-// The order of such a list (the committed envoy.json has one until `make bench-envoy` rewrites it).
-const LISTED_TARGETS: TargetId[] = ['unmatched_rps', 'matched_p50', 'matched_p99', 'memory_growth', 'bodykey_p50', 'bodykey_p99'];
-
-function byId(e: StoredEnvoy): Envoy {
-  const t = e.targets;
-  return { ...e, targets: Array.isArray(t) ? Object.fromEntries(t.map((x, i) => [LISTED_TARGETS[i], x])) : t };
-}
 
 /** What render reads of service/bench-results.json (another shape is shown as JSON). */
 interface ServiceBench {
@@ -474,8 +466,7 @@ then corrects it to the real usage; requests are admitted again as the correctio
 }
 
 function main() {
-  const stored = load<StoredEnvoy>(ENVOY_JSON);
-  const e = stored && byId(stored);
+  const e = load<Envoy>(ENVOY_JSON);
   const svc = load<ServiceBench>(SERVICE_JSON);
   const plg = load<PluginBench>(PLUGIN_JSON);
   const parts: string[] = [];
