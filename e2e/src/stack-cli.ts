@@ -16,7 +16,7 @@ import { envoyConfig, Endpoint } from './harness/envoy-config';
 import { PLUGIN_WASM, REPO, SERVICE_MAIN, envoyBin, requireBuilt } from './harness/paths';
 import { freePort } from './harness/ports';
 import { request } from './harness/http';
-import { waitFor, GiveUp } from './harness/process';
+import { alive, waitFor, GiveUp } from './harness/process';
 
 const DEFAULT_RUN = path.join(REPO, '.run');
 // STACK_RUN_DIR keeps a stack apart from another one (tests, a second stack).
@@ -34,15 +34,6 @@ function detached(dir: string, name: string, cmd: string, args: string[], env: R
   if (!child.pid) throw new Error(`could not start ${name}`);
   return child.pid;
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Waits until :port answers `p`; gives up at once (with its log) if the process died. */
 async function answers(port: number, p: string, pid: number, log: string) {

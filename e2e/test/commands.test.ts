@@ -7,20 +7,11 @@ import { promisify } from 'util';
 import { REPO } from '../src/harness/paths';
 import { freePort } from '../src/harness/ports';
 import { chat, request } from '../src/harness/http';
-import { waitFor } from '../src/harness/process';
+import { alive, waitFor } from '../src/harness/process';
 
 const run = promisify(execFile);
 const node = (script: string, args: string[] = [], env: Record<string, string> = {}) =>
   run(process.execPath, [path.join(REPO, 'e2e/dist', script), ...args], { env: { ...process.env, ...env }, timeout: 60000 });
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 test('the demo plays the seed scenario and stops everything it started', async () => {
   const { stdout } = await node('demo.js');

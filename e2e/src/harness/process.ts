@@ -65,6 +65,16 @@ export async function stopPid(pid: number, exited: Promise<unknown>, graceMs = 5
   }
 }
 
+/** Whether a process with this PID exists (signal 0 tests without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Thrown by a waitFor probe to stop waiting at once (the thing waited for can no longer happen). */
 export class GiveUp extends Error {}
 
