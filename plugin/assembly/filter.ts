@@ -13,11 +13,11 @@
 //   6. report           -> POST to the service from the root context; a failed report waits in
 //                          the root's outbox and is retried on the tick (outbox.ts)
 //
-// With reserve.enabled the check moves to the end of the request body: request headers
-// continue (Envoy only hands a filter the body after they do), the body is held and read
-// (step 3 first), its cost is estimated and the check carries &reserve=N; the request stays
-// paused until the reply. The report then carries the reservation, and the service charges
-// the difference.
+// With reserve.enabled, or keys that read the request body, the check moves to the end of the
+// body: request headers continue (Envoy only hands a filter the body after they do), the body
+// is held and read (step 3 first), the keys are rendered, its cost is estimated and the check
+// (with reserve: &reserve=N) goes out; the request stays paused until the reply. With reserve
+// the report then carries the reservation, and the service charges the difference.
 
 import { ByteBuf, parseDecimal, endsWithStr } from "./bytes";
 import * as abi from "./abi";
@@ -44,7 +44,7 @@ export const STOP_NO_BUFFER = 3;     // data: after a local response
 export const PH_CHECKING = 0;
 const PH_ALLOWED = 1;   // also: check failed and failOpen
 const PH_REJECTED = 2;  // we sent a local response
-const PH_BUFFERING = 3; // reserve: collecting the request body, no check yet
+const PH_BUFFERING = 3; // reserve or body keys: collecting the request body, no check yet
 
 // What starting a check did.
 const START_PENDING = 0;
@@ -56,8 +56,6 @@ const CONTENT_TYPE = ByteBuf.fromString("content-type");
 const CONTENT_ENCODING = ByteBuf.fromString("content-encoding");
 const CONTENT_LENGTH = ByteBuf.fromString("content-length");
 const STATUS = ByteBuf.fromString(":status");
-
-
 
 // ---- 1. request headers ---------------------------------------------------------------
 
