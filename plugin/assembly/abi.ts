@@ -212,8 +212,8 @@ function defineMetric(typ: i32, name: string): u32 {
 export function defineCounter(name: string): u32 { return defineMetric(METRIC_COUNTER, name); }
 export function defineGauge(name: string): u32 { return defineMetric(METRIC_GAUGE, name); }
 
-export function incrementCounter(id: u32): void {
-  if (id != 0xffffffff) proxy_increment_metric(id, 1);
+export function incrementCounter(id: u32, by: i64 = 1): void {
+  if (id != 0xffffffff) proxy_increment_metric(id, by);
 }
 
 export function recordGauge(id: u32, value: u64): void {

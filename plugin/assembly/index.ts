@@ -148,6 +148,7 @@ export function proxy_on_done(id: u32): u32 {
   if (streamRoot.size > 0) streamRoot.delete(id);
   // With only the primary root alive, any other id is a stream: no lookup.
   if (id == primaryId || primary === null || roots.size > 1) {
+    if (roots.has(id)) roots.get(id).dropQueued();
     if (roots.delete(id) && id == primaryId) primary = null;
   }
   return 1;

@@ -54,6 +54,6 @@ export function defineMetricsOnce(): void {
   metrics.define();
 }
 
-export function inc(id: u32): void { incrementCounter(id); }
+export function inc(id: u32, by: i64 = 1): void { incrementCounter(id, by); }
 
 export function setGauge(id: u32, v: u64): void { recordGauge(id, v); }

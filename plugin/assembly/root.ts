@@ -142,6 +142,14 @@ export class Root {
     this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report dropped: retry queue full (maxQueuedReports)");
   }
 
+  /** The plugin configuration is going away: what still waits in the queue is lost, and says so. */
+  dropQueued(): void {
+    let n = this.outbox.size;
+    if (n == 0) return;
+    inc(metrics.reportsDropped, <i64>n);
+    abi.log(abi.LOG_WARN, "llm-token-ratelimit: " + n.toString() + " usage report(s) still queued were dropped with the configuration");
+  }
+
   /** proxy_on_tick: send the reports whose retry time has come. */
   onTick(): void {
     if (this.outbox.size == 0) return;

@@ -324,3 +324,13 @@ describe('the report names the model the request asked for', () => {
     expect(reportCalls(h).map((r) => r.model)).toEqual(['qwen-max', undefined, undefined, undefined]);
   });
 });
+
+test('reports still queued when the configuration goes away are counted as dropped, with a warning', () => {
+  const h = newHost();
+  const s = checkedRequest(h, ALLOW, [['user-type', 'regular-user']]);
+  respond(s, 'application/json', ['{"usage":{"total_tokens":3}}']);
+  for (const c of h.pendingCalls()) h.reply(c.token, 'fail');
+  h.removeRoot(h.rootId);
+  expect(h.metric('llm_ratelimit.reports_dropped')).toBe(1);
+  expect(h.logsAt(LogLevel.warn).join('\n')).toContain('1 usage report(s) still queued were dropped with the configuration');
+});
