@@ -77,6 +77,22 @@ function listen(server: Server, port: number, host?: string): Promise<number> {
   });
 }
 
+/**
+ * Readiness: the store answers; with Redis, also whether its eviction policy can drop records
+ * (logged at error level whenever the warning appears or changes).
+ */
+export function readiness(store: BucketStore, logger: Logger): () => Promise<Readiness> {
+  let lastWarning = '';
+  return async (): Promise<Readiness> => {
+    await store.ping();
+    const risk = await (store as { evictionRisk?: () => Promise<{ warning?: string } | undefined> }).evictionRisk?.();
+    const warning = risk?.warning ?? '';
+    if (warning && warning !== lastWarning) logger.error(warning, { check: 'redis maxmemory-policy' });
+    lastWarning = warning;
+    return warning ? { warnings: [warning] } : {};
+  };
+}
+
 export async function startService(opts: ServiceOptions): Promise<RunningService> {
   const logger = opts.logger ?? silentLogger;
   const metrics = opts.metrics ?? new Metrics();
@@ -94,17 +110,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
 
   const auth = opts.tokens?.length ? new Authenticator(opts.tokens) : undefined;
   const adminAuth = opts.adminTokens?.length ? new Authenticator(opts.adminTokens) : undefined;
-  // Readiness: the store answers; with Redis, also whether its eviction policy can drop
-  // records (logged at error level whenever the warning appears or changes).
-  let lastWarning = '';
-  const isReady = async (): Promise<Readiness> => {
-    await store.ping();
-    const risk = await (store as { evictionRisk?: () => Promise<{ warning?: string } | undefined> }).evictionRisk?.();
-    const warning = risk?.warning ?? '';
-    if (warning && warning !== lastWarning) logger.error(warning, { check: 'redis maxmemory-policy' });
-    lastWarning = warning;
-    return warning ? { warnings: [warning] } : {};
-  };
+  const isReady = readiness(store, logger);
   const deps = { limiter, metrics, logger, auth, adminAuth };
   const app = createHttpApp(deps, isReady, opts.accessLog ?? false);
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);

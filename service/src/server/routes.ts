@@ -20,6 +20,8 @@ export interface HttpDeps {
   auth?: Authenticator;
   /** Bearer tokens for /buckets on the admin port; undefined = /buckets disabled (403). */
   adminAuth?: Authenticator;
+  /** What /metrics serves (default: `metrics.registry`); the cluster primary serves its workers' metrics, aggregated. */
+  metricsSource?: { contentType: string; metrics(): Promise<string> };
 }
 
 /** What /readyz reports beyond reachability (e.g. a Redis eviction-policy warning). */
@@ -291,8 +293,9 @@ export function createAdminApp(deps: HttpDeps, isReady: () => Promise<Readiness 
   app.get('/metrics', async (_req: Request, res: Response) => {
     res.locals.route = '/metrics';
     try {
-      const text = await metrics.registry.metrics();
-      res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+      const source = deps.metricsSource ?? metrics.registry;
+      const text = await source.metrics();
+      res.writeHead(200, { 'Content-Type': source.contentType });
       res.end(text);
     } catch (err) {
       fail(res, err, 'metrics');
