@@ -91,7 +91,7 @@ bench-envoy: bench-tools build envoy
 bench-doc:
 	node e2e/bench/run.js e2e/bench/render.ts
 
-bench-service: build
+bench-service: bench-tools build
 	npm run bench -w service
 
 bench-plugin: build
