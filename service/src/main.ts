@@ -11,6 +11,7 @@ import { Metrics } from './metrics';
 import { MemoryStore } from './store/memory';
 import { RedisStore } from './store/redis';
 import type { BucketStore } from './store/types';
+import { createUsageRecorder, type UsageRecorder } from './usage';
 
 function die(msg: string): never {
   process.stderr.write(`llm-ratelimit: ${msg}\n`);
@@ -50,6 +51,16 @@ export async function openStore(settings: Settings, log: Logger): Promise<Bucket
   return store;
 }
 
+/** USAGE_RECORDS: stdout, a file (opened here: a path that cannot be opened stops the start), or off. */
+function usageRecorder(settings: Settings, log: Logger): UsageRecorder | undefined {
+  if (!settings.usageRecords) return undefined;
+  try {
+    return createUsageRecorder(settings.usageRecords, log);
+  } catch (err) {
+    die(`USAGE_RECORDS=${JSON.stringify(settings.usageRecords)}: cannot open for appending: ${(err as Error).message}`);
+  }
+}
+
 function serviceOptions(settings: Settings, rules: Rule[], configText: string, store: BucketStore, log: Logger, metrics: Metrics): ServiceOptions {
   return {
     rules,
@@ -65,6 +76,7 @@ function serviceOptions(settings: Settings, rules: Rule[], configText: string, s
     adminPort: settings.adminPort,
     adminHost: settings.adminHost,
     adminTokens: settings.adminTokens,
+    usage: usageRecorder(settings, log),
     limiter: {
       reservationTtlMs: settings.reservationTtlMs,
       requestWindowMs: settings.requestWindowMs,
@@ -192,6 +204,7 @@ async function main(): Promise<void> {
   if (cluster.isWorker) return runWorker(settings, rules, configText, log);
   // With the embedded store the buckets live in the process: one process only.
   if (!settings.redis || settings.workers <= 1) return runSingle(settings, rules, configText, log);
+  usageRecorder(settings, log)?.close(); // each worker opens its own; a bad path stops the start here
   try {
     await runPrimary({ settings, rules, configText, log, openStore: () => openStore(settings, log) });
   } catch (err) {
