@@ -108,7 +108,7 @@ async function runSingle(settings: Settings, rules: Rule[], configText: string, 
   const store = await openStore(settings, log);
   let svc: RunningService;
   try {
-    svc = await startService(serviceOptions(settings, rules, configText, store, log, new Metrics(true)));
+    svc = await startService(serviceOptions(settings, rules, configText, store, log, new Metrics({ defaultMetrics: true, topKeys: settings.topKeys, topKeysIntervalMs: settings.topKeysIntervalMs })));
   } catch (err) {
     await store.close();
     die(`cannot listen on port ${settings.port}: ${(err as Error).message}`);
@@ -153,7 +153,7 @@ async function runSingle(settings: Settings, rules: Rule[], configText: string, 
 /** A cluster worker: the protocol port (shared with the other workers), its own store connection, no admin port. */
 async function runWorker(settings: Settings, rules: Rule[], configText: string, log: Logger): Promise<void> {
   const store = await openStore(settings, log);
-  const metrics = new Metrics(true);
+  const metrics = new Metrics({ defaultMetrics: true, topKeys: settings.topKeys, topKeysIntervalMs: settings.topKeysIntervalMs });
   // The primary's /metrics asks every worker for its registry over IPC (prom-client's cluster support).
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([metrics.registry]);

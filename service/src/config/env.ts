@@ -35,6 +35,9 @@ export interface Settings {
   workers: number;
   /** WORKERS was set (not the default). */
   workersSet: boolean;
+  /** llmrl_top_key_tokens: keys shown (0: none) and the interval summed. */
+  topKeys: number;
+  topKeysIntervalMs: number;
   /** Usage records: undefined (off), 'stdout', or a file path. */
   usageRecords?: string;
 }
@@ -122,11 +125,16 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () =
   const workers = workersSet ? int(env, 'WORKERS', 1, 1) : cpus();
   if (workers > MAX_WORKERS) throw new EnvError(`WORKERS=${JSON.stringify(env.WORKERS)}: must be an integer between 1 and ${MAX_WORKERS}`);
   const usageRecords = env.USAGE_RECORDS || undefined;
+  const topKeys = int(env, 'TOP_KEYS', 20, 0);
+  if (topKeys > 100) throw new EnvError(`TOP_KEYS=${JSON.stringify(env.TOP_KEYS)}: must be an integer between 0 and 100`);
+  const topKeysIntervalMs = int(env, 'TOP_KEYS_INTERVAL_SECONDS', 60, 1) * 1000;
   return {
     port,
     workers,
     workersSet,
     usageRecords,
+    topKeys,
+    topKeysIntervalMs,
     tokens: tokens(env, 'SERVICE_TOKENS'),
     adminPort,
     adminHost: env.ADMIN_HOST || undefined,

@@ -303,6 +303,7 @@ export class Limiter {
       else if (refunded > 0 && cost > refunded) this.metrics.tokensToppedUp.inc({ rule }, cost - refunded);
       if (opts.estimated) this.metrics.estimatedReports.inc({ rule });
       applied.push({ key, rule, charge: cost - refunded });
+      this.metrics.spend(key, rule, cost);
     }
     if (applied.length > 0 && opts.onApplied) opts.onApplied(applied);
     if (full) throw new StoreError('embedded store full: no record can be dropped without forgetting a balance');
