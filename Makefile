@@ -50,11 +50,12 @@ pyclients:
 # helm for the chart's tests (istio/test/helm.test.ts): built from the Go module proxy into
 # .tools/bin (about 2.5 minutes the first time on a 2-core machine), skipped when already there.
 # Needs Go >= 1.26 (on the PATH or in /usr/local/go; .ci/run installs it when missing).
+# A go-install build reports major.minor only (v3.22), hence $(basename $(HELM_VERSION)).
 HELM_VERSION ?= v3.22.0
 TOOLS_BIN    := $(CURDIR)/.tools/bin
 GO           ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 helm:
-	@if [ -x $(TOOLS_BIN)/helm ] && $(TOOLS_BIN)/helm version --short | grep -q '^$(basename $(HELM_VERSION))'  # v3.22: a go-install build reports major.minor; then \
+	@if [ -x $(TOOLS_BIN)/helm ] && $(TOOLS_BIN)/helm version --short | grep -q '^$(basename $(HELM_VERSION))'; then \
 	  echo "helm: $$($(TOOLS_BIN)/helm version --short) in $(TOOLS_BIN)"; \
 	else \
 	  [ -x "$(GO)" ] || { echo "helm: Go not found (need Go >= 1.26 to build helm $(HELM_VERSION)): install it from https://go.dev/dl/ into /usr/local/go, or run .ci/run"; exit 1; }; \
