@@ -10,7 +10,7 @@ export ENVOY_BIN
 
 JEST := node_modules/.bin/jest
 
-.PHONY: all install build plugin service e2e-build envoy pyclients test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
+.PHONY: all install build plugin service e2e-build envoy pyclients helm test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
 
 all: build
 
@@ -47,15 +47,32 @@ pyclients:
 	@$(VENV)/bin/python -c 'import openai, sys; sys.exit(openai.__version__ != "$(OPENAI_PY_VERSION)")' 2>/dev/null || \
 	  { $(VENV)/bin/pip install --quiet openai==$(OPENAI_PY_VERSION) && echo "pyclients: installed openai==$(OPENAI_PY_VERSION) into $(VENV)"; }
 
+# helm for the chart's tests (istio/test/helm.test.ts): built from the Go module proxy into
+# .tools/bin (about 2.5 minutes the first time on a 2-core machine), skipped when already there.
+# Needs Go >= 1.26 (on the PATH or in /usr/local/go; .ci/run installs it when missing).
+# A go-install build reports major.minor only (v3.22), hence $(basename $(HELM_VERSION)).
+HELM_VERSION ?= v3.22.0
+TOOLS_BIN    := $(CURDIR)/.tools/bin
+GO           ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+helm:
+	@if [ -x $(TOOLS_BIN)/helm ] && $(TOOLS_BIN)/helm version --short | grep -q '^$(basename $(HELM_VERSION))'; then \
+	  echo "helm: $$($(TOOLS_BIN)/helm version --short) in $(TOOLS_BIN)"; \
+	else \
+	  [ -x "$(GO)" ] || { echo "helm: Go not found (need Go >= 1.26 to build helm $(HELM_VERSION)): install it from https://go.dev/dl/ into /usr/local/go, or run .ci/run"; exit 1; }; \
+	  echo "helm: building $(HELM_VERSION) with $$($(GO) version) (about 2.5 minutes the first time)"; \
+	  mkdir -p $(TOOLS_BIN) && GOBIN=$(TOOLS_BIN) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) && \
+	  echo "helm: installed $(TOOLS_BIN)/helm"; \
+	fi
+
 # Every test (unit, emulator, service with real Redis, e2e through real Envoy, manifests).
 # Results also go to test-results/jest.json, from which .ci/run prints its summary line.
-test: build envoy pyclients
+test: build envoy pyclients helm
 	@mkdir -p test-results
 	node_modules/.bin/tsc -p e2e/bench --noEmit  # the benchmarks are not run here, but must still compile
 	node_modules/.bin/tsc -p service/bench --noEmit
 	$(JEST) --json --outputFile=test-results/jest.json
 
-test-unit: build
+test-unit: build helm
 	$(JEST) --selectProjects service plugin istio
 
 e2e: build envoy pyclients
@@ -91,7 +108,7 @@ bench-envoy: bench-tools build envoy
 bench-doc:
 	node e2e/bench/run.js e2e/bench/render.ts
 
-bench-service: build
+bench-service: bench-tools build
 	npm run bench -w service
 
 bench-plugin: build

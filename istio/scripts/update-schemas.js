@@ -23,6 +23,7 @@ const K8S_FILES = [
   'api/openapi-spec/v3/api__v1_openapi.json',
   'api/openapi-spec/v3/apis__apps__v1_openapi.json',
   'api/openapi-spec/v3/apis__networking.k8s.io__v1_openapi.json',
+  'api/openapi-spec/v3/apis__policy__v1_openapi.json',
 ];
 const K8S_KINDS = [
   ['', 'v1', 'ConfigMap'],
@@ -31,6 +32,7 @@ const K8S_KINDS = [
   ['', 'v1', 'ServiceAccount'],
   ['apps', 'v1', 'Deployment'],
   ['networking.k8s.io', 'v1', 'NetworkPolicy'],
+  ['policy', 'v1', 'PodDisruptionBudget'],
 ];
 const ISTIO_KINDS = [
   ['extensions.istio.io', 'WasmPlugin'],

@@ -1,8 +1,10 @@
 /**
  * `npm run bench -w service`: check and update throughput and p50/p99 latency of the
- * service (a child process, as deployed) against a real Redis started here, plus the
- * redis-benchmark EVALSHA ceiling of the same Lua script on the same Redis.
- * Writes service/bench-results.json and prints it.
+ * service (a child process, as deployed) against a real Redis started here, with WORKERS=1
+ * and WORKERS=N (BENCH_WORKERS, default the cores) in the same run, loaded by wrk (2 threads,
+ * BENCH_CONNECTIONS connections, 1,000 keys; bench/service.lua), plus the redis-benchmark
+ * EVALSHA ceiling of the same Lua script on the same Redis.
+ * Writes service/bench-results.json (`service` is the WORKERS=1 run, `workers` both) and prints it.
  *
  * BENCH_TARGET=http://host:port measures an already-running service instead (ours or any
  * service speaking the protocol, e.g. the reference one): nothing is started, no
@@ -11,12 +13,13 @@
  * `Authorization: Bearer <token>` (for a service with SERVICE_TOKENS).
  * bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BUCKET_LUA } from '../src/store/bucket-lua';
+import { defaultWorkers } from '../src/config/cpus';
 import { startRedis } from '../../test-support/redis';
 
 const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 6) * 1000;
@@ -154,31 +157,68 @@ async function targetOnly(): Promise<void> {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 }
 
-async function main(): Promise<void> {
-  if (TARGET) return targetOnly();
-  const started = Date.now();
-  const redis = await startRedis();
+/** One wrk run of `mode` against the service on `port`. */
+function wrk(port: number, mode: 'check' | 'update', seconds: number): Promise<Phase> {
+  return new Promise((resolveRun, reject) => {
+    const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', join(__dirname, 'service.lua'), `http://127.0.0.1:${port}/`, '--', `mode=${mode}`, `keys=${KEYS}`, `prefix=${KEY_PREFIX}`];
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const m = /^WRK_JSON (.*)$/m.exec(out);
+      if (code !== 0 || !m) return reject(new Error(`wrk exited ${code}: ${out}`));
+      const j = JSON.parse(m[1]);
+      const ok = j.requests - j.errors;
+      resolveRun({
+        requests: ok,
+        errors: j.errors,
+        rps: Math.round(ok / (j.duration_us / 1e6)),
+        p50_ms: +(j.p50_us / 1000).toFixed(3),
+        p99_ms: +(j.p99_us / 1000).toFixed(3),
+        max_ms: +(j.max_us / 1000).toFixed(3),
+      });
+    });
+  });
+}
+
+/** The service with WORKERS=`workers` on `redisUrl`: warm-up, then checks and updates. */
+async function measure(redisUrl: string, workers: number): Promise<{ workers: number; check: Phase; update: Phase }> {
   const mainJs = join(__dirname, '..', 'dist', 'main.js');
   const child = spawn(process.execPath, [mainJs], {
-    env: { ...process.env, PORT: '0', REDIS_URL: redis.url, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'warn' },
+    env: { ...process.env, PORT: '0', ADMIN_PORT: '0', WORKERS: String(workers), REDIS_URL: redisUrl, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
-    const port = await new Promise<number>((resolve, reject) => {
+    const port = await new Promise<number>((resolvePort, reject) => {
       let buf = '';
       child.stdout!.on('data', (d) => {
         buf += d;
         const m = /"msg":"listening".*?"port":(\d+)/.exec(buf);
-        if (m) resolve(Number(m[1]));
+        if (m) resolvePort(Number(m[1]));
       });
       child.once('exit', (c) => reject(new Error(`service exited ${c}`)));
     });
-    const r = requests();
-    // Warm-up (JIT, connections, script cache).
-    await load('127.0.0.1', port, r.check).catch(() => undefined);
-    const check = await load('127.0.0.1', port, r.check);
-    const update = await load('127.0.0.1', port, r.update);
+    const seconds = DURATION_MS / 1000;
+    await wrk(port, 'check', 2); // warm-up (JIT, connections, script cache)
+    const check = await wrk(port, 'check', seconds);
+    const update = await wrk(port, 'update', seconds);
+    return { workers, check, update };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+  }
+}
 
+async function main(): Promise<void> {
+  if (TARGET) return targetOnly();
+  if (spawnSync('wrk', ['-v'], { stdio: 'ignore' }).error) throw new Error('wrk not found: apt-get install -y wrk (make bench-service does it)');
+  const started = Date.now();
+  const n = Math.max(2, Number(process.env.BENCH_WORKERS ?? defaultWorkers()));
+  const redis = await startRedis();
+  try {
+    const one = await measure(redis.url, 1);
+    const many = await measure(redis.url, n);
     const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', BUCKET_LUA], { encoding: 'utf8' }).trim();
     const ceiling = {
       check_unpipelined: redisBenchmark(redis.port, sha, 'check', 1),
@@ -189,12 +229,14 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       setup: {
-        service: 'node dist/main.js (child process) + redis-server (same machine), load generator in the bench process',
+        service: 'node dist/main.js (child process, WORKERS=1 then WORKERS=N) + redis-server, same machine; load from wrk -t2 (bench/service.lua)',
         connections: CONNECTIONS,
         seconds_per_phase: DURATION_MS / 1000,
         keys: KEYS,
       },
-      service: { check, update },
+      service: { check: one.check, update: one.update },
+      workers: [one, many],
+      speedup: { workers: n, check: +(many.check.rps / one.check.rps).toFixed(2), update: +(many.update.rps / one.update.rps).toFixed(2) },
       redis_benchmark_evalsha: ceiling,
       total_seconds: Math.round((Date.now() - started) / 100) / 10,
     };
@@ -203,8 +245,6 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     process.stdout.write(`written to ${out}\n`);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     await redis.stop();
   }
 }

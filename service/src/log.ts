@@ -14,11 +14,13 @@ export interface Logger {
 export function createLogger(
   level: Level = 'info',
   write: (line: string) => void = (l) => process.stdout.write(l),
+  /** Fields on every line (a cluster worker adds `worker`). */
+  base?: Record<string, unknown>,
 ): Logger {
   const min = ORDER[level] ?? ORDER.info;
   const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>, force = false) => {
     if (ORDER[lvl] < min && !force) return;
-    const rec: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg };
+    const rec: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg, ...base };
     if (fields) for (const k of Object.keys(fields)) rec[k] = errToJson(fields[k]);
     write(JSON.stringify(rec) + '\n');
   };

@@ -1,4 +1,64 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricsOptions {
+  /** Process metrics (process_*, nodejs_*). */
+  defaultMetrics?: boolean;
+  /** Keys shown in llmrl_top_key_tokens (0: the metric stays empty). Default 20, at most MAX_TOP_KEYS. */
+  topKeys?: number;
+  /** Interval over which keys' spend is summed, in ms (default 60 000); the gauge shows the last completed one. */
+  topKeysIntervalMs?: number;
+  /** Clock of the intervals (tests). */
+  now?: () => number;
+}
+
+/** Hard bounds of llmrl_top_key_tokens: label sets shown, and keys tracked within one interval. */
+export const MAX_TOP_KEYS = 100;
+export const TOP_KEYS_TRACKED = 10_000;
+
+/**
+ * Spend per key over fixed wall-clock intervals (aligned, so every worker agrees on them), the
+ * top N of the last completed interval exposed as a gauge: bounded cardinality (N label sets).
+ * At most TOP_KEYS_TRACKED keys are summed per interval; later new keys of that interval are
+ * not counted (llmrl_top_keys_untracked_total).
+ */
+class TopKeys {
+  private current = new Map<string, { rule: string; tokens: number }>();
+  private start: number;
+  constructor(
+    private readonly gauge: Gauge<'key' | 'rule'>,
+    private readonly untracked: Counter<string>,
+    private readonly n: number,
+    private readonly intervalMs: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.start = this.slot(now());
+  }
+  private slot(t: number): number {
+    return t - (t % this.intervalMs);
+  }
+  /** Closes the interval when its end has passed: the gauge then shows its top N. */
+  roll(): void {
+    const s = this.slot(this.now());
+    if (s === this.start) return;
+    // An interval with no traffic in between shows nothing.
+    const last = s - this.start === this.intervalMs ? this.current : new Map();
+    this.gauge.reset();
+    [...last.entries()]
+      .sort((a, b) => b[1].tokens - a[1].tokens)
+      .slice(0, this.n)
+      .forEach(([key, v]) => this.gauge.set({ key, rule: v.rule }, v.tokens));
+    this.current = new Map();
+    this.start = s;
+  }
+  add(key: string, rule: string, tokens: number): void {
+    if (this.n === 0) return;
+    this.roll();
+    const e = this.current.get(key);
+    if (e) e.tokens += tokens;
+    else if (this.current.size < TOP_KEYS_TRACKED) this.current.set(key, { rule, tokens });
+    else this.untracked.inc();
+  }
+}
 
 /** Prometheus metrics, on a registry per service instance (tests create several). */
 export class Metrics {
@@ -16,9 +76,29 @@ export class Metrics {
   readonly storeFull: Counter<'op'>;
   readonly requestDuration: Histogram<'route' | 'status'>;
   readonly configReloads: Counter<'result'>;
+  readonly topKeyTokens: Gauge<'key' | 'rule'>;
+  private readonly topKeys: TopKeys;
 
-  constructor(defaultMetrics = false) {
+  constructor(options: boolean | MetricsOptions = false) {
+    const o: MetricsOptions = typeof options === 'boolean' ? { defaultMetrics: options } : options;
+    const defaultMetrics = o.defaultMetrics ?? false;
     const registers = [this.registry];
+    const self = this;
+    this.topKeyTokens = new Gauge({
+      name: 'llmrl_top_key_tokens',
+      help: 'Tokens charged per key (the rule charge count of the usage, as in llmrl_tokens_charged_total) in the last completed interval (TOP_KEYS_INTERVAL_SECONDS), for the TOP_KEYS keys that spent most; at most that many label sets.',
+      labelNames: ['key', 'rule'],
+      registers,
+      collect() {
+        self.topKeys.roll();
+      },
+    });
+    const untracked = new Counter({
+      name: 'llmrl_top_keys_untracked_total',
+      help: `Charges not summed for llmrl_top_key_tokens because ${TOP_KEYS_TRACKED} keys were already tracked in that interval.`,
+      registers,
+    });
+    this.topKeys = new TopKeys(this.topKeyTokens, untracked, Math.min(o.topKeys ?? 20, MAX_TOP_KEYS), o.topKeysIntervalMs ?? 60_000, o.now);
     this.decisions = new Counter({
       name: 'llmrl_decisions_total',
       help: 'Rate-limit decisions per key checked, by rule (regex) and result (allowed|limited|unruled).',
@@ -99,5 +179,10 @@ export class Metrics {
       registers,
     });
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A key's charge by an applied update, for llmrl_top_key_tokens. */
+  spend(key: string, rule: string, tokens: number): void {
+    this.topKeys.add(key, rule, tokens);
   }
 }

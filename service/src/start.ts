@@ -13,6 +13,7 @@ import { createAdminApp, createHttpApp, jsonClientError, type Readiness } from '
 import { Authenticator } from './server/auth';
 import { MemoryStore } from './store/memory';
 import type { BucketStore } from './store/types';
+import type { UsageRecorder } from './usage';
 
 export interface ServiceOptions {
   /** Validated rules, or the JSON text of the reference format. */
@@ -39,6 +40,8 @@ export interface ServiceOptions {
   adminTokens?: string[];
   /** Reservation lifetime and request-id window. */
   limiter?: LimiterOptions;
+  /** Usage records: one JSON line per applied update (closed with the service). */
+  usage?: UsageRecorder;
 }
 
 /** Largest request head accepted (Node's default is 16 KiB; a check of 16 keys of 512 bytes, percent-encoded, is up to ~25 KiB). */
@@ -77,6 +80,22 @@ function listen(server: Server, port: number, host?: string): Promise<number> {
   });
 }
 
+/**
+ * Readiness: the store answers; with Redis, also whether its eviction policy can drop records
+ * (logged at error level whenever the warning appears or changes).
+ */
+export function readiness(store: BucketStore, logger: Logger): () => Promise<Readiness> {
+  let lastWarning = '';
+  return async (): Promise<Readiness> => {
+    await store.ping();
+    const risk = await (store as { evictionRisk?: () => Promise<{ warning?: string } | undefined> }).evictionRisk?.();
+    const warning = risk?.warning ?? '';
+    if (warning && warning !== lastWarning) logger.error(warning, { check: 'redis maxmemory-policy' });
+    lastWarning = warning;
+    return warning ? { warnings: [warning] } : {};
+  };
+}
+
 export async function startService(opts: ServiceOptions): Promise<RunningService> {
   const logger = opts.logger ?? silentLogger;
   const metrics = opts.metrics ?? new Metrics();
@@ -94,18 +113,8 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
 
   const auth = opts.tokens?.length ? new Authenticator(opts.tokens) : undefined;
   const adminAuth = opts.adminTokens?.length ? new Authenticator(opts.adminTokens) : undefined;
-  // Readiness: the store answers; with Redis, also whether its eviction policy can drop
-  // records (logged at error level whenever the warning appears or changes).
-  let lastWarning = '';
-  const isReady = async (): Promise<Readiness> => {
-    await store.ping();
-    const risk = await (store as { evictionRisk?: () => Promise<{ warning?: string } | undefined> }).evictionRisk?.();
-    const warning = risk?.warning ?? '';
-    if (warning && warning !== lastWarning) logger.error(warning, { check: 'redis maxmemory-policy' });
-    lastWarning = warning;
-    return warning ? { warnings: [warning] } : {};
-  };
-  const deps = { limiter, metrics, logger, auth, adminAuth };
+  const isReady = readiness(store, logger);
+  const deps = { limiter, metrics, logger, auth, adminAuth, usage: opts.usage };
   const app = createHttpApp(deps, isReady, opts.accessLog ?? false);
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
   server.on('clientError', jsonClientError);
@@ -144,6 +153,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       clearInterval(idle);
       clearTimeout(force);
       await store.close();
+      opts.usage?.close();
     })());
 
   return {

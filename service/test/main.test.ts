@@ -1,5 +1,4 @@
 /** The process contract: `node service/dist/main.js`, env, logs, exit codes, signals. */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { startService } from '../src/start';
 import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import type { BucketStore } from '../src/store/types';
 import { builtMain } from './support/build';
+import { runMain, type Proc } from './support/proc';
 import { freePort, startRedis } from '../../test-support/redis';
 
 const RULE = { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 };
@@ -15,31 +15,7 @@ beforeAll(() => {
   main = builtMain();
 }, 60_000);
 
-interface Proc {
-  child: ChildProcess;
-  port: number;
-  adminPort: number;
-  lines: () => any[];
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function run(env: Record<string, string>): Promise<Proc> {
-  const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH!, PORT: '0', ADMIN_PORT: '0', ADMIN_TOKENS: ADMIN_TOKEN, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.stderr!.on('data', (d) => (err += d));
-  const lines = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const l = lines().find((x) => x.msg === 'listening');
-      if (l) resolve({ child, port: l.port, adminPort: l.admin_port, lines, stderr: () => err, exited });
-    });
-    exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
-  });
-}
+const run = (env: Record<string, string>): Promise<Proc> => runMain(main, env);
 
 test('invalid config: exit non-zero, message names rule index, field and value', async () => {
   const bad = JSON.stringify([RULE, { ...RULE, tokens_per_fill: 0 }]);

@@ -1,6 +1,7 @@
 /** Service settings from the environment (names compatible with the reference service). */
 import { readFileSync } from 'node:fs';
 import type { Level } from '../log';
+import { defaultWorkers } from './cpus';
 
 export interface Settings {
   port: number;
@@ -30,6 +31,15 @@ export interface Settings {
   snapshotFile?: string;
   snapshotIntervalMs: number;
   acceptRefundsWithoutReservationId: boolean;
+  /** Service processes (cluster workers) sharing the port; forced to 1 with the embedded store. */
+  workers: number;
+  /** WORKERS was set (not the default). */
+  workersSet: boolean;
+  /** llmrl_top_key_tokens: keys shown (0: none) and the interval summed. */
+  topKeys: number;
+  topKeysIntervalMs: number;
+  /** Usage records: undefined (off), 'stdout', or a file path. */
+  usageRecords?: string;
 }
 
 export class EnvError extends Error {}
@@ -80,7 +90,10 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
   throw new EnvError(`${name}=${JSON.stringify(v)}: must be true or false`);
 }
 
-export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
+/** Most worker processes accepted in WORKERS. */
+export const MAX_WORKERS = 256;
+
+export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () => number = defaultWorkers): Settings {
   const port = int(env, 'PORT', 8080);
   if (port > 65535) throw new EnvError(`PORT=${env.PORT}: must be <= 65535`);
   const configText = env.RATE_LIMIT_CONFIG || undefined;
@@ -108,8 +121,20 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
   const adminPort = int(env, 'ADMIN_PORT', 9090);
   if (adminPort > 65535) throw new EnvError(`ADMIN_PORT=${env.ADMIN_PORT}: must be <= 65535`);
   if (adminPort !== 0 && adminPort === port) throw new EnvError(`ADMIN_PORT=${env.ADMIN_PORT}: must differ from PORT (${port})`);
+  const workersSet = (env.WORKERS ?? '') !== '';
+  const workers = workersSet ? int(env, 'WORKERS', 1, 1) : cpus();
+  if (workers > MAX_WORKERS) throw new EnvError(`WORKERS=${JSON.stringify(env.WORKERS)}: must be an integer between 1 and ${MAX_WORKERS}`);
+  const usageRecords = env.USAGE_RECORDS || undefined;
+  const topKeys = int(env, 'TOP_KEYS', 20, 0);
+  if (topKeys > 100) throw new EnvError(`TOP_KEYS=${JSON.stringify(env.TOP_KEYS)}: must be an integer between 0 and 100`);
+  const topKeysIntervalMs = int(env, 'TOP_KEYS_INTERVAL_SECONDS', 60, 1) * 1000;
   return {
     port,
+    workers,
+    workersSet,
+    usageRecords,
+    topKeys,
+    topKeysIntervalMs,
     tokens: tokens(env, 'SERVICE_TOKENS'),
     adminPort,
     adminHost: env.ADMIN_HOST || undefined,

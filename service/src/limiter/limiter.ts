@@ -37,6 +37,19 @@ export interface UpdateOptions {
   requestId?: string;
   /** The usage is the plugin's estimate (counted in a metric). */
   estimated?: boolean;
+  /**
+   * Called once the update is applied, with what each key newly charged was charged (its count
+   * minus the refund of its reservation), in key order; not called when no key was charged
+   * (no key has a rule, or every ruled key already had this request_id).
+   */
+  onApplied?: (charges: AppliedCharge[]) => void;
+}
+
+/** One key's charge by an applied update (negative: the reservation's refund exceeded the usage). */
+export interface AppliedCharge {
+  key: string;
+  rule: string;
+  charge: number;
 }
 
 export interface BucketView {
@@ -240,7 +253,7 @@ export class Limiter {
     // Migration mode: an update without reservation_id is refunded its reserved_tokens unverified.
     const unverified = this.legacyRefunds && opts.reservationId === undefined ? reserved : 0;
     const ops: Promise<BucketResult>[] = [];
-    const charged: [CompiledRule, number, boolean][] = [];
+    const charged: [CompiledRule, number, boolean, string][] = [];
     // A key listed n times reserved n times under one id: its first occurrence settles n × R.
     const seen = extra?.reservationId !== undefined && keys.length > 1 ? new Map<string, number>() : undefined;
     if (seen) for (const k of keys) seen.set(k, (seen.get(k) ?? 0) + 1);
@@ -257,7 +270,7 @@ export class Limiter {
         seen!.set(key, 0);
       }
       ops.push(this.store.run(key, r.params, 'charge', cost - unverified, x));
-      charged.push([r, cost, later]);
+      charged.push([r, cost, later, key]);
     }
     let results: BucketResult[];
     try {
@@ -267,8 +280,9 @@ export class Limiter {
       throw err;
     }
     let full = false;
+    const applied: AppliedCharge[] = [];
     for (let i = 0; i < charged.length; i++) {
-      const [r, cost, later] = charged[i];
+      const [r, cost, later, key] = charged[i];
       const res = results[i];
       const rule = r.regexSource;
       if (res.storeFull) {
@@ -288,7 +302,10 @@ export class Limiter {
       if (refunded > cost) this.metrics.tokensRefunded.inc({ rule, reason: 'report' }, refunded - cost);
       else if (refunded > 0 && cost > refunded) this.metrics.tokensToppedUp.inc({ rule }, cost - refunded);
       if (opts.estimated) this.metrics.estimatedReports.inc({ rule });
+      applied.push({ key, rule, charge: cost - refunded });
+      this.metrics.spend(key, rule, cost);
     }
+    if (applied.length > 0 && opts.onApplied) opts.onApplied(applied);
     if (full) throw new StoreError('embedded store full: no record can be dropped without forgetting a balance');
     return charged.length;
   }

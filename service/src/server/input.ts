@@ -70,9 +70,13 @@ export interface UpdateBody {
   reservationId?: string;
   /** Idempotency id: applied at most once within the window. */
   requestId?: string;
+  /** The request body's `model`, when the plugin reports it (≤ 128 bytes). */
+  model?: string;
+  /** Usage parts present in the body (cache_read_tokens, cache_write_tokens, reasoning_tokens). */
+  parts: Partial<Record<(typeof EXTRA_COUNTS)[number], number>>;
 }
 
-/** Bound on `request_id` and `reservation_id` (UTF-8 bytes). */
+/** Bound on `request_id`, `reservation_id` and `model` (UTF-8 bytes). */
 export const MAX_ID_BYTES = 128;
 
 /** Usage parts accepted and validated like the other counts; they do not change the charge. */
@@ -104,7 +108,11 @@ export function parseUpdateBody(text: string): UpdateBody {
   const completion = tokenCount(o, 'completion_tokens') ?? 0;
   const total = tokenCount(o, 'total_tokens') ?? Math.min(prompt + completion, Number.MAX_SAFE_INTEGER);
   const reserved = tokenCount(o, 'reserved_tokens') ?? 0;
-  for (const f of EXTRA_COUNTS) tokenCount(o, f);
+  const parts: UpdateBody['parts'] = {};
+  for (const f of EXTRA_COUNTS) {
+    const n = tokenCount(o, f);
+    if (n !== undefined) parts[f] = n;
+  }
   const est = o.estimated;
   if (est !== undefined && est !== null && typeof est !== 'boolean') throw new BadRequest('estimated must be a boolean');
   const body: UpdateBody = {
@@ -112,10 +120,13 @@ export function parseUpdateBody(text: string): UpdateBody {
     usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total },
     reserved,
     estimated: est === true,
+    parts,
   };
   const reservationId = idField(o, 'reservation_id');
   if (reservationId !== undefined) body.reservationId = reservationId;
   const requestId = idField(o, 'request_id');
   if (requestId !== undefined) body.requestId = requestId;
+  const model = idField(o, 'model');
+  if (model !== undefined) body.model = model;
   return body;
 }

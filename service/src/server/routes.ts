@@ -5,11 +5,12 @@
  */
 import express, { type Request, type Response, type NextFunction } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Limiter } from '../limiter/limiter';
+import type { AppliedCharge, Limiter } from '../limiter/limiter';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { StoreError } from '../store/types';
 import type { Authenticator } from './auth';
+import type { UsageRecorder } from '../usage';
 import { BadRequest, MAX_BODY_BYTES, parseKeysParam, parseReserveParam, parseUpdateBody, validateKeys } from './input';
 
 export interface HttpDeps {
@@ -20,6 +21,10 @@ export interface HttpDeps {
   auth?: Authenticator;
   /** Bearer tokens for /buckets on the admin port; undefined = /buckets disabled (403). */
   adminAuth?: Authenticator;
+  /** Usage records (USAGE_RECORDS): one line per applied update. */
+  usage?: UsageRecorder;
+  /** What /metrics serves (default: `metrics.registry`); the cluster primary serves its workers' metrics, aggregated. */
+  metricsSource?: { contentType: string; metrics(): Promise<string> };
 }
 
 /** What /readyz reports beyond reachability (e.g. a Redis eviction-policy warning). */
@@ -165,8 +170,11 @@ export function createHttpApp(deps: HttpDeps, isReady: () => Promise<Readiness |
         req.resume();
         throw new BadRequest(`Content-Type must be application/json, got ${JSON.stringify(ct.slice(0, 100))}`);
       }
-      const { keys, usage, reserved, estimated, reservationId, requestId } = parseUpdateBody(await readBody(req));
-      const charged = await limiter.update(keys, usage, { reserved, estimated, reservationId, requestId });
+      const body = parseUpdateBody(await readBody(req));
+      const { keys, usage, reserved, estimated, reservationId, requestId } = body;
+      const recorder = deps.usage;
+      const onApplied = recorder ? (charges: AppliedCharge[]) => recorder.record(body, charges) : undefined;
+      const charged = await limiter.update(keys, usage, { reserved, estimated, reservationId, requestId, onApplied });
       // Counts only: keys may identify users.
       if (estimated) logger.debug('estimated report', { keys: keys.length, ruled: charged, reserved_tokens: reserved });
       // The reference replies 200 with an empty body.
@@ -291,8 +299,9 @@ export function createAdminApp(deps: HttpDeps, isReady: () => Promise<Readiness 
   app.get('/metrics', async (_req: Request, res: Response) => {
     res.locals.route = '/metrics';
     try {
-      const text = await metrics.registry.metrics();
-      res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+      const source = deps.metricsSource ?? metrics.registry;
+      const text = await source.metrics();
+      res.writeHead(200, { 'Content-Type': source.contentType });
       res.end(text);
     } catch (err) {
       fail(res, err, 'metrics');

@@ -1,0 +1,174 @@
+/**
+ * WORKERS > 1 (Redis only): the primary process forks the workers, which share the protocol
+ * port (Node `cluster`) and each open their own store connection. The primary serves the
+ * admin port itself: /metrics aggregates every worker's registry (prom-client's
+ * AggregatorRegistry, over IPC), /buckets and the probes use the primary's own store
+ * connection and rules. SIGTERM/SIGINT stop every worker gracefully; a worker that dies
+ * otherwise is logged and replaced.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AggregatorRegistry } from 'prom-client';
+import type { Settings } from './config/env';
+import type { Rule } from './config/rules';
+import { ConfigWatcher } from './config/watcher';
+import { RuleSet } from './limiter/ruleset';
+import { silentLogger, type Logger } from './log';
+import { Metrics } from './metrics';
+import { createAdminApp, jsonClientError } from './server/routes';
+import { Authenticator } from './server/auth';
+import { createLimiter, MAX_HEADER_BYTES, readiness } from './start';
+import type { BucketStore } from './store/types';
+
+/** IPC message a worker sends once its protocol port listens. */
+export const WORKER_LISTENING = 'llmrl:listening';
+
+/** A worker that dies within this long of its start is restarted after RESTART_DELAY_MS (no tight crash loop). */
+const EARLY_DEATH_MS = 5_000;
+const RESTART_DELAY_MS = 1_000;
+
+export interface PrimaryOptions {
+  settings: Settings;
+  rules: Rule[];
+  configText: string;
+  log: Logger;
+  openStore(): Promise<BucketStore>;
+}
+
+function listen(server: Server, port: number, host?: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Resolves once every worker listens and the admin port is open; rejects (start fails) if a worker dies before that. */
+export async function runPrimary(opts: PrimaryOptions): Promise<void> {
+  const { settings, rules, configText, log } = opts;
+  const n = settings.workers;
+  const store = await opts.openStore();
+  const metrics = new Metrics(false);
+  const limiter = createLimiter(rules, store, metrics, {
+    reservationTtlMs: settings.reservationTtlMs,
+    requestWindowMs: settings.requestWindowMs,
+    acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+  });
+  // The primary's rules serve /buckets; each worker watches the file itself.
+  let watcher: ConfigWatcher | undefined;
+  if (settings.configFile) {
+    // Silent: the workers log every reload (and every rejected file) themselves.
+    watcher = new ConfigWatcher(settings.configFile, configText, (r) => limiter.setRules(new RuleSet(r)), silentLogger);
+    watcher.start(settings.configPollMs);
+  }
+  const aggregator = new AggregatorRegistry();
+  const app = createAdminApp(
+    {
+      limiter,
+      metrics,
+      logger: log,
+      adminAuth: settings.adminTokens.length ? new Authenticator(settings.adminTokens) : undefined,
+      metricsSource: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },
+    },
+    readiness(store, log),
+  );
+
+  let stopping = false;
+  let started = false;
+  const startedAt = new Map<number, number>();
+  const fork = (): Worker => {
+    const w = cluster.fork();
+    startedAt.set(w.id, Date.now());
+    return w;
+  };
+
+  let port = 0;
+  await new Promise<void>((resolve, reject) => {
+    let listening = 0;
+    cluster.on('message', (worker, msg: { type?: string; port?: number }) => {
+      if (msg?.type !== WORKER_LISTENING) return;
+      port = msg.port!;
+      if (started) {
+        log.info('worker listening', { worker: worker.id, pid: worker.process.pid });
+        return;
+      }
+      if (++listening === n) resolve();
+    });
+    cluster.on('exit', (worker, code, signal) => {
+      const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
+      startedAt.delete(worker.id);
+      if (stopping) return;
+      if (!started) {
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+        reject(new Error(`worker ${worker.id} exited during start (code ${code}, signal ${signal ?? 'none'}): see its message above`));
+        return;
+      }
+      log.error('worker died; starting a new one', { worker: worker.id, pid: worker.process.pid, code, signal, lived_ms: lived });
+      if (lived < EARLY_DEATH_MS) setTimeout(() => !stopping && fork(), RESTART_DELAY_MS);
+      else fork();
+    });
+    for (let i = 0; i < n; i++) fork();
+  }).catch(async (err) => {
+    watcher?.stop();
+    await store.close();
+    throw err;
+  });
+  started = true;
+
+  const admin = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
+  admin.on('clientError', jsonClientError);
+  let adminPort: number;
+  try {
+    adminPort = await listen(admin, settings.adminPort, settings.adminHost ?? settings.host);
+  } catch (err) {
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    throw new Error(`admin port ${settings.adminPort}: ${(err as Error).message}`);
+  }
+  readiness(store, log)().catch(() => undefined);
+  log.always('listening', {
+    port,
+    admin_port: adminPort,
+    auth: settings.tokens.length > 0 ? `${settings.tokens.length} token(s)` : 'open',
+    store: store.kind,
+    rules: rules.length,
+    config: settings.configFile ?? 'RATE_LIMIT_CONFIG',
+    workers: n,
+  });
+
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.always('shutting down', { signal, workers: Object.keys(cluster.workers ?? {}).length });
+    watcher?.stop();
+    admin.close();
+    admin.closeAllConnections();
+    const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    const exits = alive.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
+    for (const w of alive) w.process.kill('SIGTERM');
+    // A worker still running past its own shutdown timeout (plus a margin) is killed.
+    const force = setTimeout(() => alive.forEach((w) => w.isDead() || w.process.kill('SIGKILL')), settings.shutdownTimeoutMs + 5_000);
+    Promise.all(exits)
+      .then(() => store.close())
+      .then(
+        () => {
+          clearTimeout(force);
+          log.always('stopped');
+          process.exit(0);
+        },
+        (err) => {
+          log.error('shutdown failed', { err });
+          process.exit(1);
+        },
+      );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    watcher?.reload('SIGHUP', true);
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+  });
+}
