@@ -29,6 +29,8 @@ interface ServiceBench {
   date?: string;
   setup?: Record<string, unknown>;
   service?: { check?: ServiceFigures; update?: ServiceFigures };
+  /** The same load with WORKERS=1 and WORKERS=N (`service` is the WORKERS=1 run). */
+  workers?: { workers: number; check: ServiceFigures; update: ServiceFigures }[];
   redis_benchmark_evalsha?: Record<string, { rps: number; p50_latency_ms: number; p99_latency_ms: number }>;
 }
 interface ServiceFigures {
@@ -315,8 +317,13 @@ Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this 
     const ceilCheck = rb.check_unpipelined?.rps;
     const ceilCharge = rb.charge_unpipelined?.rps;
     const rows: string[][] = [];
-    if (j.service?.check) rows.push(['service: checks (GET /ratelimit)', int(j.service.check.rps), f3(j.service.check.p50_ms), f3(j.service.check.p99_ms), int(j.service.check.errors), ceilCheck ? f3(j.service.check.rps / ceilCheck) : '–']);
-    if (j.service?.update) rows.push(['service: updates (POST /update_ratelimit_record)', int(j.service.update.rps), f3(j.service.update.p50_ms), f3(j.service.update.p99_ms), int(j.service.update.errors), ceilCharge ? f3(j.service.update.rps / ceilCharge) : '–']);
+    const row = (what: string, f: ServiceFigures, ceil: number | undefined) =>
+      rows.push([what, int(f.rps), f3(f.p50_ms), f3(f.p99_ms), int(f.errors), ceil ? f3(f.rps / ceil) : '–']);
+    const runs = j.workers ?? (j.service?.check && j.service?.update ? [{ workers: 1, check: j.service.check, update: j.service.update }] : []);
+    for (const w of runs) {
+      row(`service, WORKERS=${w.workers}: checks (GET /ratelimit)`, w.check, ceilCheck);
+      row(`service, WORKERS=${w.workers}: updates (POST /update_ratelimit_record)`, w.update, ceilCharge);
+    }
     for (const [k, v] of Object.entries(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)']);
     if (!rows.length) throw new Error('unknown shape');
     const setup = j.setup ? Object.entries(j.setup).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
