@@ -77,7 +77,8 @@ async function main(): Promise<void> {
     procs.push(base.child);
     // BENCH_HEAD_OPEN=1: this build without a token (to tell the token check's share apart).
     const open = process.env.BENCH_HEAD_OPEN === '1';
-    const head = await startService(join(__dirname, '..', 'dist', 'main.js'), { REDIS_URL: `${redis.url}/1`, ADMIN_PORT: '0', ...(open ? {} : { SERVICE_TOKENS: TOKEN }) });
+    // One process, like the base (WORKERS would make it a cluster whose workers this bench does not account).
+    const head = await startService(join(__dirname, '..', 'dist', 'main.js'), { REDIS_URL: `${redis.url}/1`, ADMIN_PORT: '0', WORKERS: '1', ...(open ? {} : { SERVICE_TOKENS: TOKEN }) });
     procs.push(head.child);
     const sides = {
       base: { port: base.port, token: undefined as string | undefined, pid: base.child.pid! },
