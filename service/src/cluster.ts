@@ -7,8 +7,7 @@
  * otherwise is logged and replaced.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
 import type { Settings } from './config/env';
 import type { Rule } from './config/rules';
@@ -18,7 +17,7 @@ import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
 import { createAdminApp, jsonClientError } from './server/routes';
 import { Authenticator } from './server/auth';
-import { createLimiter, MAX_HEADER_BYTES, readiness } from './start';
+import { createLimiter, listen, MAX_HEADER_BYTES, readiness } from './start';
 import type { BucketStore } from './store/types';
 
 /** IPC message a worker sends once its protocol port listens. */
@@ -36,15 +35,6 @@ export interface PrimaryOptions {
   openStore(): Promise<BucketStore>;
 }
 
-function listen(server: Server, port: number, host?: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}
 
 /** Resolves once every worker listens and the admin port is open; rejects (start fails) if a worker dies before that. */
 export async function runPrimary(opts: PrimaryOptions): Promise<void> {

@@ -70,7 +70,8 @@ export function createLimiter(rules: Rule[] | string, store: BucketStore, metric
   return new Limiter(new RuleSet(list), store, metrics, opts);
 }
 
-function listen(server: Server, port: number, host?: string): Promise<number> {
+/** Listens on port (0: a free one) and resolves with the port it got. */
+export function listen(server: Server, port: number, host?: string): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
