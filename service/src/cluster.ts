@@ -35,7 +35,6 @@ export interface PrimaryOptions {
   openStore(): Promise<BucketStore>;
 }
 
-
 /** Resolves once every worker listens and the admin port is open; rejects (start fails) if a worker dies before that. */
 export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const { settings, rules, configText, log } = opts;
