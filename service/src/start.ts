@@ -2,6 +2,7 @@
  * Programmatic API: build and start the service in-process (tests, benches, main.ts).
  */
 import { createServer, type Server } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ConfigWatcher } from './config/watcher';
 import { parseRules, type Rule } from './config/rules';
@@ -9,7 +10,10 @@ import { Limiter, type LimiterOptions } from './limiter/limiter';
 import { RuleSet } from './limiter/ruleset';
 import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
-import { createAdminApp, createHttpApp, jsonClientError, type Readiness } from './server/routes';
+import { createAdminApp, jsonClientError, type Readiness } from './server/routes';
+import { Http1Server } from './server/http1';
+import { mainPortHandler } from './server/main-port';
+import { MAX_BODY_BYTES } from './server/input';
 import { Authenticator } from './server/auth';
 import { MemoryStore } from './store/memory';
 import type { BucketStore } from './store/types';
@@ -50,7 +54,8 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 export interface RunningService {
   port: number;
   url: string;
-  server: Server;
+  /** The main port's listener. */
+  server: NetServer;
   /** The admin server's port and URL (undefined with adminPort: null). */
   adminPort?: number;
   adminUrl?: string;
@@ -71,7 +76,7 @@ export function createLimiter(rules: Rule[] | string, store: BucketStore, metric
 }
 
 /** Listens on port (0: a free one) and resolves with the port it got. */
-export function listen(server: Server, port: number, host?: string): Promise<number> {
+export function listen(server: Server | NetServer, port: number, host?: string): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -116,12 +121,15 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   const adminAuth = opts.adminTokens?.length ? new Authenticator(opts.adminTokens) : undefined;
   const isReady = readiness(store, logger);
   const deps = { limiter, metrics, logger, auth, adminAuth, usage: opts.usage };
-  const app = createHttpApp(deps, isReady, opts.accessLog ?? false);
-  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
-  server.on('clientError', jsonClientError);
-  // Idle keep-alive connections from Envoy are kept a while (Envoy reuses its pool).
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  const http = new Http1Server(mainPortHandler(deps, isReady, opts.accessLog ?? false), {
+    maxHeaderBytes: MAX_HEADER_BYTES,
+    maxBodyBytes: MAX_BODY_BYTES,
+    // Idle keep-alive connections from Envoy are kept a while (Envoy reuses its pool).
+    keepAliveMs: 65_000,
+    requestTimeoutMs: 66_000,
+    onError: (err) => logger.error('internal error', { err: err as Error }),
+  });
+  const server = http.server;
   const port = await listen(server, opts.port ?? 0, opts.host);
 
   let admin: Server | undefined;
@@ -145,14 +153,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       watcher?.stop();
       admin?.close();
       admin?.closeAllConnections();
-      const done = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      // Connections that finish a response while closing are closed by Node right after.
-      const idle = setInterval(() => server.closeIdleConnections(), 100);
-      const force = setTimeout(() => server.closeAllConnections(), opts.shutdownTimeoutMs ?? 10_000);
-      await done;
-      clearInterval(idle);
-      clearTimeout(force);
+      await http.close(opts.shutdownTimeoutMs ?? 10_000);
       await store.close();
       opts.usage?.close();
     })());
