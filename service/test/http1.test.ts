@@ -11,17 +11,21 @@ let srv: Http1Server;
 let port: number;
 let seen: HttpRequest[];
 let errors: unknown[];
+/** Releases of the `/hold` requests in flight. */
+let holds: (() => void)[];
 
 /** Echoes what it parsed; `/slow` answers after 100 ms, `/throw` throws. */
 async function start(opts: Partial<ConstructorParameters<typeof Http1Server>[1]> = {}): Promise<void> {
   seen = [];
   errors = [];
+  holds = [];
   srv = new Http1Server(
     (req) => {
       seen.push(req);
       if (req.url === '/throw') throw new Error('boom');
       const reply = { status: 200, json: JSON.stringify({ method: req.method, url: req.url, body: req.body }) };
       if (req.url === '/slow') return new Promise((r) => setTimeout(() => r(reply), 100));
+      if (req.url === '/hold') return new Promise((r) => holds.push(() => r(reply)));
       return reply;
     },
     { maxHeaderBytes: 4096, maxBodyBytes: 1000, keepAliveMs: 60_000, requestTimeoutMs: 60_000, onError: (e) => errors.push(e), ...opts },
@@ -176,6 +180,49 @@ describe('framing', () => {
   });
 });
 
+describe('a client that floods', () => {
+  beforeEach(() => start());
+
+  test('10 000 pipelined requests in one write are all answered, in order', async () => {
+    const n = 10_000;
+    const reqs = Array.from({ length: n }, (_, i) => `GET /p${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join('');
+    const x = await exchange([reqs], n);
+    const urls = bodies(x.text).map((y) => JSON.parse(y.body).url);
+    expect(urls).toHaveLength(n);
+    expect(urls[0]).toBe('/p0');
+    expect(urls[n - 1]).toBe(`/p${n - 1}`);
+    x.socket.destroy();
+  });
+
+  test('sending far ahead of a request in flight: the server stops reading, its buffer stays bounded', async () => {
+    const s = connect(port, '127.0.0.1');
+    await new Promise((r) => s.on('connect', r));
+    s.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
+    const chunk = 'GET /p HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(1000);
+    // 30 MB offered; the kernel's buffers take a few MB, the server holds at most its bound.
+    for (let i = 0; i < 1000 && s.write(chunk); i++);
+    await new Promise((r) => setTimeout(r, 300));
+    const bound = 4096 + 2 * 1000 + 64 * 1024; // the server's bound plus one read
+    expect(srv.stats().buffered).toBeLessThanOrEqual(bound);
+    expect(seen.map((q) => q.url)).toEqual(['/hold']);
+    // Released, it goes on reading and answering.
+    holds[0]();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen.length).toBeGreaterThan(1);
+    s.destroy();
+  });
+
+  test('a head sent a byte at a time, close to the bound, is parsed', async () => {
+    const req = `GET /b HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(3900)}\r\n\r\n`;
+    const s = connect(port, '127.0.0.1');
+    await new Promise((r) => s.on('connect', r));
+    const got = new Promise<string>((r) => s.on('data', (d) => r(d.toString())));
+    for (const ch of req) s.write(ch);
+    expect(JSON.parse(bodies(await got)[0].body).url).toBe('/b');
+    s.destroy();
+  });
+});
+
 describe('refused: a JSON error, the connection closed, the handler not called', () => {
   beforeEach(() => start());
 
@@ -193,6 +240,7 @@ describe('refused: a JSON error, the connection closed, the handler not called',
     ['a Content-Length that is not a number', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', 400],
     ['Transfer-Encoding other than chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', 501],
     ['a malformed chunk size', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400],
+    ['a chunk-size line over 1 KiB', `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;${'e'.repeat(1100)}\r\na\r\n0\r\n\r\n`, 400],
     ['a chunk without its CRLF', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n', 400],
     ['a body over the bound (declared)', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n', 400],
     ['a chunked body over the bound', `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n${'a'.repeat(1001)}\r\n0\r\n\r\n`, 400],

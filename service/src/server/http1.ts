@@ -119,42 +119,119 @@ export function parseHead(text: string): Head {
   return { method: m[1], url: m[2], headers, keepAlive, http10, length, expectContinue };
 }
 
+/** Longest chunk-size line (size and extensions). */
+const MAX_CHUNK_LINE = 1024;
+
 /**
- * Decodes a chunked body from `buf`. Returns the body and the bytes consumed (trailers
- * included and ignored), or undefined while incomplete.
+ * A chunked body, decoded as its bytes arrive: `feed` takes everything received after the head
+ * so far (the same bytes again plus the new ones) and resumes where it stopped, so a body sent a
+ * byte at a time costs linear time. Trailers are read and ignored.
  */
-export function decodeChunked(buf: Buffer, maxBody: number, maxTrailer: number): { body: Buffer; used: number } | undefined {
-  const parts: Buffer[] = [];
-  let size = 0;
-  let at = 0;
-  for (;;) {
-    const eol = buf.indexOf('\r\n', at, 'latin1');
-    if (eol < 0) {
-      if (buf.length - at > 64) throw new HttpError(400, 'malformed chunk size');
-      return undefined;
+export class ChunkedDecoder {
+  private at = 0;
+  private size = 0;
+  private readonly parts: Buffer[] = [];
+  private trailer = false;
+  private trailerStart = 0;
+
+  constructor(
+    private readonly maxBody: number,
+    private readonly maxTrailer: number,
+  ) {}
+
+  /** The body and the bytes it took, once whole; undefined while incomplete. */
+  feed(buf: Buffer): { body: Buffer; used: number } | undefined {
+    while (!this.trailer) {
+      const eol = buf.indexOf('\r\n', this.at, 'latin1');
+      if (eol < 0 || eol - this.at > MAX_CHUNK_LINE) {
+        if (eol - this.at > MAX_CHUNK_LINE || buf.length - this.at > MAX_CHUNK_LINE) throw new HttpError(400, 'malformed chunk size');
+        return undefined;
+      }
+      const m = /^([0-9A-Fa-f]{1,8})(;[\t\x20-\x7e]*)?$/.exec(buf.toString('latin1', this.at, eol));
+      if (!m) throw new HttpError(400, 'malformed chunk size');
+      const n = parseInt(m[1], 16);
+      if (n === 0) {
+        this.trailer = true;
+        this.at = this.trailerStart = eol + 2;
+        break;
+      }
+      if (this.size + n > this.maxBody) throw new HttpError(400, `body larger than ${this.maxBody} bytes`);
+      if (buf.length < eol + 2 + n + 2) return undefined;
+      const start = eol + 2;
+      if (buf[start + n] !== 13 || buf[start + n + 1] !== 10) throw new HttpError(400, 'malformed chunk');
+      this.parts.push(buf.subarray(start, start + n));
+      this.size += n;
+      this.at = start + n + 2;
+      // Chunk lines cost bytes the size bound does not see: bound the whole encoding too.
+      if (this.at > 2 * this.maxBody + MAX_CHUNK_LINE) throw new HttpError(400, `body larger than ${this.maxBody} bytes`);
     }
-    const m = /^([0-9A-Fa-f]{1,8})(;[\t\x20-\x7e]*)?$/.exec(buf.toString('latin1', at, eol));
-    if (!m) throw new HttpError(400, 'malformed chunk size');
-    const n = parseInt(m[1], 16);
-    at = eol + 2;
-    if (n === 0) break;
-    size += n;
-    if (size > maxBody) throw new HttpError(400, `body larger than ${maxBody} bytes`);
-    if (buf.length < at + n + 2) return undefined;
-    if (buf[at + n] !== 13 || buf[at + n + 1] !== 10) throw new HttpError(400, 'malformed chunk');
-    parts.push(buf.subarray(at, at + n));
-    at += n + 2;
+    for (;;) {
+      const eol = buf.indexOf('\r\n', this.at, 'latin1');
+      if (eol < 0 || eol - this.trailerStart > this.maxTrailer) {
+        if (eol - this.trailerStart > this.maxTrailer || buf.length - this.trailerStart > this.maxTrailer) {
+          throw new HttpError(431, 'request headers too large');
+        }
+        return undefined;
+      }
+      if (eol === this.at) return { body: this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts), used: eol + 2 };
+      if (!HEADER_LINE.test(buf.toString('latin1', this.at, eol))) throw new HttpError(400, 'malformed trailer line');
+      this.at = eol + 2;
+    }
   }
-  // Trailer section: header lines up to an empty line.
-  for (;;) {
-    const eol = buf.indexOf('\r\n', at, 'latin1');
-    if (eol < 0) {
-      if (buf.length - at > maxTrailer) throw new HttpError(431, 'request headers too large');
-      return undefined;
+}
+
+/**
+ * Received bytes not parsed yet. Appends grow a private buffer by doubling (amortised linear
+ * copying, however small the pieces); when empty, a new piece is used as it is (no copy: the
+ * usual request arrives in one piece). Bytes once written are never changed, so views of
+ * them (chunks of a body) stay valid.
+ */
+class Pending {
+  private store: Buffer = Buffer.alloc(0);
+  private start = 0;
+  private end = 0;
+  private owned = false;
+
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  append(d: Buffer): void {
+    if (this.end === this.start) {
+      this.store = d;
+      this.start = 0;
+      this.end = d.length;
+      this.owned = false;
+      return;
     }
-    if (eol === at) return { body: parts.length === 1 ? parts[0] : Buffer.concat(parts), used: eol + 2 };
-    if (!HEADER_LINE.test(buf.toString('latin1', at, eol))) throw new HttpError(400, 'malformed trailer line');
-    at = eol + 2;
+    const len = this.end - this.start;
+    if (!this.owned || this.store.length - this.end < d.length) {
+      const next = Buffer.allocUnsafe(Math.max(2 * (len + d.length), 4096));
+      this.store.copy(next, 0, this.start, this.end);
+      this.store = next;
+      this.start = 0;
+      this.end = len;
+      this.owned = true;
+    }
+    d.copy(this.store, this.end);
+    this.end += d.length;
+  }
+
+  view(): Buffer {
+    return this.store.subarray(this.start, this.end);
+  }
+
+  consume(n: number): void {
+    this.start += n;
+    if (this.start === this.end) {
+      this.store = Buffer.alloc(0);
+      this.start = this.end = 0;
+      this.owned = false;
+    }
+  }
+
+  clear(): void {
+    this.consume(this.length);
   }
 }
 
@@ -172,12 +249,16 @@ function serialize(reply: HttpReply, keepAlive: boolean, http10: boolean, head: 
 
 /** One client connection: parses requests in order and answers each before the next. */
 class Connection {
-  private buf: Buffer | undefined;
+  private readonly pending = new Pending();
+  /** Where the search for the end of the head goes on (bytes of `pending` already searched). */
+  private scanned = 0;
   private head: Head | undefined;
+  private chunked: ChunkedDecoder | undefined;
   private busy = false;
   private ended = false;
   /** The client shut its side: answer what it sent, then close. */
   private peerEnded = false;
+  private paused = false;
   /** When the request now arriving began (the server's coarse clock; 0: between requests). */
   started = 0;
   /** Last activity (coarse clock). */
@@ -190,83 +271,115 @@ class Connection {
     this.active = server.now;
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
+    socket.on('drain', () => this.flow());
     socket.on('end', () => {
       this.peerEnded = true;
       if (!this.busy) this.finish();
     });
   }
 
-  /** Ends our side once nothing more can be answered. */
-  private finish(): void {
-    this.ended = true;
-    this.socket.end();
-  }
-
   get idle(): boolean {
     return !this.busy && this.started === 0;
+  }
+
+  /** Bytes received and not parsed yet. */
+  get buffered(): number {
+    return this.pending.length;
   }
 
   private onData(d: Buffer): void {
     this.active = this.server.now;
     if (this.ended) return;
-    this.buf = this.buf === undefined || this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
+    this.pending.append(d);
     if (this.started === 0) this.started = this.server.now;
-    if (!this.busy) this.parse();
+    if (this.busy) this.flow();
+    else this.parse();
   }
 
+  /**
+   * Stops reading while the client does not read our replies, or sends far ahead of them
+   * (pipelining while a request is in flight): what is buffered stays bounded.
+   */
+  private flow(): void {
+    const o = this.server.options;
+    const stop = this.socket.writableNeedDrain || (this.busy && this.pending.length > o.maxHeaderBytes + 2 * o.maxBodyBytes);
+    if (stop && !this.paused) this.socket.pause();
+    else if (!stop && this.paused) this.socket.resume();
+    this.paused = stop;
+  }
+
+  /** Parses and answers the requests received, in order, until one is in flight or bytes run out. */
   private parse(): void {
     const o = this.server.options;
     try {
-      while (!this.busy && !this.ended && this.buf !== undefined && this.buf.length > 0) {
-        let buf = this.buf;
+      while (!this.busy && !this.ended && this.pending.length > 0) {
         if (this.head === undefined) {
+          let buf = this.pending.view();
           // An empty line before a request line is ignored (RFC 9112 §2.2).
-          while (buf.length >= 2 && buf[0] === 13 && buf[1] === 10) buf = buf.subarray(2);
-          this.buf = buf;
-          const end = buf.indexOf(CRLFCRLF);
+          let skip = 0;
+          while (buf.length >= skip + 2 && buf[skip] === 13 && buf[skip + 1] === 10) skip += 2;
+          if (skip > 0) {
+            this.pending.consume(skip);
+            this.scanned = 0;
+            buf = this.pending.view();
+            if (buf.length === 0) break;
+          }
+          const end = buf.indexOf(CRLFCRLF, Math.max(0, this.scanned - 3));
           if (end < 0 || end > o.maxHeaderBytes) {
             if (end > o.maxHeaderBytes || buf.length > o.maxHeaderBytes) throw new HttpError(431, 'request headers too large');
-            return;
+            this.scanned = buf.length;
+            break;
           }
           this.head = parseHead(buf.toString('latin1', 0, end));
-          this.buf = buf = buf.subarray(end + 4);
+          this.pending.consume(end + 4);
+          this.scanned = 0;
           if (this.head.length > o.maxBodyBytes) throw new HttpError(400, `body larger than ${o.maxBodyBytes} bytes`);
-          if (this.head.expectContinue && this.head.length !== 0 && buf.length === 0) {
+          if (this.head.length < 0) this.chunked = new ChunkedDecoder(o.maxBodyBytes, o.maxHeaderBytes);
+          if (this.head.expectContinue && this.head.length !== 0 && this.pending.length === 0) {
             this.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
           }
         }
         const h = this.head;
-        let body: Buffer;
-        if (h.length >= 0) {
-          if (buf.length < h.length) return;
-          body = buf.subarray(0, h.length);
-          this.buf = buf.subarray(h.length);
+        let body: string;
+        if (this.chunked === undefined) {
+          if (this.pending.length < h.length) break;
+          body = h.length === 0 ? '' : this.pending.view().toString('utf8', 0, h.length);
+          this.pending.consume(h.length);
         } else {
-          const c = decodeChunked(buf, o.maxBodyBytes, o.maxHeaderBytes);
-          if (c === undefined) return;
-          body = c.body;
-          this.buf = buf.subarray(c.used);
+          const c = this.chunked.feed(this.pending.view());
+          if (c === undefined) break;
+          body = c.body.toString('utf8');
+          this.pending.consume(c.used);
+          this.chunked = undefined;
         }
         this.head = undefined;
-        this.started = this.buf.length > 0 ? this.server.now : 0;
-        this.dispatch(h, body.length === 0 ? '' : body.toString('utf8'));
+        this.started = this.pending.length > 0 ? this.server.now : 0;
+        const out = this.call(h, body);
+        if (out instanceof Promise) {
+          this.busy = true;
+          out.then(
+            (r) => this.answered(h, r),
+            (err) => this.answered(h, this.internal(err)),
+          );
+          break;
+        }
+        this.send(h, out);
       }
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       this.fail(err);
+      return;
     }
+    if (this.peerEnded && !this.busy && !this.ended) this.finish();
+    this.flow();
   }
 
-  private dispatch(h: Head, body: string): void {
-    this.busy = true;
-    let out: HttpReply | Promise<HttpReply>;
+  private call(h: Head, body: string): HttpReply | Promise<HttpReply> {
     try {
-      out = this.server.handler({ method: h.method, url: h.url, headers: h.headers, body });
+      return this.server.handler({ method: h.method, url: h.url, headers: h.headers, body });
     } catch (err) {
-      out = this.internal(err);
+      return this.internal(err);
     }
-    if (out instanceof Promise) out.then((r) => this.reply(h, r), (err) => this.reply(h, this.internal(err)));
-    else this.reply(h, out);
   }
 
   private internal(err: unknown): HttpReply {
@@ -274,32 +387,39 @@ class Connection {
     return { status: 500, json: '{"error":"internal error"}' };
   }
 
-  private reply(h: Head, r: HttpReply): void {
+  /** A reply that was in flight: sent, then the requests that arrived meanwhile. */
+  private answered(h: Head, r: HttpReply): void {
     this.busy = false;
     if (this.socket.destroyed) return;
+    this.send(h, r);
+    this.parse();
+  }
+
+  private send(h: Head, r: HttpReply): void {
     const keepAlive = h.keepAlive && !this.server.closing;
     this.socket.write(serialize(r, keepAlive, h.http10, h.method === 'HEAD', this.server.date));
-    if (!keepAlive) {
-      this.ended = true;
-      this.socket.end();
-      return;
-    }
-    if (this.buf !== undefined && this.buf.length > 0) this.parse();
-    if (this.peerEnded && !this.busy) this.finish();
+    if (!keepAlive) this.finish();
+  }
+
+  /** Ends our side; nothing more is read or answered. */
+  private finish(): void {
+    this.ended = true;
+    this.pending.clear();
+    this.socket.end();
   }
 
   /** Answers a request the connection cannot go on from, and closes it. */
   private fail(err: HttpError): void {
-    this.ended = true;
-    this.head = undefined;
-    this.buf = undefined;
     const r: HttpReply = { status: err.status, json: JSON.stringify({ error: err.message }) };
-    this.socket.end(serialize(r, false, false, false, this.server.date));
+    this.socket.write(serialize(r, false, false, false, this.server.date));
+    this.head = undefined;
+    this.chunked = undefined;
+    this.finish();
   }
 
   /** Closes the connection if no request is in flight (shutdown). */
   closeIfIdle(): void {
-    if (this.idle) this.socket.end();
+    if (this.idle && !this.ended) this.finish();
   }
 }
 
@@ -307,6 +427,13 @@ class Connection {
 export class Http1Server {
   readonly server: Server;
   private readonly conns = new Set<Connection>();
+
+  /** Open connections and the bytes they hold unparsed (tests, debugging). */
+  stats(): { connections: number; buffered: number } {
+    let buffered = 0;
+    for (const c of this.conns) buffered += c.buffered;
+    return { connections: this.conns.size, buffered };
+  }
   private readonly timer: NodeJS.Timeout;
   /** A coarse clock (ms), advanced every 250 ms: timeouts need no timer per request. */
   now = Date.now();
