@@ -38,6 +38,8 @@ interface ServiceFigures {
   p50_ms: number;
   p99_ms: number;
   errors: number;
+  service_cpu_us?: number;
+  redis_cpu_us?: number;
 }
 
 /** What render reads of plugin/build/bench-results.json (another shape is shown as JSON). */
@@ -318,18 +320,20 @@ Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this 
     const ceilCharge = rb.charge_unpipelined?.rps;
     const rows: string[][] = [];
     const row = (what: string, f: ServiceFigures, ceil: number | undefined) =>
-      rows.push([what, int(f.rps), f3(f.p50_ms), f3(f.p99_ms), int(f.errors), ceil ? f3(f.rps / ceil) : '–']);
+      rows.push([what, int(f.rps), f3(f.p50_ms), f3(f.p99_ms), int(f.errors), ceil ? f3(f.rps / ceil) : '–', f1(f.service_cpu_us), f1(f.redis_cpu_us)]);
     const runs = j.workers ?? (j.service?.check && j.service?.update ? [{ workers: 1, check: j.service.check, update: j.service.update }] : []);
     for (const w of runs) {
       row(`service, WORKERS=${w.workers}: checks (GET /ratelimit)`, w.check, ceilCheck);
       row(`service, WORKERS=${w.workers}: updates (POST /update_ratelimit_record)`, w.update, ceilCharge);
     }
-    for (const [k, v] of Object.entries(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)']);
+    for (const [k, v] of Object.entries(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)', '–', '–']);
     if (!rows.length) throw new Error('unknown shape');
     const setup = j.setup ? Object.entries(j.setup).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
     return `${head}
 ${setup ? `Setup: ${setup}.\n` : ''}
-${table(['what', 'per second', 'p50 ms', 'p99 ms', 'errors', 'ratio to the EVALSHA ceiling (unpipelined, same script)'], rows)}
+${table(['what', 'per second', 'p50 ms', 'p99 ms', 'errors', 'ratio to the EVALSHA ceiling (unpipelined, same script)', 'service CPU µs/req', 'Redis CPU µs/req'], rows)}
+
+CPU per request is user + system time from \`/proc\` over each phase (the service's processes, \`redis-server\`): wrk, Redis and the service share the machine's cores, so requests/s depends on the others' cost too; the CPU per request is the service's own.
 `;
   } catch {
     return `${head}\n\`\`\`json\n${JSON.stringify(j, null, 2)}\n\`\`\`\n`;

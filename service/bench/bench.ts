@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { BUCKET_LUA } from '../src/store/bucket-lua';
 import { defaultWorkers } from '../src/config/cpus';
 import { startRedis } from '../../test-support/redis';
+import { processTree, treeCpuSeconds } from './cpu';
 
 const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 6) * 1000;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -44,6 +45,10 @@ export interface Phase {
   p50_ms: number;
   p99_ms: number;
   max_ms: number;
+  /** CPU (user + system) of the service's processes per answered request, µs (make bench-service). */
+  service_cpu_us?: number;
+  /** CPU of redis-server per answered request, µs (make bench-service). */
+  redis_cpu_us?: number;
 }
 
 function pct(sorted: Float64Array, p: number): number {
@@ -182,8 +187,21 @@ function wrk(port: number, mode: 'check' | 'update', seconds: number): Promise<P
   });
 }
 
+/**
+ * A wrk phase with the CPU that the service's processes and Redis spent on it, per answered
+ * request: on a machine where wrk, Redis and the service share the cores, this is what tells the
+ * service's own cost apart from the others'.
+ */
+async function phase(port: number, mode: 'check' | 'update', seconds: number, pids: number[], redisPid: number): Promise<Phase> {
+  const s0 = treeCpuSeconds(pids);
+  const r0 = treeCpuSeconds([redisPid]);
+  const p = await wrk(port, mode, seconds);
+  const perRequest = (cpu: number) => +((cpu * 1e6) / Math.max(1, p.requests + p.errors)).toFixed(1);
+  return { ...p, service_cpu_us: perRequest(treeCpuSeconds(pids) - s0), redis_cpu_us: perRequest(treeCpuSeconds([redisPid]) - r0) };
+}
+
 /** The service with WORKERS=`workers` on `redisUrl`: warm-up, then checks and updates. */
-async function measure(redisUrl: string, workers: number): Promise<{ workers: number; check: Phase; update: Phase }> {
+async function measure(redisUrl: string, redisPid: number, workers: number): Promise<{ workers: number; check: Phase; update: Phase }> {
   const mainJs = join(__dirname, '..', 'dist', 'main.js');
   const child = spawn(process.execPath, [mainJs], {
     env: { ...process.env, PORT: '0', ADMIN_PORT: '0', WORKERS: String(workers), REDIS_URL: redisUrl, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'warn' },
@@ -201,8 +219,9 @@ async function measure(redisUrl: string, workers: number): Promise<{ workers: nu
     });
     const seconds = DURATION_MS / 1000;
     await wrk(port, 'check', 2); // warm-up (JIT, connections, script cache)
-    const check = await wrk(port, 'check', seconds);
-    const update = await wrk(port, 'update', seconds);
+    const pids = processTree(child.pid!);
+    const check = await phase(port, 'check', seconds, pids, redisPid);
+    const update = await phase(port, 'update', seconds, pids, redisPid);
     return { workers, check, update };
   } finally {
     child.kill('SIGTERM');
@@ -217,8 +236,8 @@ async function main(): Promise<void> {
   const n = Math.max(2, Number(process.env.BENCH_WORKERS ?? defaultWorkers()));
   const redis = await startRedis();
   try {
-    const one = await measure(redis.url, 1);
-    const many = await measure(redis.url, n);
+    const one = await measure(redis.url, redis.pid, 1);
+    const many = await measure(redis.url, redis.pid, n);
     const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', BUCKET_LUA], { encoding: 'utf8' }).trim();
     const ceiling = {
       check_unpipelined: redisBenchmark(redis.port, sha, 'check', 1),

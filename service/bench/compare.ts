@@ -11,10 +11,11 @@
  * Prints per-round figures and the median ratio (this / base); writes service/bench-compare.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { load, requests, type Phase } from './bench';
+import { cpuSeconds } from './cpu';
 import { startRedis } from '../../test-support/redis';
 
 const BASE = process.env.BENCH_BASE || '';
@@ -47,13 +48,6 @@ const stop = (c: ChildProcess) =>
     c.once('exit', r);
     c.kill('SIGTERM');
   });
-
-/** utime + stime of a process, in seconds (Linux /proc). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100; // fields 14 and 15, in clock ticks (USER_HZ = 100)
-}
 
 interface Measured extends Phase {
   /** CPU of the service process per answered request, µs (robust to other load on the machine). */
