@@ -4,10 +4,10 @@
  * bytes and reads what comes back until the server closes or the expected replies are in.
  */
 import { connect, type Socket } from 'node:net';
-import { Http1Server, type HttpRequest } from '../src/server/http1';
+import { Http1Server, parseHead, type HttpRequest } from '../src/server/http1';
 import { listen } from '../src/start';
 
-let srv: Http1Server;
+let srv: Http1Server | undefined;
 let port: number;
 let seen: HttpRequest[];
 let errors: unknown[];
@@ -34,7 +34,7 @@ async function start(opts: Partial<ConstructorParameters<typeof Http1Server>[1]>
 }
 
 afterEach(async () => {
-  await srv.close(1000);
+  await srv?.close(1000);
 });
 
 interface Exchange {
@@ -203,7 +203,7 @@ describe('a client that floods', () => {
     for (let i = 0; i < 1000 && s.write(chunk); i++);
     await new Promise((r) => setTimeout(r, 300));
     const bound = 4096 + 2 * 1000 + 64 * 1024; // the server's bound plus one read
-    expect(srv.stats().buffered).toBeLessThanOrEqual(bound);
+    expect(srv!.stats().buffered).toBeLessThanOrEqual(bound);
     expect(seen.map((q) => q.url)).toEqual(['/hold']);
     // Released, it goes on reading and answering.
     holds[0]();
@@ -220,6 +220,37 @@ describe('a client that floods', () => {
     for (const ch of req) s.write(ch);
     expect(JSON.parse(bodies(await got)[0].body).url).toBe('/b');
     s.destroy();
+  });
+});
+
+describe('header lines an attacker shapes', () => {
+  // A linear parse takes milliseconds; one regex with a lazy value and trailing spaces takes
+  // minutes on these (quadratic backtracking), far past the test's timeout.
+  test('parseHead: a 1 MB run of spaces before a bad byte is refused, in linear time', () => {
+    const line = `X-A: a${' '.repeat(1_000_000)}\x01`;
+    expect(() => parseHead(`GET / HTTP/1.1\r\nHost: x\r\n${line}`)).toThrow('malformed HTTP header line');
+    const ok = parseHead(`GET / HTTP/1.1\r\nHost: x\r\nX-A: \t a b${' '.repeat(1_000_000)}`);
+    expect(ok.headers['x-a']).toBe('a b');
+  });
+
+  test('sixteen connections sending 60 KB header lines of spaces: refused, and the next request is answered', async () => {
+    // Quadratic parsing would take seconds per line, and the event loop with it: the last request
+    // would wait past the test's timeout.
+    await start({ maxHeaderBytes: 64 * 1024 });
+    const attack = `GET / HTTP/1.1\r\nHost: x\r\nX-A: a${' '.repeat(60_000)}\x01\r\n\r\n`;
+    const xs = await Promise.all(Array.from({ length: 16 }, () => exchange([attack], 99)));
+    expect(xs.map((x) => bodies(x.text)[0].status)).toEqual(Array(16).fill(400));
+    const y = await exchange(['GET /after HTTP/1.1\r\nHost: x\r\n\r\n']);
+    expect(JSON.parse(bodies(y.text)[0].body).url).toBe('/after');
+    y.socket.destroy();
+  });
+
+  test('headers named like Object properties are plain headers', () => {
+    const h = parseHead('GET / HTTP/1.1\r\nHost: x\r\n__proto__: a\r\nconstructor: b\r\nConnection: x, Close\r\n\r\n'.slice(0, -4));
+    expect(h.headers['__proto__']).toBe('a');
+    expect(h.headers['constructor']).toBe('b');
+    expect(Object.keys(h.headers).sort()).toEqual(['__proto__', 'connection', 'constructor', 'host']);
+    expect(h.keepAlive).toBe(false);
   });
 });
 
@@ -289,7 +320,7 @@ describe('timeouts and shutdown', () => {
     const idleClosed = new Promise<void>((r) => idle.socket.on('close', () => r()));
     const busy = exchange(['GET /slow HTTP/1.1\r\nHost: x\r\n\r\n']);
     await new Promise((r) => setTimeout(r, 30));
-    const closing = srv.close(5000);
+    const closing = srv!.close(5000);
     await idleClosed;
     const b = await busy;
     expect(bodies(b.text)[0].status).toBe(200);

@@ -60,7 +60,26 @@ const REASONS: Record<number, string> = {
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/1\.([01])$/;
-const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*$/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * `name: value` → [name, value without surrounding spaces and tabs], or undefined when malformed.
+ * Split by hand, not by one regex: a pattern with a lazy value and trailing optional spaces
+ * backtracks quadratically on a long run of spaces (a 64 KiB header line would cost seconds).
+ */
+export function headerLine(line: string): [string, string] | undefined {
+  const colon = line.indexOf(':');
+  if (colon <= 0) return undefined;
+  const name = line.slice(0, colon);
+  if (!TOKEN.test(name)) return undefined;
+  let a = colon + 1;
+  let b = line.length;
+  while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
+  while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
+  const value = line.slice(a, b);
+  return FIELD_VALUE.test(value) ? [name, value] : undefined;
+}
 
 /** A request the connection cannot go on from: answered with `status` and closed. */
 class HttpError extends Error {
@@ -86,21 +105,22 @@ export function parseHead(text: string): Head {
   const m = REQUEST_LINE.exec(lines[0]);
   if (!m) throw new HttpError(400, 'malformed HTTP request line');
   if (lines.length - 1 > MAX_HEADERS) throw new HttpError(431, 'request headers too large');
-  const headers: Record<string, string> = {};
+  // No prototype: a header named like an Object property is just a header.
+  const headers: Record<string, string> = Object.create(null);
   let contentLength: string | undefined;
   let te: string | undefined;
   for (let i = 1; i < lines.length; i++) {
-    const h = HEADER_LINE.exec(lines[i]);
+    const h = headerLine(lines[i]);
     if (!h) throw new HttpError(400, 'malformed HTTP header line');
-    const name = h[1].toLowerCase();
-    const value = h[2];
+    const name = h[0].toLowerCase();
+    const value = h[1];
     if (name === 'content-length') {
       if (contentLength !== undefined && contentLength !== value) throw new HttpError(400, 'conflicting Content-Length headers');
       contentLength = value;
     } else if (name === 'transfer-encoding') {
       te = te === undefined ? value : `${te}, ${value}`;
     }
-    if (!(name in headers)) headers[name] = value;
+    if (headers[name] === undefined) headers[name] = value;
   }
   const http10 = m[3] === '0';
   if (!http10 && headers.host === undefined) throw new HttpError(400, 'missing Host header');
@@ -113,8 +133,8 @@ export function parseHead(text: string): Head {
     if (!/^[0-9]{1,15}$/.test(contentLength)) throw new HttpError(400, 'malformed Content-Length');
     length = Number(contentLength);
   }
-  const conn = headers.connection?.toLowerCase() ?? '';
-  const keepAlive = http10 ? /(^|,)\s*keep-alive\s*(,|$)/.test(conn) : !/(^|,)\s*close\s*(,|$)/.test(conn);
+  const conn = (headers.connection ?? '').toLowerCase().split(',').map((t) => t.trim());
+  const keepAlive = http10 ? conn.includes('keep-alive') : !conn.includes('close');
   const expectContinue = !http10 && headers.expect?.toLowerCase() === '100-continue';
   return { method: m[1], url: m[2], headers, keepAlive, http10, length, expectContinue };
 }
@@ -174,7 +194,7 @@ export class ChunkedDecoder {
         return undefined;
       }
       if (eol === this.at) return { body: this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts), used: eol + 2 };
-      if (!HEADER_LINE.test(buf.toString('latin1', this.at, eol))) throw new HttpError(400, 'malformed trailer line');
+      if (!headerLine(buf.toString('latin1', this.at, eol))) throw new HttpError(400, 'malformed trailer line');
       this.at = eol + 2;
     }
   }
