@@ -31,6 +31,8 @@ interface ServiceBench {
   service?: { check?: ServiceFigures; update?: ServiceFigures };
   /** The same load with WORKERS=1 and WORKERS=N (`service` is the WORKERS=1 run). */
   workers?: { workers: number; check: ServiceFigures; update: ServiceFigures }[];
+  /** BENCH_REFERENCE: the reference Go service on the same Redis (medians of rounds; `workers` then holds medians too). */
+  reference?: { rounds: number; median: { check: ServiceFigures; update: ServiceFigures } };
   redis_benchmark_evalsha?: Record<string, { rps: number; p50_latency_ms: number; p99_latency_ms: number }>;
 }
 interface ServiceFigures {
@@ -325,6 +327,10 @@ Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this 
     for (const w of runs) {
       row(`service, WORKERS=${w.workers}: checks (GET /ratelimit)`, w.check, ceilCheck);
       row(`service, WORKERS=${w.workers}: updates (POST /update_ratelimit_record)`, w.update, ceilCharge);
+    }
+    if (j.reference) {
+      row(`reference Go service (BENCH_REFERENCE, median of ${j.reference.rounds} rounds): checks`, j.reference.median.check, ceilCheck);
+      row(`reference Go service (BENCH_REFERENCE, median of ${j.reference.rounds} rounds): updates`, j.reference.median.update, ceilCharge);
     }
     for (const [k, v] of Object.entries(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)', '–', '–']);
     if (!rows.length) throw new Error('unknown shape');

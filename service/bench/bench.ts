@@ -12,6 +12,11 @@
  * names the keys, so they can match that service's rules; BENCH_TOKEN is sent as
  * `Authorization: Bearer <token>` (for a service with SERVICE_TOKENS).
  * bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
+ *
+ * BENCH_REFERENCE=/path/to/binary adds the reference Go service (built by hand: it is not part
+ * of this repository, and nothing here builds it) side by side: BENCH_REFERENCE_ROUNDS rounds
+ * (default 3) of reference, WORKERS=1, WORKERS=N on the same Redis; medians and ratios. The
+ * reference always listens on :8080, which must be free.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -31,6 +36,10 @@ const KEYS = 1000;
 const TARGET = process.env.BENCH_TARGET || '';
 const KEY_PREFIX = process.env.BENCH_KEY_PREFIX || 'bench-user-';
 const TOKEN = process.env.BENCH_TOKEN || '';
+const REFERENCE = process.env.BENCH_REFERENCE || '';
+const REFERENCE_ROUNDS = Number(process.env.BENCH_REFERENCE_ROUNDS ?? 3);
+/** The reference service's port: fixed in its code. */
+const REFERENCE_PORT = 8080;
 
 const RULES = [
   // Huge bucket so every check stays allowed and every update is a real write.
@@ -229,6 +238,81 @@ async function measure(redisUrl: string, redisPid: number, workers: number): Pro
   }
 }
 
+/** Resolves when something answers HTTP on `port`, rejects after `ms`. */
+async function answering(port: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/ratelimit?ratelimit_keys=%5B%5D`);
+      return;
+    } catch {
+      if (Date.now() > end) throw new Error(`nothing answers on port ${port} after ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** The reference Go service (BENCH_REFERENCE) on the same Redis: warm-up, then checks and updates. */
+async function measureReference(redisPort: number, redisPid: number): Promise<{ check: Phase; update: Phase }> {
+  const busy = await fetch(`http://127.0.0.1:${REFERENCE_PORT}/`).then(() => true, () => false);
+  if (busy) throw new Error(`BENCH_REFERENCE: port ${REFERENCE_PORT} is in use; the reference service listens there and nowhere else`);
+  const child = spawn(REFERENCE, [], {
+    env: { PATH: process.env.PATH ?? '', REDIS_ADDRESS: `127.0.0.1:${redisPort}`, RATE_LIMIT_CONFIG: JSON.stringify(RULES) },
+    stdio: 'ignore',
+  });
+  const exited = new Promise<never>((_, reject) => {
+    child.once('error', (e) => reject(new Error(`BENCH_REFERENCE ${REFERENCE}: ${e.message}`)));
+    child.once('exit', (c) => reject(new Error(`BENCH_REFERENCE ${REFERENCE} exited ${c}`)));
+  });
+  try {
+    await Promise.race([answering(REFERENCE_PORT, 10_000), exited]);
+    const seconds = DURATION_MS / 1000;
+    await wrk(REFERENCE_PORT, 'check', 2);
+    const check = await phase(REFERENCE_PORT, 'check', seconds, [child.pid!], redisPid);
+    const update = await phase(REFERENCE_PORT, 'update', seconds, [child.pid!], redisPid);
+    return { check, update };
+  } finally {
+    exited.catch(() => undefined);
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+  }
+}
+
+/** The phase whose requests/s is the median of `runs` (its latency and CPU figures come with it). */
+function medianRun(runs: Phase[]): Phase {
+  return [...runs].sort((a, b) => a.rps - b.rps)[Math.floor((runs.length - 1) / 2)];
+}
+
+/** BENCH_REFERENCE: rounds of reference, WORKERS=1, WORKERS=n on one Redis; medians and ratios. */
+async function sideBySide(redis: { url: string; port: number; pid: number }, n: number) {
+  const rounds: { reference: { check: Phase; update: Phase }; one: { check: Phase; update: Phase }; many: { check: Phase; update: Phase } }[] = [];
+  for (let i = 0; i < REFERENCE_ROUNDS; i++) {
+    const reference = await measureReference(redis.port, redis.pid);
+    const one = await measure(redis.url, redis.pid, 1);
+    const many = await measure(redis.url, redis.pid, n);
+    rounds.push({ reference, one, many });
+    process.stderr.write(`[bench] round ${i + 1}: reference ${reference.check.rps}/${reference.update.rps}, WORKERS=1 ${one.check.rps}/${one.update.rps}, WORKERS=${n} ${many.check.rps}/${many.update.rps} checks/updates per second\n`);
+  }
+  const med = (pick: (r: (typeof rounds)[number]) => { check: Phase; update: Phase }) => ({
+    check: medianRun(rounds.map((r) => pick(r).check)),
+    update: medianRun(rounds.map((r) => pick(r).update)),
+  });
+  const reference = med((r) => r.reference);
+  const one = { workers: 1, ...med((r) => r.one) };
+  const many = { workers: n, ...med((r) => r.many) };
+  const ratio = (x: { check: Phase; update: Phase }) => ({
+    check: +(x.check.rps / reference.check.rps).toFixed(2),
+    update: +(x.update.rps / reference.update.rps).toFixed(2),
+    check_service_cpu: +(reference.check.service_cpu_us! / x.check.service_cpu_us!).toFixed(2),
+    update_service_cpu: +(reference.update.service_cpu_us! / x.update.service_cpu_us!).toFixed(2),
+  });
+  return {
+    one,
+    many,
+    reference: { binary: REFERENCE, rounds: REFERENCE_ROUNDS, median: reference, against: { [`workers_1`]: ratio(one), [`workers_${n}`]: ratio(many) } },
+  };
+}
+
 async function main(): Promise<void> {
   if (TARGET) return targetOnly();
   if (spawnSync('wrk', ['-v'], { stdio: 'ignore' }).error) throw new Error('wrk not found: apt-get install -y wrk (make bench-service does it)');
@@ -236,8 +320,12 @@ async function main(): Promise<void> {
   const n = Math.max(2, Number(process.env.BENCH_WORKERS ?? defaultWorkers()));
   const redis = await startRedis();
   try {
-    const one = await measure(redis.url, redis.pid, 1);
-    const many = await measure(redis.url, redis.pid, n);
+    let one, many, reference;
+    if (REFERENCE) ({ one, many, reference } = await sideBySide(redis, n));
+    else {
+      one = await measure(redis.url, redis.pid, 1);
+      many = await measure(redis.url, redis.pid, n);
+    }
     const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', BUCKET_LUA], { encoding: 'utf8' }).trim();
     const ceiling = {
       check_unpipelined: redisBenchmark(redis.port, sha, 'check', 1),
@@ -248,7 +336,9 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       setup: {
-        service: 'node dist/main.js (child process, WORKERS=1 then WORKERS=N) + redis-server, same machine; load from wrk -t2 (bench/service.lua)',
+        service: REFERENCE
+          ? `${REFERENCE_ROUNDS} rounds of the reference (BENCH_REFERENCE), node dist/main.js with WORKERS=1, then WORKERS=N (child processes) + redis-server, same machine; medians of the rounds; load from wrk -t2 (bench/service.lua)`
+          : 'node dist/main.js (child process, WORKERS=1 then WORKERS=N) + redis-server, same machine; load from wrk -t2 (bench/service.lua)',
         connections: CONNECTIONS,
         seconds_per_phase: DURATION_MS / 1000,
         keys: KEYS,
@@ -257,6 +347,7 @@ async function main(): Promise<void> {
       workers: [one, many],
       speedup: { workers: n, check: +(many.check.rps / one.check.rps).toFixed(2), update: +(many.update.rps / one.update.rps).toFixed(2) },
       redis_benchmark_evalsha: ceiling,
+      ...(reference ? { reference } : {}),
       total_seconds: Math.round((Date.now() - started) / 100) / 10,
     };
     const out = join(__dirname, '..', 'bench-results.json');
