@@ -4,7 +4,8 @@
  * bytes and reads what comes back until the server closes or the expected replies are in.
  */
 import { connect, type Socket } from 'node:net';
-import { Http1Server, parseHead, type HttpRequest } from '../src/server/http1';
+import { Http1Server, type HttpRequest } from '../src/server/http1';
+import { parseHead } from '../src/server/http1-parse';
 import { listen } from '../src/start';
 
 let srv: Http1Server | undefined;
