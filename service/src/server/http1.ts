@@ -50,10 +50,10 @@ export interface Http1Options {
   onError?: (err: unknown) => void;
 }
 
+/** The statuses the main port sends. */
 const REASONS: Record<number, string> = {
-  100: 'Continue', 200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error', 501: 'Not Implemented', 503: 'Service Unavailable',
+  200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
+  431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 501: 'Not Implemented', 503: 'Service Unavailable',
 };
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -250,13 +250,6 @@ class Connection {
 export class Http1Server {
   readonly server: Server;
   private readonly conns = new Set<Connection>();
-
-  /** Open connections and the bytes they hold unparsed (tests, debugging). */
-  stats(): { connections: number; buffered: number } {
-    let buffered = 0;
-    for (const c of this.conns) buffered += c.buffered;
-    return { connections: this.conns.size, buffered };
-  }
   private readonly timer: NodeJS.Timeout;
   /** A coarse clock (ms), advanced every 250 ms: timeouts need no timer per request. */
   now = Date.now();
@@ -278,6 +271,13 @@ export class Http1Server {
     });
     this.timer = setInterval(() => this.tick(), 250);
     this.timer.unref();
+  }
+
+  /** Open connections and the bytes they hold unparsed (tests, debugging). */
+  stats(): { connections: number; buffered: number } {
+    let buffered = 0;
+    for (const c of this.conns) buffered += c.buffered;
+    return { connections: this.conns.size, buffered };
   }
 
   private tick(): void {

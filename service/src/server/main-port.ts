@@ -3,18 +3,18 @@
  * probes, served by ./http1. Every error is JSON. The admin port is ./routes (express).
  */
 import type { AppliedCharge } from '../limiter/limiter';
-import { StoreError } from '../store/types';
-import type { HttpDeps, Readiness } from './routes';
+import type { HttpDeps } from './routes';
 import type { HttpReply, HttpRequest } from './http1';
 import { BadRequest, parseKeysParam, parseReserveParam, parseUpdateBody } from './input';
+import { errorReply, HEALTHY, readyReply, UNAUTHORIZED_BODY, type JsonReply, type Readiness } from './replies';
 
-export const CHECK_PATH = '/ratelimit';
-export const UPDATE_PATH = '/update_ratelimit_record';
+const CHECK_PATH = '/ratelimit';
+const UPDATE_PATH = '/update_ratelimit_record';
 const JSON_CT = /^application\/json\s*(;|$)/i;
 
 const UNAUTHORIZED: HttpReply = {
   status: 401,
-  json: JSON.stringify({ error: 'missing or invalid bearer token (Authorization: Bearer <token>)' }),
+  json: JSON.stringify(UNAUTHORIZED_BODY),
   headers: { 'WWW-Authenticate': 'Bearer' },
 };
 const NOT_FOUND: HttpReply = { status: 404, json: JSON.stringify({ error: 'not found' }) };
@@ -22,6 +22,7 @@ const NOT_FOUND: HttpReply = { status: 404, json: JSON.stringify({ error: 'not f
 const UPDATED: HttpReply = { status: 200 };
 
 const json = (status: number, body: unknown): HttpReply => ({ status, json: JSON.stringify(body) });
+const fromJson = (r: JsonReply): HttpReply => json(r.status, r.body);
 
 /** The query parameters (first occurrence wins in get(); `+` is a space, as Go's Query().Get). */
 function queryParams(url: string): URLSearchParams | undefined {
@@ -50,15 +51,7 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
     if (debug) logger.debug('request', { method: req.method, route, status, ms: Math.round(seconds * 1e6) / 1e3 });
   };
 
-  function fail(err: unknown, op: string): HttpReply {
-    if (err instanceof BadRequest) return json(400, { error: err.message });
-    if (err instanceof StoreError) {
-      logger.warn('store error', { op, err: err.message });
-      return json(503, { error: 'rate-limit store unavailable' });
-    }
-    logger.error('internal error', { op, err: err as Error });
-    return json(500, { error: 'internal error' });
-  }
+  const fail = (err: unknown, op: string): HttpReply => fromJson(errorReply(err, op, logger));
 
   async function check(req: HttpRequest): Promise<HttpReply> {
     if (auth && !auth.verify(req.headers.authorization)) return UNAUTHORIZED;
@@ -93,17 +86,6 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
     }
   }
 
-  async function ready(): Promise<HttpReply> {
-    try {
-      const r = await isReady();
-      const body: Record<string, unknown> = { status: 'ready', store: limiter.store.kind };
-      if (r && r.warnings?.length) body.warnings = r.warnings;
-      return json(200, body);
-    } catch (err) {
-      return json(503, { status: 'not ready', store: limiter.store.kind, error: (err as Error).message });
-    }
-  }
-
   /** Route → reply. Exact paths only: `/ratelimit/` or `/RateLimit` are 404, as in the reference's Go mux. */
   function route(req: HttpRequest, path: string): [string, Promise<HttpReply> | HttpReply] {
     const m = req.method;
@@ -116,8 +98,8 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
       return [UPDATE_PATH, { ...json(405, { error: `method ${m} not allowed` }), headers: { Allow: 'POST' } }];
     }
     if (m === 'GET' || m === 'HEAD') {
-      if (path === '/healthz') return ['/healthz', json(200, { status: 'ok' })];
-      if (path === '/readyz') return ['/readyz', ready()];
+      if (path === '/healthz') return ['/healthz', fromJson(HEALTHY)];
+      if (path === '/readyz') return ['/readyz', readyReply(limiter, isReady).then(fromJson)];
     }
     return ['other', NOT_FOUND];
   }

@@ -7,10 +7,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limiter } from '../limiter/limiter';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { StoreError } from '../store/types';
 import type { Authenticator } from './auth';
 import type { UsageRecorder } from '../usage';
 import { BadRequest, validateKeys } from './input';
+import { errorReply, HEALTHY, readyReply, UNAUTHORIZED_BODY, type JsonReply, type Readiness } from './replies';
+
 
 export interface HttpDeps {
   limiter: Limiter;
@@ -26,15 +27,12 @@ export interface HttpDeps {
   metricsSource?: { contentType: string; metrics(): Promise<string> };
 }
 
-/** What /readyz reports beyond reachability (e.g. a Redis eviction-policy warning). */
-export interface Readiness {
-  warnings?: string[];
-}
-
 type Req = IncomingMessage;
 type Res = ServerResponse;
 
 const JSON_TYPE = 'application/json';
+
+const send = (res: Res, r: JsonReply) => sendJson(res, r.status, r.body);
 
 function sendJson(res: Res, status: number, body: unknown, headers?: Record<string, string>): void {
   const text = JSON.stringify(body);
@@ -42,13 +40,11 @@ function sendJson(res: Res, status: number, body: unknown, headers?: Record<stri
   res.end(text);
 }
 
-const UNAUTHORIZED = { error: 'missing or invalid bearer token (Authorization: Bearer <token>)' };
-
 /** 401 unless the request carries one of the tokens. True when the request may go on. */
 function authorized(auth: Authenticator | undefined, req: Req, res: Res): boolean {
   if (!auth || auth.verify(req.headers.authorization)) return true;
   req.resume();
-  sendJson(res, 401, UNAUTHORIZED, { 'WWW-Authenticate': 'Bearer' });
+  sendJson(res, 401, UNAUTHORIZED_BODY, { 'WWW-Authenticate': 'Bearer' });
   return false;
 }
 
@@ -89,19 +85,12 @@ function baseApp(metrics: Metrics) {
 function probes(app: express.Express, limiter: Limiter, isReady: () => Promise<Readiness | void>): void {
   app.get('/healthz', (_req: Request, res: Response) => {
     res.locals.route = '/healthz';
-    sendJson(res, 200, { status: 'ok' });
+    send(res, HEALTHY);
   });
 
   app.get('/readyz', async (_req: Request, res: Response) => {
     res.locals.route = '/readyz';
-    try {
-      const r = await isReady();
-      const body: Record<string, unknown> = { status: 'ready', store: limiter.store.kind };
-      if (r && r.warnings?.length) body.warnings = r.warnings;
-      sendJson(res, 200, body);
-    } catch (err) {
-      sendJson(res, 503, { status: 'not ready', store: limiter.store.kind, error: (err as Error).message });
-    }
+    send(res, await readyReply(limiter, isReady));
   });
 }
 
@@ -117,20 +106,7 @@ function finish(app: express.Express, fail: (res: Res, err: unknown, op: string)
  */
 export function createAdminApp(deps: HttpDeps, isReady: () => Promise<Readiness | void>) {
   const { limiter, metrics, logger, adminAuth } = deps;
-  const fail = (res: Res, err: unknown, op: string) => {
-    if (err instanceof BadRequest) sendJson(res, 400, { error: err.message });
-    else if (err instanceof StoreError) {
-      logger.warn('store error', { op, err: err.message });
-      sendJson(res, 503, { error: 'rate-limit store unavailable' });
-    } else {
-      const status = (err as { status?: number })?.status;
-      if (status && status >= 400 && status < 500) sendJson(res, 400, { error: (err as Error).message ?? 'bad request' });
-      else {
-        logger.error('internal error', { op, err: err as Error });
-        sendJson(res, 500, { error: 'internal error' });
-      }
-    }
-  };
+  const fail = (res: Res, err: unknown, op: string) => send(res, errorReply(err, op, logger));
   const app = baseApp(metrics);
 
   // Read-only bucket view for operators: GET /buckets/<url-encoded key>
