@@ -22,6 +22,36 @@ import type { BucketStore } from './store/types';
 
 /** IPC message a worker sends once its protocol port listens. */
 export const WORKER_LISTENING = 'llmrl:listening';
+/** IPC message a worker sends whenever its store connection goes up or down ({ up }). */
+const WORKER_STORE = 'llmrl:store';
+/** IPC message the primary sends every worker when the set of workers without a store changes ({ notReady }). */
+const PEERS_STATE = 'llmrl:peers';
+
+/**
+ * A worker's half of the readiness every worker shares: reports its store's state to the
+ * primary and returns why the group is not ready (per the primary's last word), or undefined.
+ * Kubernetes probes one worker at random through the shared port; without this, a pod whose
+ * other worker had not yet reconnected to Redis was marked ready and refused checks.
+ */
+export function workerReadiness(store: BucketStore): () => string | undefined {
+  let notReady: string[] | undefined;
+  process.on('message', (msg: { type?: string; notReady?: string[] }) => {
+    if (msg?.type === PEERS_STATE) notReady = msg.notReady;
+  });
+  const report = (up: boolean) => {
+    if (process.connected) process.send!({ type: WORKER_STORE, up });
+  };
+  if (store.onAvailability) store.onAvailability(report);
+  else report(true); // a store without connection events: its own ping is its readiness
+  return () => {
+    if (notReady === undefined) return 'waiting for the other workers';
+    return notReady.length ? notReadyReason(notReady) : undefined;
+  };
+}
+
+function notReadyReason(names: string[]): string {
+  return `${names.join(', ')}: cannot reach the store yet`;
+}
 
 /** A worker that dies within this long of its start is restarted after RESTART_DELAY_MS (no tight crash loop). */
 const EARLY_DEATH_MS = 5_000;
@@ -53,6 +83,24 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     watcher = new ConfigWatcher(settings.configFile, configText, (r) => limiter.setRules(new RuleSet(r)), silentLogger);
     watcher.start(settings.configPollMs);
   }
+  // Workers whose store connection is up (per their last report), and the primary's own (for
+  // /buckets): every probe answers 503 until all of them are.
+  const storeUp = new Map<number, boolean>();
+  let primaryUp = !store.onAvailability;
+  const notReady = (): string[] => {
+    const names = Object.values(cluster.workers ?? {})
+      .filter((w): w is Worker => !!w && storeUp.get(w.id) !== true)
+      .map((w) => `worker ${w.id}`);
+    return primaryUp ? names : ['primary', ...names];
+  };
+  const tellWorkers = () => {
+    const state = { type: PEERS_STATE, notReady: notReady() };
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(state);
+  };
+  store.onAvailability?.((up) => {
+    primaryUp = up;
+    tellWorkers();
+  });
   const aggregator = new AggregatorRegistry();
   const app = createAdminApp(
     {
@@ -62,7 +110,10 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
       adminAuth: settings.adminTokens.length ? new Authenticator(settings.adminTokens) : undefined,
       metricsSource: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },
     },
-    readiness(store, log),
+    readiness(store, log, () => {
+      const names = notReady();
+      return names.length ? notReadyReason(names) : undefined;
+    }),
   );
 
   let stopping = false;
@@ -71,13 +122,19 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const fork = (): Worker => {
     const w = cluster.fork();
     startedAt.set(w.id, Date.now());
+    tellWorkers();
     return w;
   };
 
   let port = 0;
   await new Promise<void>((resolve, reject) => {
     let listening = 0;
-    cluster.on('message', (worker, msg: { type?: string; port?: number }) => {
+    cluster.on('message', (worker, msg: { type?: string; port?: number; up?: boolean }) => {
+      if (msg?.type === WORKER_STORE) {
+        storeUp.set(worker.id, msg.up === true);
+        tellWorkers();
+        return;
+      }
       if (msg?.type !== WORKER_LISTENING) return;
       port = msg.port!;
       if (started) {
@@ -89,7 +146,9 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     cluster.on('exit', (worker, code, signal) => {
       const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
       startedAt.delete(worker.id);
+      storeUp.delete(worker.id);
       if (stopping) return;
+      tellWorkers();
       if (!started) {
         for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
         reject(new Error(`worker ${worker.id} exited during start (code ${code}, signal ${signal ?? 'none'}): see its message above`));

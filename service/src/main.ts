@@ -5,7 +5,7 @@ import { startService, type RunningService, type ServiceOptions } from './start'
 import { ConfigWatcher } from './config/watcher';
 import { parseRules, type Rule } from './config/rules';
 import { settingsFromEnv, type Settings } from './config/env';
-import { runPrimary, WORKER_LISTENING } from './cluster';
+import { runPrimary, WORKER_LISTENING, workerReadiness } from './cluster';
 import { createLogger, type Logger } from './log';
 import { Metrics } from './metrics';
 import { MemoryStore } from './store/memory';
@@ -159,7 +159,7 @@ async function runWorker(settings: Settings, rules: Rule[], configText: string, 
   AggregatorRegistry.setRegistries([metrics.registry]);
   let svc: RunningService;
   try {
-    svc = await startService({ ...serviceOptions(settings, rules, configText, store, log, metrics), adminPort: null });
+    svc = await startService({ ...serviceOptions(settings, rules, configText, store, log, metrics), adminPort: null, peersNotReady: workerReadiness(store) });
   } catch (err) {
     await store.close();
     die(`cannot listen on port ${settings.port}: ${(err as Error).message}`);

@@ -47,6 +47,11 @@ export interface ServiceOptions {
   limiter?: LimiterOptions;
   /** Usage records: one JSON line per applied update (closed with the service). */
   usage?: UsageRecorder;
+  /**
+   * A cluster worker: why its peers are not ready (a worker that cannot reach the store), or
+   * undefined. /readyz then answers 503, so that the probe any one worker answers speaks for all.
+   */
+  peersNotReady?: () => string | undefined;
 }
 
 /** Largest request head accepted (Node's default is 16 KiB; a check of 16 keys of 512 bytes, percent-encoded, is up to ~25 KiB). */
@@ -91,10 +96,12 @@ export function listen(server: Server | NetServer, port: number, host?: string):
  * Readiness: the store answers; with Redis, also whether its eviction policy can drop records
  * (logged at error level whenever the warning appears or changes).
  */
-export function readiness(store: BucketStore, logger: Logger): () => Promise<Readiness> {
+export function readiness(store: BucketStore, logger: Logger, peersNotReady?: () => string | undefined): () => Promise<Readiness> {
   let lastWarning = '';
   return async (): Promise<Readiness> => {
     await store.ping();
+    const peers = peersNotReady?.();
+    if (peers) throw new Error(peers);
     const risk = await (store as { evictionRisk?: () => Promise<{ warning?: string } | undefined> }).evictionRisk?.();
     const warning = risk?.warning ?? '';
     if (warning && warning !== lastWarning) logger.error(warning, { check: 'redis maxmemory-policy' });
@@ -120,7 +127,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
 
   const auth = opts.tokens?.length ? new Authenticator(opts.tokens) : undefined;
   const adminAuth = opts.adminTokens?.length ? new Authenticator(opts.adminTokens) : undefined;
-  const isReady = readiness(store, logger);
+  const isReady = readiness(store, logger, opts.peersNotReady);
   const deps = { limiter, metrics, logger, auth, adminAuth, usage: opts.usage };
   const http = new Http1Server(mainPortHandler(deps, isReady, opts.accessLog ?? false), {
     maxHeaderBytes: MAX_HEADER_BYTES,

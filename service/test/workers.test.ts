@@ -142,3 +142,28 @@ test('default WORKERS: the cores the process may use, bounded by the cgroup CPU 
   expect(settingsFromEnv(env, () => 3)).toMatchObject({ workers: 3, workersSet: false });
   expect(settingsFromEnv({ ...env, WORKERS: '5' }, () => 3)).toMatchObject({ workers: 5, workersSet: true });
 });
+
+test('/readyz answers 200 only once every worker reaches Redis (Redis started after the service, as in Kubernetes)', async () => {
+  // Redis is down for the first seconds: each process's client backs off up to 2 s, so after
+  // Redis starts they reconnect at different moments. A probe answered by one worker must
+  // speak for all of them, or the pod is marked ready while a worker still refuses checks.
+  const down = await startRedis();
+  const port = down.port;
+  await down.stop();
+  const p = await runMain(main, { RATE_LIMIT_CONFIG: JSON.stringify([RULE]), REDIS_ADDRESS: `127.0.0.1:${port}`, WORKERS: '2' });
+  let late: RedisHandle | undefined;
+  try {
+    expect((await once(p.port, '/readyz')).status).toBe(503);
+    await new Promise((r) => setTimeout(r, 3000)); // every client at its longest back-off
+    late = await startRedis({ port });
+    const end = Date.now() + 15_000;
+    while ((await once(p.port, '/readyz')).status !== 200 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await once(p.port, CHECK)).status);
+    expect(statuses).toEqual(Array(12).fill(200));
+    expect((await once(p.adminPort, '/readyz')).status).toBe(200);
+  } finally {
+    p.child.kill('SIGKILL');
+    await late?.stop();
+  }
+}, 40_000);

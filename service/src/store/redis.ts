@@ -111,12 +111,33 @@ export class RedisStore implements BucketStore {
       // Logged once per distinct message to avoid a flood while Redis is down.
       if (err.message !== lastErr) this.log.warn('redis error', { err: err.message });
       lastErr = err.message;
+      this.setUp(false);
     });
-    this.client.on?.('ready', () => {
+    this.client.on('end', () => this.setUp(false));
+    this.client.on('ready', () => {
       if (lastErr) this.log.info('redis ready');
       lastErr = '';
+      this.setUp(true);
     });
+    if (!opts.cluster) {
+      this.onAvailability = (listener) => {
+        this.availability.push(listener);
+        listener(this.up);
+      };
+    }
   }
+
+  private up = false;
+  private readonly availability: ((up: boolean) => void)[] = [];
+
+  private setUp(up: boolean): void {
+    if (up === this.up) return;
+    this.up = up;
+    for (const l of this.availability) l(up);
+  }
+
+  /** Standalone Redis only: a cluster client's nodes come and go one by one (its readiness is the ping of every master). */
+  readonly onAvailability?: (listener: (up: boolean) => void) => void;
 
   /** Starts connecting; resolves when connected or after `waitMs` (keeps retrying in the background). */
   async connect(waitMs = 2000): Promise<void> {

@@ -7,6 +7,12 @@ export interface BucketStore {
   run(key: string, p: BucketParams, op: BucketOp, cost: number, extra?: RunExtra): Promise<BucketResult>;
   /** Resolves when the store is reachable. */
   ping(): Promise<void>;
+  /**
+   * Calls `listener` whenever the store's connection goes up (true) or down (false), and once
+   * at once with the current state. Stores without a connection (the embedded one) omit it.
+   * Cluster workers report it to the primary, so that one worker's probe speaks for all.
+   */
+  onAvailability?(listener: (up: boolean) => void): void;
   close(): Promise<void>;
 }
 
