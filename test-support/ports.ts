@@ -4,7 +4,7 @@
  * advance can be picked twice, or taken by another process before it is used. These are for the
  * rest: redis-server (its `--port 0` turns TCP off) and "a port where nothing listens".
  */
-import * as net from 'net';
+import * as net from 'node:net';
 
 export interface HeldPort {
   port: number;
