@@ -2,15 +2,14 @@
  * Throw-away Redis servers for every package's tests and benchmarks: free ports, temp dirs,
  * stopped by PID.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { createClient, createCluster } from 'redis';
 import { freePort } from './ports';
+import { Exited, requireBinary, startProcess, waitFor } from './process';
 
+// service/test/main.test.ts takes its port from here (a Redis that comes up later on it).
 export { freePort };
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
 
 export interface RedisHandle {
   port: number;
@@ -26,23 +25,7 @@ export interface RedisClusterHandle {
   stop(): Promise<void>;
 }
 
-const INSTALL_HINT = 'redis-server is not installed: apt-get install -y redis-server';
-
-/** Absolute path of a binary on the PATH, or an Error naming the install command. */
-function requireBinary(name: string): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  throw new Error(`${name} not found on the PATH: ${INSTALL_HINT}`);
-}
-
+const INSTALL_HINT = 'apt-get install -y redis-server';
 
 /** Sends one inline command and returns the raw reply (or throws). */
 export function rawCommand(port: number, command: string, timeoutMs = 1000): Promise<string> {
@@ -72,114 +55,59 @@ export function rawCommand(port: number, command: string, timeoutMs = 1000): Pro
   });
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string, proc?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    if (proc && proc.exitCode !== null) throw new Error(`${what}: process exited with code ${proc.exitCode}`);
+/**
+ * redis-server on a port of its own. It cannot bind port 0 and say which port it got (`--port 0`
+ * turns TCP off), so it is given a number; another process may bind that number first, and then
+ * it starts again on another one. A port given by the caller (`port`, a restart) is tried once.
+ */
+async function startNode(port: number | undefined, what: string, extra: () => Promise<string[]>) {
+  const bin = requireBinary('redis-server', INSTALL_HINT);
+  for (let attempt = 1; ; attempt++) {
+    const p = port ?? (await freePort());
+    const more = await extra();
+    const proc = startProcess('llmrl-redis', bin, (dir) => ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...more]);
     try {
-      if (await check()) return;
+      await waitFor(`${what} on ${p}`, async () => ((await rawCommand(p, 'PING', 300)).startsWith('+PONG') ? true : undefined), 10_000, proc);
+      return { port: p, pid: proc.pid, stop: proc.stop };
     } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what}: not ready after ${timeoutMs} ms (${(last as Error)?.message ?? 'no reply'})`);
-}
-
-function stopProcess(proc: ChildProcess, dir: string): () => Promise<void> {
-  let stopping: Promise<void> | undefined;
-  return () =>
-    (stopping ??= new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(kill);
-        rmSync(dir, { recursive: true, force: true });
-        resolve();
-      };
-      if (proc.exitCode !== null || proc.signalCode !== null) return done();
-      proc.once('exit', done);
-      const kill = setTimeout(() => {
-        try {
-          process.kill(proc.pid!, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }, 3000);
-      try {
-        process.kill(proc.pid!, 'SIGTERM');
-      } catch {
-        done();
-      }
-    }));
-}
-
-// Safety net: a test runner that exits without stopping its servers still kills them.
-const live = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of live) {
-    try {
-      process.kill(p.pid!, 'SIGKILL');
-    } catch {
-      /* gone */
+      await proc.stop();
+      const taken = e instanceof Exited && /Address already in use/.test(e.output);
+      if (!taken || port !== undefined || attempt === 5) throw e;
     }
   }
-});
-
-function spawnRedis(port: number, dir: string, extra: string[]): ChildProcess {
-  const bin = requireBinary('redis-server');
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra];
-  const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  proc.stderr?.resume();
-  proc.on('error', () => undefined);
-  live.add(proc);
-  proc.once('exit', () => live.delete(proc));
-  return proc;
 }
 
 /** Starts a standalone redis-server on a free port (or `opts.port`, e.g. to restart one). */
 export async function startRedis(opts: { port?: number } = {}): Promise<RedisHandle> {
-  requireBinary('redis-server');
-  const port = opts.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'llmrl-redis-'));
-  const proc = spawnRedis(port, dir, []);
-  const stop = stopProcess(proc, dir);
-  try {
-    await waitFor(async () => (await rawCommand(port, 'PING', 300)).startsWith('+PONG'), 10_000, `redis-server on ${port}`, proc);
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { port, url: `redis://127.0.0.1:${port}`, pid: proc.pid!, stop };
+  const { port, pid, stop } = await startNode(opts.port, 'redis-server', async () => []);
+  return { port, url: `redis://127.0.0.1:${port}`, pid, stop };
 }
 
 /** Starts a 3-master Redis Cluster (no replicas) on free ports. */
 export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle> {
-  requireBinary('redis-server');
-  requireBinary('redis-cli');
+  const cli = requireBinary('redis-cli', INSTALL_HINT);
   const nodes: { port: number; stop: () => Promise<void>; pid: number }[] = [];
   const stopAll = async () => {
     await Promise.all(nodes.map((n) => n.stop()));
   };
   try {
     for (let i = 0; i < masters; i++) {
-      const port = await freePort();
-      const dir = mkdtempSync(join(tmpdir(), 'llmrl-redis-cluster-'));
-      const proc = spawnRedis(port, dir, [
+      nodes.push(await startNode(undefined, 'cluster node', async () => [
         '--cluster-enabled', 'yes',
-        '--cluster-config-file', join(dir, 'nodes.conf'),
+        '--cluster-config-file', 'nodes.conf', // in its --dir
         '--cluster-node-timeout', '2000',
-      ]);
-      nodes.push({ port, pid: proc.pid!, stop: stopProcess(proc, dir) });
-      await waitFor(async () => (await rawCommand(port, 'PING', 300)).startsWith('+PONG'), 10_000, `redis-server on ${port}`, proc);
+        // A bus port of its own: the default (port + 10000) is nobody's, and past 65535 for ports above 55535.
+        '--cluster-port', String(await freePort()),
+      ]));
     }
     const create = spawnSync(
-      requireBinary('redis-cli'),
+      cli,
       ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
       { encoding: 'utf8', timeout: 30_000 },
     );
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stderr || create.stdout}`);
     for (const n of nodes) {
-      await waitFor(async () => (await rawCommand(n.port, 'CLUSTER INFO', 500)).includes('cluster_state:ok'), 15_000, `cluster node ${n.port}`);
+      await waitFor(`cluster node ${n.port}`, async () => ((await rawCommand(n.port, 'CLUSTER INFO', 500)).includes('cluster_state:ok') ? true : undefined), 15_000);
     }
   } catch (e) {
     await stopAll();

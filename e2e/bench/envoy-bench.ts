@@ -20,7 +20,7 @@
  *   4. memory: a fresh Envoy + plugin, VmRSS and admin /memory after 1,000 and 100,000 matched
  *      requests (each with its own key).
  * This file runs them in that order and writes the result (result.ts); settings.ts, stack.ts,
- * phases.ts, wrk.ts, proc.ts, stats.ts and report.ts do the rest.
+ * phases.ts, wrk.ts, proc.ts, summarize.ts (over stats.ts) and report.ts do the rest.
  */
 import { execFileSync, spawnSync } from 'child_process';
 import { createHash } from 'crypto';

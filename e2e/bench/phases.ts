@@ -2,14 +2,15 @@
 import { Envoy } from '../src/harness/envoy';
 import { request } from '../src/harness/http';
 import { cpuNs, cpuOf, machineCpu, rssKiB } from './proc';
-import type { Config, FixedRateConfig, Measured, MemoryResult, MemorySnapshot, SideBySide, SideBySideConfig, SideBySideRound, Summaries, ThroughputConfig } from './result';
+import type { Config, FixedRateConfig, Measured, MemoryResult, MemorySnapshot, SideBySide, SideBySideConfig, SideBySideRound, Summaries, ThroughputConfig, WrkRun } from './result';
 import {
   CONNECTIONS, FIXED_ROUNDS, FIXED_SECONDS, MATCHED_HOST, MEMORY_FIRST, MEMORY_TOTAL, RATE, ROUNDS, SECONDS, SIDE_CONNECTIONS, SIDE_RATE, SIDE_ROUNDS,
   SIDE_SECONDS, WARMUP_SECONDS,
 } from './settings';
 import { counters, hostOf, SharedEnvoys, Stack } from './stack';
-import { r3, summarize, summarizeSideBySide } from './stats';
-import { runWrk, WrkRun } from './wrk';
+import { r3 } from './stats';
+import { summarize, summarizeSideBySide } from './summarize';
+import { runWrk } from './wrk';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);

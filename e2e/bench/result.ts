@@ -1,5 +1,18 @@
-/** The shape of docs/bench/envoy.json: what envoy-bench.ts writes and render.ts reads. */
-import type { WrkRun } from './wrk';
+/** The shape of docs/bench/envoy.json: what envoy-bench.ts writes and render.ts reads. Types only: it imports nothing. */
+
+/** One wrk run's figures (wrk.ts measures them). */
+export interface WrkRun {
+  requests: number;
+  seconds: number;
+  rps: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  errors: number;
+  /** CPU seconds the wrk process used (from bash `times`). */
+  wrk_cpu_s: number;
+}
 
 /** A configuration measured: which Envoy (or none, for 'service') and which Host the requests carry. */
 export type Config = 'baseline' | 'baseline2' | 'noop' | 'readhost' | 'unmatched' | 'scoped' | 'matched' | 'bodykey' | 'service';

@@ -1,6 +1,7 @@
 /** The load generator: one wrk run driven by load.lua, its figures and the CPU wrk itself used. */
 import { spawn } from 'child_process';
 import * as path from 'path';
+import type { WrkRun } from './result';
 import { r3 } from './stats';
 import { CONNECTIONS, KEYS, OTHER_CPUS, PIN } from './settings';
 
@@ -12,19 +13,6 @@ interface WrkJson {
   requests: number;
   errors: { connect: number; read: number; write: number; status: number; timeout: number };
   latency_us: { mean: number; p50: number; p90: number; p99: number; p999: number; max: number };
-}
-
-export interface WrkRun {
-  requests: number;
-  seconds: number;
-  rps: number;
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  max_ms: number;
-  errors: number;
-  /** CPU seconds the wrk process used (from bash `times`). */
-  wrk_cpu_s: number;
 }
 
 export interface WrkOptions {

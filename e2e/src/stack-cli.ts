@@ -13,9 +13,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { stringify } from 'yaml';
 import { envoyConfig, Endpoint } from './harness/envoy-config';
+import { envoyArgs, envoyPorts } from './harness/envoy';
 import { PLUGIN_WASM, REPO, SERVICE_MAIN, envoyBin, requireBuilt } from './harness/paths';
-import { freePort } from './harness/ports';
-import { request } from './harness/http';
+import { listeningLine } from './harness/ports';
 import { alive, waitFor, GiveUp } from './harness/process';
 
 const DEFAULT_RUN = path.join(REPO, '.run');
@@ -35,12 +35,25 @@ function detached(dir: string, name: string, cmd: string, args: string[], env: R
   return child.pid;
 }
 
-/** Waits until :port answers `p`; gives up at once (with its log) if the process died. */
-async function answers(port: number, p: string, pid: number, log: string) {
-  return waitFor(`:${port}${p}`, async () => {
-    if (!alive(pid)) throw new GiveUp(`it exited; the end of ${log}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
-    return (await request(port, { path: p, timeoutMs: 500 }).catch(() => ({ status: 599 }))).status < 500 ? true : undefined;
+/** Why waiting for a detached process is over: it exited (the end of its log), or undefined while it runs. */
+const exitedWithLog = (pid: number, log: string) => () => (alive(pid) ? undefined : `it exited; the end of ${log}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
+
+/** The "listening" line of a process that took port 0 and logged the port(s) it got. */
+async function listening(what: string, pid: number, log: string): Promise<Record<string, unknown>> {
+  const exited = exitedWithLog(pid, log);
+  return waitFor(`${what} to listen`, () => {
+    const gone = exited();
+    if (gone !== undefined) throw new GiveUp(gone);
+    return listeningLine(fs.readFileSync(log, 'utf8'));
   }, 20000, 100);
+}
+
+/** ENVOY_PORT: 10000 by default; 0 lets Envoy take a free port (printed in the "Stack is up" line). */
+function envoyListenPort(): number {
+  const v = process.env.ENVOY_PORT;
+  if (v === undefined || v === '') return 10000;
+  if (!/^\d+$/.test(v) || Number(v) > 65535) throw new Error(`ENVOY_PORT=${v}: must be a port number 0-65535 (0: any free port)`);
+  return Number(v);
 }
 
 /** LLM_UPSTREAM: http://host:port or https://host[:port]. */
@@ -134,47 +147,48 @@ async function up() {
   const rulesFile = path.resolve(process.env.RULES || DEFAULT_RULES);
   const pluginConfig = jsonFile('PLUGIN_CONFIG', pluginConfigFile);
   jsonFile('RULES', rulesFile); // the service validates it (and says which rule is wrong)
+  const listenPort = envoyListenPort();
   fs.mkdirSync(RUN, { recursive: true });
   writeRegistry([...readRegistry().filter((d) => d !== RUN), RUN]);
   const pids: Record<string, number> = {};
   const save = () => fs.writeFileSync(STATE, JSON.stringify(pids, null, 2));
   save();
   try {
+    // Every process binds port 0 and says which port it got: none is picked for it in advance.
     let llm: Endpoint;
     if (process.env.LLM_UPSTREAM) {
       llm = parseUpstream(process.env.LLM_UPSTREAM);
     } else {
-      llm = { host: '127.0.0.1', port: await freePort() };
-      pids.mockLlm = detached(RUN, 'mock-llm', process.execPath, [path.join(__dirname, 'mock-llm.js'), String(llm.port)], {});
+      pids.mockLlm = detached(RUN, 'mock-llm', process.execPath, [path.join(__dirname, 'mock-llm.js'), '0'], {});
       save();
-      await answers(llm.port, '/__mock/requests', pids.mockLlm, path.join(RUN, 'mock-llm.log'));
+      llm = { host: '127.0.0.1', port: (await listening('the mock LLM', pids.mockLlm, path.join(RUN, 'mock-llm.log'))).port as number };
     }
-    const servicePort = await freePort();
-    const serviceAdminPort = await freePort();
     const adminToken = `local-admin-${crypto.randomBytes(12).toString('hex')}`;
     pids.service = detached(RUN, 'service', process.execPath, [SERVICE_MAIN], {
-      PORT: String(servicePort),
-      ADMIN_PORT: String(serviceAdminPort),
+      PORT: '0',
+      ADMIN_PORT: '0',
       ADMIN_TOKENS: adminToken,
       RATE_LIMIT_CONFIG_FILE: rulesFile,
       ...(process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {}),
     });
     save();
-    await answers(serviceAdminPort, '/healthz', pids.service, path.join(RUN, 'service.log'));
-    const envoyPort = Number(process.env.ENVOY_PORT || 10000);
-    const adminPort = await freePort();
+    const svc = await listening('the service', pids.service, path.join(RUN, 'service.log'));
+    const servicePort = svc.port as number;
+    const serviceAdminPort = svc.admin_port as number;
     const configFile = path.join(RUN, 'envoy.yaml');
+    const adminAddressFile = path.join(RUN, 'envoy-admin-address');
+    fs.rmSync(adminAddressFile, { force: true }); // a stale one would name an old port
     fs.writeFileSync(configFile, stringify(envoyConfig({
-      listen: { host: '127.0.0.1', port: envoyPort },
-      admin: { host: '127.0.0.1', port: adminPort },
+      listen: { host: '127.0.0.1', port: listenPort },
+      admin: { host: '127.0.0.1', port: 0 },
       llm,
       rateLimitService: { host: '127.0.0.1', port: servicePort },
       wasmPath: PLUGIN_WASM,
       pluginConfig,
     })));
-    pids.envoy = detached(RUN, 'envoy', envoyBin(), ['-c', configFile, '--disable-hot-restart', '-l', 'warning', '--component-log-level', 'wasm:info'], {});
+    pids.envoy = detached(RUN, 'envoy', envoyBin(), envoyArgs(configFile, adminAddressFile), {});
     save();
-    await answers(adminPort, '/ready', pids.envoy, path.join(RUN, 'envoy.log'));
+    const { port: envoyPort, adminPort } = await envoyPorts(adminAddressFile, exitedWithLog(pids.envoy, path.join(RUN, 'envoy.log')), 20000);
     console.log(`Stack is up (logs in ${path.relative(REPO, RUN) || RUN}/). Envoy :${envoyPort}, admin :${adminPort}, service :${servicePort} (admin :${serviceAdminPort}), LLM ${llm.tls ? 'https' : 'http'}://${llm.host}:${llm.port}`);
     console.log(`pluginConfig: ${path.relative(REPO, pluginConfigFile)}, rules: ${path.relative(REPO, rulesFile)}`);
     printCommands(plan(pluginConfig), envoyPort, adminPort, serviceAdminPort, adminToken);

@@ -5,7 +5,6 @@ import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
 import { REPO } from '../src/harness/paths';
-import { freePort } from '../src/harness/ports';
 import { chat, request } from '../src/harness/http';
 import { alive, waitFor } from '../src/harness/process';
 
@@ -27,6 +26,13 @@ test('the demo plays the seed scenario and stops everything it started', async (
   for (const p of new Set(ports)) await expect(chat(p, 'dashscope.aliyuncs.com')).rejects.toThrow();
 });
 
+/** The port `up` says Envoy listens on (ENVOY_PORT=0: the one Envoy took). */
+function envoyPortOf(stdout: string): number {
+  const m = /Stack is up .*Envoy :(\d+),/.exec(stdout);
+  if (!m) throw new Error(`no "Envoy :port" in the output of up:\n${stdout}`);
+  return Number(m[1]);
+}
+
 describe('make up / make down', () => {
   let dir: string;
   let env: Record<string, string>;
@@ -41,10 +47,12 @@ describe('make up / make down', () => {
   });
 
   test('the default (an OpenAI-compatible upstream): the printed SDK command works as printed, then a key is limited; down stops every process', async () => {
-    const port = await freePort();
-    env.ENVOY_PORT = String(port);
+    env.ENVOY_PORT = '0'; // Envoy takes a free port and `up` prints it
     const up = await node('stack-cli.js', ['up'], env);
-    expect(up.stdout).toContain(`Envoy :${port}`);
+    const port = envoyPortOf(up.stdout);
+    // Each process took its own port: Envoy, its admin, the service, its admin, the mock LLM.
+    const taken = /Envoy :(\d+), admin :(\d+), service :(\d+) \(admin :(\d+)\), LLM http:\/\/127\.0\.0\.1:(\d+)/.exec(up.stdout)!.slice(1);
+    expect(new Set(taken).size).toBe(5);
     expect(up.stdout).toContain(`curl -i http://127.0.0.1:${port}/v1/chat/completions -H 'authorization: Bearer sk-alice'`);
     const pids: Record<string, number> = JSON.parse(fs.readFileSync(path.join(env.STACK_RUN_DIR, 'stack.json'), 'utf8'));
     expect(Object.keys(pids).sort()).toEqual(['envoy', 'mockLlm', 'service']);
@@ -79,9 +87,9 @@ describe('make up / make down', () => {
   });
 
   test('PLUGIN_CONFIG and RULES: the seed pair, the printed curl carries its Host and user-type', async () => {
-    const port = await freePort();
-    Object.assign(env, { ENVOY_PORT: String(port), PLUGIN_CONFIG: path.join(REPO, 'e2e/config/plugin-config.json'), RULES: path.join(REPO, 'e2e/config/rate-limit-config.json') });
+    Object.assign(env, { ENVOY_PORT: '0', PLUGIN_CONFIG: path.join(REPO, 'e2e/config/plugin-config.json'), RULES: path.join(REPO, 'e2e/config/rate-limit-config.json') });
     const up = await node('stack-cli.js', ['up'], env);
+    const port = envoyPortOf(up.stdout);
     expect(up.stdout).toContain("-H 'Host: dashscope.aliyuncs.com' -H 'user-type: regular-user'");
     expect(up.stdout).toContain('cannot set Host');
     const r = await chat(port, 'dashscope.aliyuncs.com', { 'user-type': 'regular-user' });
@@ -89,12 +97,12 @@ describe('make up / make down', () => {
     expect(up.stdout).toContain('/buckets/regular-user');
   });
 
-  test('a missing file, or a plugin config Envoy refuses: a clear error, nothing left running', async () => {
+  test('a missing file, a bad ENVOY_PORT, or a plugin config Envoy refuses: a clear error, nothing left running', async () => {
     await expect(node('stack-cli.js', ['up'], { ...env, PLUGIN_CONFIG: '/nonexistent.json' })).rejects.toThrow(/PLUGIN_CONFIG=\/nonexistent.json: no such file/);
+    await expect(node('stack-cli.js', ['up'], { ...env, ENVOY_PORT: '10000x' })).rejects.toThrow(/ENVOY_PORT=10000x: must be a port number 0-65535/);
     const bad = path.join(dir, 'bad.json');
     fs.writeFileSync(bad, JSON.stringify({ rateLimitKeys: ['{{nope}}'], rateLimitService: { cluster: 'x' } }));
-    const port = await freePort();
-    const err = await node('stack-cli.js', ['up'], { ...env, ENVOY_PORT: String(port), PLUGIN_CONFIG: bad }).catch((e) => e);
+    const err = await node('stack-cli.js', ['up'], { ...env, ENVOY_PORT: '0', PLUGIN_CONFIG: bad }).catch((e) => e);
     expect(String(err.stderr)).toContain('invalid pluginConfig: rateLimitKeys[0]: unknown template variable "nope"');
     expect(fs.existsSync(path.join(env.STACK_RUN_DIR, 'stack.json'))).toBe(false);
   });

@@ -10,7 +10,6 @@ import { bucketOf, startService, withCharge, Service } from '../src/harness/serv
 import { envoyRejects } from '../src/harness/envoy';
 import { RLS_PORT, RLS_SERVICE, LLM_ROUTE } from '../src/harness/envoy-config';
 import { PLUGIN_WASM } from '../src/harness/paths';
-import { freePort } from '../src/harness/ports';
 import { waitFor } from '../src/harness/process';
 import { startRedis, RedisHandle } from '../../test-support/redis';
 
@@ -233,13 +232,14 @@ describe('5. reports survive a service outage', () => {
   let redis: RedisHandle;
   let service: Service | undefined;
   let stack: Stack;
-  let port: number;
+  let port: number | undefined;
   const OUTAGE_RULES = [{ rate_limit_key_regex: '^steady', redis_expired_seconds: 86400, fill_interval_second: 86400, tokens_per_fill: 1, max_tokens: 1000000000 }];
-  const start = () => startService({ rules: OUTAGE_RULES, redisUrl: redis.url, env: { PORT: String(port) } });
+  // The first start takes a free port (PORT=0); the restart comes back on the same one, where Envoy sends.
+  const start = () => startService({ rules: OUTAGE_RULES, redisUrl: redis.url, env: { PORT: String(port ?? 0) } });
   beforeAll(async () => {
     redis = await startRedis();
-    port = await freePort();
     service = await start();
+    port = service.port;
     stack = await startStack({ rules: OUTAGE_RULES, rateLimitService: { host: '127.0.0.1', port }, pluginConfig: config({ failOpen: true, matches: [] }) });
   });
   afterAll(async () => {

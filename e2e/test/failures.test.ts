@@ -4,10 +4,10 @@ import { chat } from '../src/harness/http';
 import { envoyRejects } from '../src/harness/envoy';
 import { startService, withCharge } from '../src/harness/service';
 import { startStandin, Standin } from '../src/harness/standin';
-import { freePort } from '../src/harness/ports';
 import { waitFor } from '../src/harness/process';
 import { PLUGIN_WASM, PLUGIN_CONFIG_FILE, readJson } from '../src/harness/paths';
 import { RLS_PORT, RLS_SERVICE } from '../src/harness/envoy-config';
+import { holdPort, HeldPort } from '../../test-support/ports';
 import { startRedis } from '../../test-support/redis';
 
 const HOST = 'dashscope.aliyuncs.com';
@@ -27,14 +27,17 @@ async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
 describe('rate-limit service unreachable', () => {
   let open: Stack;
   let closed: Stack;
+  let dead: HeldPort;
   beforeAll(async () => {
-    const dead = { host: '127.0.0.1', port: await freePort() }; // nothing listens there
-    open = await startStack({ rateLimitService: dead, pluginConfig: withService({ failOpen: true }) });
-    closed = await startStack({ rateLimitService: dead, pluginConfig: withService({ failOpen: false }) });
+    dead = await holdPort(); // refuses connections, and nothing else can listen there meanwhile
+    const svc = { host: '127.0.0.1', port: dead.port };
+    open = await startStack({ rateLimitService: svc, pluginConfig: withService({ failOpen: true }) });
+    closed = await startStack({ rateLimitService: svc, pluginConfig: withService({ failOpen: false }) });
   });
   afterAll(async () => {
     await open?.stop();
     await closed?.stop();
+    await dead?.release();
   });
 
   test('failOpen: true lets the request through to the LLM', async () => {

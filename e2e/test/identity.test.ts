@@ -40,7 +40,7 @@ test('the same user with a valid token is limited by its sub, whatever headers i
   const first = await withCharge(bySub.service.port, 'user-alice', 1000, () => chat(bySub, alice, undefined, { 'x-mock-usage': '10,2000' }));
   expect(first.result.status).toBe(200);
   expect(first.after).toBe(1000 - 2010);
-  for (const extra of [{}, { 'user-type': 'someone-else' }, { 'x-jwt-sub': 'bob' }, { 'x-user': 'bob', 'x-request-id': 'r1' }]) {
+  for (const extra of <Record<string, string>[]>[{}, { 'user-type': 'someone-else' }, { 'x-jwt-sub': 'bob' }, { 'x-user': 'bob', 'x-request-id': 'r1' }]) {
     expect((await chat(bySub, alice, undefined, extra)).status).toBe(429);
   }
   // Another verified user has a bucket of its own.

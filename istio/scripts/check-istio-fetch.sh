@@ -13,22 +13,26 @@ done
 wasm="$(cd .. && pwd)/plugin/build/plugin.wasm"
 tag="$(node -p "require('./package.json').version")"
 make -s image
-port="$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")"
 dir="$(mktemp -d)"
+# Port 0: the registry takes a free port and logs it ("listening on 127.0.0.1:PORT").
 cat > "$dir/config.yml" <<CONF
 version: 0.1
 storage:
   filesystem:
     rootdirectory: $dir/data
 http:
-  addr: 127.0.0.1:$port
+  addr: 127.0.0.1:0
 CONF
 docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+port=""
 for _ in $(seq 1 50); do
-  node -e "require('http').get('http://127.0.0.1:$port/v2/',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))" && break
+  port="$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$dir/registry.log" | head -1 | sed 's/.*://' || true)"
+  [ -n "$port" ] && node -e "require('http').get('http://127.0.0.1:$port/v2/',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))" && break
+  kill -0 $pid 2>/dev/null || { echo "docker-registry exited:"; cat "$dir/registry.log"; exit 1; }
   sleep 0.2
 done
+[ -n "$port" ] || { echo "docker-registry did not say which port it took:"; cat "$dir/registry.log"; exit 1; }
 make -s push REGISTRY="127.0.0.1:$port" SKOPEO_FLAGS=--dest-tls-verify=false
 (cd tools/istio-fetch && go run . "127.0.0.1:$port/llm-token-ratelimit/plugin:$tag" "$wasm")

@@ -1,35 +1,36 @@
 // istio/manifests/llm-provider.yaml (the stand-in for ASM's LLMProvider): its Lua filter,
 // taken verbatim from the EnvoyFilter's patch, runs in a real Envoy between a client and a
 // recording upstream, so the rewrite the seed's curl depends on is checked for real.
+import * as http from 'http';
 import { find, loadAll } from './lib/manifests';
-import { startEnvoy, Envoy } from '../../e2e/src/harness/envoy';
-import { request } from '../../e2e/src/harness/http';
-import { createMockLlm, MockLlm } from '../../e2e/src/mock-llm';
+import { recordingUpstream, startSidecar, Upstream } from './lib/sidecar';
 
 const SEED_BODY = '{\n"messages": [\n{"role": "user", "content": "介绍一下你自己"}\n]\n}';
 
-let envoy: Envoy | undefined;
-let upstream: MockLlm;
+let envoy: Awaited<ReturnType<typeof startSidecar>> | undefined;
+let upstream: Upstream;
 let port: number;
 
-/** What the upstream received, in order (the LLM stand-in records every request). */
+/** What the upstream received, in order. */
 const seen = () => upstream.requests;
 
-async function send(port: number, o: { host: string; path?: string; headers?: Record<string, string>; body?: string }): Promise<number> {
-  const r = await request(port, { method: o.body === undefined ? 'GET' : 'POST', path: o.path, headers: { host: o.host, ...o.headers }, body: o.body });
-  return r.status;
+/** One request with the given Host (fetch cannot set Host); resolves with the status. */
+function send(port: number, o: { host: string; path?: string; headers?: Record<string, string>; body?: string }): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: o.body === undefined ? 'GET' : 'POST', path: o.path ?? '/', headers: { host: o.host, ...o.headers }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
 }
 
 beforeAll(async () => {
   const ef = find(loadAll(), 'EnvoyFilter', 'dashscope-llm-provider');
-  upstream = await createMockLlm();
-  // The EnvoyFilter's Lua filter, verbatim, in the same Envoy bootstrap the e2e tests use (without the plugin).
-  envoy = await startEnvoy({
-    llm: { host: '127.0.0.1', port: upstream.port },
-    rateLimitService: { host: '127.0.0.1', port: 1 },
-    httpFilters: [ef.spec.configPatches[0].patch.value],
-    concurrency: 1,
-  });
+  upstream = await recordingUpstream();
+  // The EnvoyFilter's Lua filter, verbatim, before the router, as in the sleep pod's sidecar.
+  envoy = await startSidecar([ef.spec.configPatches[0].patch.value], upstream.port);
   port = envoy.port;
 }, 30000);
 

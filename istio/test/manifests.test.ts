@@ -7,8 +7,7 @@ import * as path from 'path';
 import { parseAllDocuments } from 'yaml';
 import { createValidator, Validator } from './lib/schemas';
 import { find, loadAll, Loaded, manifestFiles, REPO_DIR } from './lib/manifests';
-import { parseRules } from '../../service/src/config/rules';
-import { settingsFromEnv } from '../../service/src/config/env';
+import { parseRules, settingsFromEnv } from './lib/service-config';
 
 const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x));
 const readJson = (rel: string) => JSON.parse(fs.readFileSync(path.join(REPO_DIR, rel), 'utf8'));

@@ -35,6 +35,8 @@ export interface EnvoyConfigOptions {
 const WASM_FILTER = 'envoy.filters.http.wasm';
 export const LLM_ROUTE = 'llm_route';
 export const LLM_CLUSTER = 'llm_upstream';
+/** The listener clients send to (admin /listeners names its port when it was bound to port 0). */
+export const LISTENER = 'llm_egress';
 
 function cluster(name: string, ep: Endpoint) {
   const tls = ep.tls
@@ -109,7 +111,7 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
     static_resources: {
       listeners: [
         {
-          name: 'llm_egress',
+          name: LISTENER,
           address: { socket_address: { address: o.listen.host, port_value: o.listen.port } },
           filter_chains: [
             {

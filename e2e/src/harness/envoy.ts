@@ -3,10 +3,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { stringify } from 'yaml';
 import { envoyBin } from './paths';
-import { freePort } from './ports';
+import { envoyAdminPort, envoyListenerPort } from './ports';
 import { GiveUp, Proc, startProcess, waitFor } from './process';
 import { request } from './http';
-import { EnvoyConfigOptions, envoyConfig } from './envoy-config';
+import { EnvoyConfigOptions, LISTENER, envoyConfig } from './envoy-config';
 
 export interface Envoy {
   proc: Proc;
@@ -20,41 +20,64 @@ export interface Envoy {
 
 export type EnvoyOptions = Omit<EnvoyConfigOptions, 'listen' | 'admin'> & { concurrency?: number; logLevel?: string };
 
-/** Writes the config for free ports into a temp dir and starts Envoy on it; stop() also removes the dir. */
-async function launch(o: EnvoyOptions) {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-envoy-'));
-  const configFile = path.join(dir, 'envoy.yaml');
-  fs.writeFileSync(configFile, stringify(envoyConfig({ ...o, listen: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort } })));
-  const proc = startProcess('envoy', envoyBin(), [
+/** The arguments every Envoy here runs with; Envoy writes its admin address to `adminAddressFile`. */
+export function envoyArgs(configFile: string, adminAddressFile: string, o: { concurrency?: number; logLevel?: string } = {}): string[] {
+  return [
     '-c', configFile,
     '--disable-hot-restart',
-    '--concurrency', String(o.concurrency ?? 2),
+    ...(o.concurrency ? ['--concurrency', String(o.concurrency)] : []),
     '-l', o.logLevel ?? 'warning',
     // The plugin's own log lines (configuration errors, call failures) come through this component.
     '--component-log-level', 'wasm:info',
-  ]);
+    '--admin-address-path', adminAddressFile,
+  ];
+}
+
+/**
+ * Waits until the Envoy that writes `adminAddressFile` is ready (admin /ready) and returns the
+ * ports it bound: its admin port and the port of the listener (port 0 in the config: Envoy takes one).
+ * `exited` tells, while waiting, whether the process has ended (then waiting stops at once).
+ */
+export async function envoyPorts(adminAddressFile: string, exited: () => string | undefined, timeoutMs = 30000): Promise<{ port: number; adminPort: number }> {
+  return waitFor('Envoy to be ready', async () => {
+    const gone = exited();
+    if (gone !== undefined) throw new GiveUp(gone);
+    const adminPort = envoyAdminPort(adminAddressFile);
+    if (adminPort === undefined) return undefined;
+    if ((await request(adminPort, { path: '/ready', timeoutMs: 1000 })).status !== 200) return undefined;
+    const port = await envoyListenerPort(adminPort, LISTENER);
+    return port === undefined ? undefined : { port, adminPort };
+  }, timeoutMs, 50);
+}
+
+/** Writes the config (both ports 0: Envoy takes them) into a temp dir and starts Envoy on it; stop() also removes the dir. */
+function launch(o: EnvoyOptions) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-envoy-'));
+  const configFile = path.join(dir, 'envoy.yaml');
+  const adminAddressFile = path.join(dir, 'admin-address');
+  fs.writeFileSync(configFile, stringify(envoyConfig({ ...o, listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } })));
+  const proc = startProcess('envoy', envoyBin(), envoyArgs(configFile, adminAddressFile, { concurrency: o.concurrency ?? 2, logLevel: o.logLevel }));
+  let exitCode: number | string | undefined;
+  proc.exited.then((c) => (exitCode = c));
   const stop = async () => {
     await proc.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { port, adminPort, configFile, proc, stop };
+  return { configFile, adminAddressFile, proc, stop, exited: () => (exitCode === undefined ? undefined : `Envoy exited (${exitCode}):\n${proc.output().slice(-4000)}`) };
 }
 
-/** Starts a real Envoy on free ports and waits until its listener answers. */
+/** Starts a real Envoy on ports of its own and waits until it is ready. */
 export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
-  const { port, adminPort, configFile, proc, stop } = await launch(o);
+  const { configFile, adminAddressFile, proc, stop, exited } = launch(o);
+  let ports: { port: number; adminPort: number };
   try {
-    await waitFor('Envoy to be ready', async () => {
-      const r = await Promise.race([proc.exited.then((c) => ({ exited: c })), request(adminPort, { path: '/ready', timeoutMs: 1000 })]);
-      if ('exited' in r) throw new GiveUp(`Envoy exited (${r.exited}):\n${proc.output().slice(-4000)}`);
-      return r.status === 200 ? true : undefined;
-    }, 30000, 50);
+    ports = await envoyPorts(adminAddressFile, exited);
   } catch (e) {
     await stop();
     if (String(e).includes('Envoy exited')) throw e;
     throw new Error(`${String(e)}\n--- envoy output ---\n${proc.output().slice(-4000)}`);
   }
+  const { port, adminPort } = ports;
   return {
     proc,
     port,
@@ -75,7 +98,7 @@ export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
 
 /** Starts Envoy expecting it to refuse the configuration; resolves with its exit code and output. */
 export async function envoyRejects(o: EnvoyOptions, timeoutMs = 20000): Promise<{ code: number | string; output: string }> {
-  const { proc, stop } = await launch({ concurrency: 1, ...o });
+  const { proc, stop } = launch({ concurrency: 1, ...o });
   const timer = new Promise<'running'>((r) => setTimeout(() => r('running'), timeoutMs).unref());
   const code = await Promise.race([proc.exited, timer]);
   await stop();

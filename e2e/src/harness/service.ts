@@ -1,6 +1,7 @@
 import { SERVICE_MAIN, requireBuilt } from './paths';
 import { GiveUp, Proc, startProcess, waitFor } from './process';
 import { request } from './http';
+import { listeningLine } from './ports';
 
 export interface Service {
   proc: Proc;
@@ -24,7 +25,7 @@ export interface ServiceOptions {
   env?: Record<string, string>;
 }
 
-/** Starts `node service/dist/main.js` on a free port and waits for its "listening" log line. */
+/** Starts `node service/dist/main.js` on ports it takes itself (PORT=0, ADMIN_PORT=0) and reads them from its "listening" log line. */
 export async function startService(o: ServiceOptions): Promise<Service> {
   requireBuilt(SERVICE_MAIN, 'make service');
   const env: Record<string, string> = {
@@ -41,16 +42,8 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     const { port, adminPort } = await waitFor('the service to listen', async () => {
       const done = await Promise.race([proc.exited.then((c) => c), new Promise((r) => setImmediate(() => r(undefined)))]);
       if (done !== undefined) throw new GiveUp(`service exited (${String(done)}):\n${proc.output().slice(-4000)}`);
-      for (const line of proc.output().split('\n')) {
-        if (!line.includes('"listening"')) continue;
-        try {
-          const { port, admin_port } = JSON.parse(line);
-          if (typeof port === 'number') return { port, adminPort: admin_port as number };
-        } catch {
-          /* not JSON: keep looking */
-        }
-      }
-      return undefined;
+      const listening = listeningLine(proc.output());
+      return listening && { port: listening.port as number, adminPort: listening.admin_port as number };
     }, 15000);
     adminPorts.set(port, adminPort);
     return {
