@@ -7,7 +7,8 @@ import { ADMIN_TOKEN, adminFetch } from './support/admin';
 import type { BucketStore } from '../src/store/types';
 import { builtMain } from './support/build';
 import { runMain, type Proc } from './support/proc';
-import { freePort, startRedis } from '../../test-support/redis';
+import { startRedis } from '../../test-support/redis';
+import { holdPort } from '../../test-support/ports';
 
 const RULE = { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 };
 let main: string;
@@ -57,8 +58,10 @@ test('embedded store, config file reloaded on SIGHUP, JSON logs, graceful SIGTER
 });
 
 test('reference Redis env (REDIS_ADDRESS): starts even while Redis is down, /readyz follows Redis', async () => {
-  const port = await freePort();
+  const held = await holdPort(); // refuses connections (Redis down) and nobody else can take it meanwhile
+  const port = held.port;
   const p = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), REDIS_ADDRESS: `127.0.0.1:${port}` });
+  await held.release();
   const redis = await startRedis({ port }).catch(async (e) => {
     p.child.kill('SIGKILL');
     throw e;

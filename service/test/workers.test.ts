@@ -4,6 +4,7 @@ import { builtMain } from './support/build';
 import { runMain, until, type Proc } from './support/proc';
 import { ADMIN_TOKEN } from './support/admin';
 import { startRedis, type RedisHandle } from '../../test-support/redis';
+import { holdPort } from '../../test-support/ports';
 import { cgroupCpuQuota, defaultWorkers } from '../src/config/cpus';
 import { settingsFromEnv } from '../src/config/env';
 
@@ -147,14 +148,14 @@ test('/readyz answers 200 only once every worker reaches Redis (Redis started af
   // Redis is down for the first seconds: each process's client backs off up to 2 s, so after
   // Redis starts they reconnect at different moments. A probe answered by one worker must
   // speak for all of them, or the pod is marked ready while a worker still refuses checks.
-  const down = await startRedis();
-  const port = down.port;
-  await down.stop();
+  const held = await holdPort(); // Redis down: connections refused, and the port stays ours
+  const port = held.port;
   const p = await runMain(main, { RATE_LIMIT_CONFIG: JSON.stringify([RULE]), REDIS_ADDRESS: `127.0.0.1:${port}`, WORKERS: '2' });
   let late: RedisHandle | undefined;
   try {
     expect((await once(p.port, '/readyz')).status).toBe(503);
     await new Promise((r) => setTimeout(r, 3000)); // every client at its longest back-off
+    await held.release();
     late = await startRedis({ port });
     const end = Date.now() + 15_000;
     while ((await once(p.port, '/readyz')).status !== 200 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
@@ -164,6 +165,7 @@ test('/readyz answers 200 only once every worker reaches Redis (Redis started af
     expect((await once(p.adminPort, '/readyz')).status).toBe(200);
   } finally {
     p.child.kill('SIGKILL');
+    await held.release();
     await late?.stop();
   }
 }, 40_000);
