@@ -280,7 +280,7 @@ describe('the egress gateway (egress-gateway.yaml): the mesh\'s calls to the pro
     const gw = find(all, 'Gateway', 'llm-egress-gateway');
     expect(vs.metadata.namespace).toBe(gw.metadata.namespace); // `./` hosts bind only these
     expect(vs.spec.hosts).toEqual([host()]);
-    expect(vs.spec.gateways.sort()).toEqual(['llm-egress-gateway', 'mesh']);
+    expect([...vs.spec.gateways].sort()).toEqual(['llm-egress-gateway', 'mesh']);
     const se = find(all, 'ServiceEntry', 'dashscope');
     const httpPort = se.spec.ports.find((p: any) => p.protocol === 'HTTP').number;
     expect(httpPort).toBe(80);
