@@ -27,6 +27,7 @@ const K8S_FILES = [
 ];
 const K8S_KINDS = [
   ['', 'v1', 'ConfigMap'],
+  ['', 'v1', 'Namespace'],
   ['', 'v1', 'Secret'],
   ['', 'v1', 'Service'],
   ['', 'v1', 'ServiceAccount'],
@@ -36,7 +37,9 @@ const K8S_KINDS = [
 ];
 const ISTIO_KINDS = [
   ['extensions.istio.io', 'WasmPlugin'],
+  ['networking.istio.io', 'Gateway'],
   ['networking.istio.io', 'ServiceEntry'],
+  ['networking.istio.io', 'VirtualService'],
   ['networking.istio.io', 'DestinationRule'],
   ['networking.istio.io', 'EnvoyFilter'],
   ['security.istio.io', 'AuthorizationPolicy'],

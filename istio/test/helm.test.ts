@@ -1,7 +1,8 @@
 // The Helm chart (deploy/helm/llm-token-ratelimit), with a real `helm` (`make helm` builds
 // v3.22.0 from the Go module proxy into .tools/bin): `helm lint --strict` is clean, every
 // rendering validates against the same Kubernetes and Istio schemas as istio/manifests, the
-// chart at ci/istio-manifests-values.yaml renders exactly the raw manifests' objects, and bad
+// chart at ci/istio-manifests-values.yaml renders exactly the raw manifests' objects, the plugin
+// runs in a gateway unless the sidecar topology is asked for (then with a warning), and bad
 // values stop the rendering with a message naming the value.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -46,6 +47,9 @@ function renderError(set: string[]): string {
 }
 
 const MINIMAL = [`serviceTokens.token=${TOKEN}`, 'redis.address=redis.example.internal:6379'];
+// The plugin on Istio's ingress gateway, installed in a namespace of its own (Istio's "Installing Gateways").
+const INGRESS = ['wasmPlugin.gateway.namespace=istio-ingress', 'wasmPlugin.gateway.serviceAccount=istio-ingressgateway', 'wasmPlugin.gateway.selector.matchLabels.istio=ingressgateway'];
+const SIDECAR_WARNING = 'llm-token-ratelimit/warning';
 
 let v: Validator;
 beforeAll(() => {
@@ -81,6 +85,8 @@ test.each([
   ['bundled Redis, Redis Cluster with a password, helm labels off', ['redis.address=', 'redis.bundled.enabled=true', 'redis.cluster=true', 'redis.password=secret', 'helmLabels=false']],
   ['existing Secrets and ConfigMap, digest, pull secret, plugin token in pluginConfig', ['serviceTokens.token=', 'serviceTokens.existingSecret=my-tokens', 'redis.existingSecret=my-redis', 'rules.existingConfigMap=my-rules', `wasmPlugin.pluginConfig.rateLimitService.token=${TOKEN}`, 'wasmPlugin.digest=sha256:' + 'a'.repeat(64), 'wasmPlugin.imagePullSecret=regcred']],
   ['policies and PDB off, extra env, namespace selector', ['authorizationPolicy.enabled=false', 'networkPolicy.enabled=false', 'podDisruptionBudget.enabled=false', 'extraEnv[0].name=WORKERS', 'string:extraEnv[0].value=2', 'networkPolicy.enabled=true', 'networkPolicy.clientNamespaceSelector.matchLabels.team=llm']],
+  ['the ingress-gateway variant', INGRESS],
+  ['the sidecar opt-in', ['wasmPlugin.topology=sidecar']],
 ])('%s: every object validates against the Kubernetes and Istio schemas', (_name, set) => {
   const objs = render([], [...MINIMAL, ...set]);
   expectValid(objs);
@@ -123,6 +129,49 @@ test('the defaults: the token reaches the service (secretKeyRef) and the plugin;
   expect(dep.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
 });
 
+test('the default topology is the gateway: the WasmPlugin selects the egress gateway\'s pods in its namespace, and only its identity and pods may call the service', () => {
+  const objs = render([], MINIMAL);
+  const wp = objs.find((o) => o.kind === 'WasmPlugin');
+  expect(wp.metadata.namespace).toBe('llm-egress');
+  expect(wp.spec.selector).toEqual({ matchLabels: { istio: 'llm-egress-gateway' } });
+  expect(wp.spec.match).toBeUndefined();
+  expect(wp.metadata.annotations).toBeUndefined();
+  const ap = objs.find((o) => o.kind === 'AuthorizationPolicy');
+  expect(ap.metadata.namespace).toBe('default');
+  expect(ap.spec.rules.map((r: any) => r.from)).toEqual([[{ source: { principals: ['cluster.local/ns/llm-egress/sa/llm-egress-gateway'] } }]]);
+  const np = objs.find((o) => o.kind === 'NetworkPolicy');
+  expect(np.spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: { istio: 'llm-egress-gateway' } }, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'llm-egress' } } }]);
+  // Everything else stays in the release's namespace.
+  expect(objs.filter((o) => o.metadata.namespace !== 'default').map((o) => o.kind)).toEqual(['WasmPlugin']);
+  expect(helm(['template', 'llmrl', CHART, '--namespace', 'default', ...MINIMAL.flatMap((x) => ['--set', x])]).out).not.toContain('WARNING');
+});
+
+test('the ingress-gateway variant: the same, with that gateway\'s namespace, labels and ServiceAccount', () => {
+  const objs = render([], [...MINIMAL, ...INGRESS]);
+  const wp = objs.find((o) => o.kind === 'WasmPlugin');
+  expect([wp.metadata.namespace, wp.spec.selector]).toEqual(['istio-ingress', { matchLabels: { istio: 'ingressgateway' } }]);
+  expect(objs.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals).toEqual(['cluster.local/ns/istio-ingress/sa/istio-ingressgateway']);
+  expect(objs.find((o) => o.kind === 'NetworkPolicy').spec.ingress[0].from[0].namespaceSelector).toEqual({ matchLabels: { 'kubernetes.io/metadata.name': 'istio-ingress' } });
+});
+
+test('the sidecar opt-in renders with its warning (annotation and comment), in the release\'s namespace, admitting the sidecars\' identities', () => {
+  const r = helm(['template', 'llmrl', CHART, '--namespace', 'default', ...[...MINIMAL, 'wasmPlugin.topology=sidecar'].flatMap((x) => ['--set', x])]);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/# WARNING \(wasmPlugin\.topology: sidecar\):[^\n]*\n#[^\n]*\n# its own proxy \(localhost:15000\/config_dump\)/);
+  const objs = render([], [...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.serviceAccounts[0]=sleep', 'wasmPlugin.sidecar.serviceAccounts[1]=batch']);
+  const wp = objs.find((o) => o.kind === 'WasmPlugin');
+  expect(wp.metadata.namespace).toBe('default');
+  expect(wp.metadata.annotations[SIDECAR_WARNING]).toMatch(/can read the service token from their sidecar \(localhost:15000\/config_dump\) and check or charge any key/);
+  expect(wp.spec.selector).toEqual({ matchLabels: { app: 'sleep' } });
+  expect(wp.spec.match).toEqual([{ mode: 'CLIENT', ports: [{ number: 80 }] }]);
+  expect(objs.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals)
+    .toEqual(['cluster.local/ns/default/sa/sleep', 'cluster.local/ns/default/sa/batch']);
+  expect(objs.find((o) => o.kind === 'NetworkPolicy').spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: { app: 'sleep' } } }]);
+  // Explicit principals replace the derived ones.
+  const own = render([], [...MINIMAL, 'authorizationPolicy.principals[0]=spiffe.example/ns/a/sa/b']);
+  expect(own.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals).toEqual(['spiffe.example/ns/a/sa/b']);
+});
+
 test('at ci/istio-manifests-values.yaml the chart renders exactly the objects of istio/manifests (plus its PodDisruptionBudget)', () => {
   const chart = render([PARITY_VALUES]);
   expectValid(chart);
@@ -147,5 +196,12 @@ test('bad values stop the rendering, naming the value', () => {
   expect(renderError([`serviceTokens.token=${TOKEN}`])).toContain('set redis.address, redis.url or redis.existingSecret');
   expect(renderError(['serviceTokens.token=short', 'redis.address=x:6379'])).toContain('serviceTokens.token must be at least 16 characters');
   expect(renderError(['serviceTokens.existingSecret=s', 'redis.address=x:6379'])).toContain('the plugin needs the service\'s token');
-  expect(renderError([...MINIMAL, 'authorizationPolicy.principals=null'])).toContain('authorizationPolicy.principals is empty');
+  expect(renderError([...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.serviceAccounts=null'])).toContain('authorizationPolicy.principals is empty and wasmPlugin.sidecar.serviceAccounts too');
+  expect(renderError([...MINIMAL, 'wasmPlugin.topology=mesh'])).toContain('wasmPlugin.topology must be gateway or sidecar, got "mesh"');
+  expect(renderError([...MINIMAL, 'wasmPlugin.gateway.namespace=istio-system'])).toContain('wasmPlugin.gateway.namespace is "istio-system", Istio\'s root namespace');
+  expect(renderError([...MINIMAL, 'wasmPlugin.gateway.serviceAccount='])).toContain('wasmPlugin.gateway.serviceAccount is empty');
+  expect(renderError([...MINIMAL, 'wasmPlugin.gateway.selector=null'])).toContain('wasmPlugin.gateway.selector.matchLabels is empty');
+  expect(renderError([...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.selector.matchLabels=null'])).toContain('wasmPlugin.sidecar.selector.matchLabels is empty');
+  // The values that used to say where the plugin runs are refused, not silently ignored.
+  expect(renderError([...MINIMAL, 'wasmPlugin.selector.matchLabels.app=sleep'])).toContain('wasmPlugin.selector and wasmPlugin.match are no longer read');
 });

@@ -29,7 +29,7 @@ function send(port: number, o: { host: string; path?: string; headers?: Record<s
 beforeAll(async () => {
   const ef = find(loadAll(), 'EnvoyFilter', 'dashscope-llm-provider');
   upstream = await recordingUpstream();
-  // The EnvoyFilter's Lua filter, verbatim, before the router, as in the sleep pod's sidecar.
+  // The EnvoyFilter's Lua filter, verbatim, before the router, as in the egress gateway.
   envoy = await startSidecar([ef.spec.configPatches[0].patch.value], upstream.port);
   port = envoy.port;
 }, 30000);

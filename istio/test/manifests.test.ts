@@ -19,9 +19,18 @@ beforeAll(() => {
   all = loadAll();
 });
 
+/** The Deployments whose pods an object with a workload selector (WasmPlugin, EnvoyFilter) applies to, as Istio picks them. */
+function selectedDeployments(o: { metadata: any; spec: any }): any[] {
+  const sel: Record<string, string> = o.spec.selector?.matchLabels ?? {};
+  const everywhere = o.metadata.namespace === 'istio-system'; // Istio's root namespace: every namespace
+  return all.map((l) => l.obj).filter((d) => d.kind === 'Deployment'
+    && (everywhere || d.metadata.namespace === o.metadata.namespace)
+    && Object.entries(sel).every(([k, val]) => d.spec.template.metadata.labels?.[k] === val));
+}
+
 describe('every manifest validates against its schema', () => {
   test('the manifest files are the expected ones', () => {
-    expect(manifestFiles()).toEqual(['dashscope.yaml', 'llm-provider.yaml', 'rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml', 'wasmplugin.yaml']);
+    expect(manifestFiles()).toEqual(['dashscope.yaml', 'egress-gateway.yaml', 'llm-provider.yaml', 'rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml', 'wasmplugin.yaml']);
   });
 
   test.each(manifestFiles())('%s', (file) => {
@@ -33,14 +42,19 @@ describe('every manifest validates against its schema', () => {
     }
   });
 
-  test('every object is namespaced in default and names are unique per kind', () => {
+  test('the service and the client are in default (as in the guide), the gateway and the provider in llm-egress; names are unique per kind', () => {
     const seen = new Set<string>();
-    for (const { obj } of all) {
-      expect(obj.metadata.namespace).toBe('default');
+    const where: Record<string, string[]> = {};
+    for (const { file, obj } of all) {
+      const ns = obj.kind === 'Namespace' ? obj.metadata.name : obj.metadata.namespace;
+      (where[ns] ??= []).push(file);
       const key = `${obj.kind}/${obj.metadata.name}`;
       expect(seen.has(key)).toBe(false);
       seen.add(key);
     }
+    expect(Object.keys(where).sort()).toEqual(['default', 'llm-egress']);
+    expect([...new Set(where.default)].sort()).toEqual(['rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml']);
+    expect([...new Set(where['llm-egress'])].sort()).toEqual(['dashscope.yaml', 'egress-gateway.yaml', 'llm-provider.yaml', 'wasmplugin.yaml']);
   });
 });
 
@@ -49,8 +63,9 @@ test('the schemas are the releases scripts/update-schemas.js pins (regenerate af
   const pinned = (mod: string) => new RegExp(`module: '${mod.replace(/\./g, '\\.')}', version: '([^']+)'`).exec(script)?.[1];
   expect(v.sources.kubernetes).toMatch(new RegExp(`^k8s\\.io/kubernetes@${pinned('k8s.io/kubernetes')} \\(h1:`));
   expect(v.sources.istio).toMatch(new RegExp(`^istio\\.io/api@${pinned('istio.io/api')} \\(h1:`));
-  for (const kind of ['v1 ConfigMap', 'v1 Secret', 'v1 Service', 'v1 ServiceAccount', 'apps/v1 Deployment',
+  for (const kind of ['v1 ConfigMap', 'v1 Namespace', 'v1 Secret', 'v1 Service', 'v1 ServiceAccount', 'apps/v1 Deployment',
     'extensions.istio.io/v1alpha1 WasmPlugin', 'networking.istio.io/v1 ServiceEntry', 'networking.istio.io/v1 DestinationRule',
+    'networking.istio.io/v1 Gateway', 'networking.istio.io/v1 VirtualService',
     'networking.istio.io/v1alpha3 EnvoyFilter', 'networking.k8s.io/v1 NetworkPolicy', 'security.istio.io/v1 AuthorizationPolicy']) {
     expect(v.kinds()).toContain(kind);
   }
@@ -103,7 +118,7 @@ describe('the validator rejects what the API server would reject', () => {
     delete c.spec.url;
     expect(v.validate(c).valid).toBe(false);
     const d = wasm();
-    d.spec.match[0].ports[0].number = 70000;
+    d.spec.match = [{ mode: 'CLIENT', ports: [{ number: 70000 }] }];
     expect(v.validate(d).valid).toBe(false);
     const e = wasm();
     e.apiVersion = 'extensions.istio.io/v1';
@@ -137,6 +152,21 @@ describe('the validator rejects what the API server would reject', () => {
     expect(v.validate(dr).valid).toBe(false);
   });
 
+  test('Gateway and VirtualService: misspelt fields and bad enums', () => {
+    const gw = clone(find(all, 'Gateway', 'llm-egress-gateway'));
+    gw.spec.servers[0].tls.mode = 'ISTIO_MUTUALL';
+    expect(v.validate(gw).valid).toBe(false);
+    const gw2 = clone(find(all, 'Gateway', 'llm-egress-gateway'));
+    gw2.spec.servers[0].host = gw2.spec.servers[0].hosts;
+    expect(v.validate(gw2).valid).toBe(false);
+    const vs = clone(find(all, 'VirtualService', 'dashscope-through-egress-gateway'));
+    vs.spec.http[0].route[0].destination.hots = 'x';
+    expect(v.validate(vs).valid).toBe(false);
+    const vs2 = clone(find(all, 'VirtualService', 'dashscope-through-egress-gateway'));
+    vs2.spec.http[0].match[0].port = '80';
+    expect(v.validate(vs2).valid).toBe(false);
+  });
+
   test('metadata is checked too, and unknown kinds are refused', () => {
     const s = clone(find(all, 'Service', 'asm-llm-token-rate-limit-example'));
     s.metadata.label = { app: 'x' };
@@ -146,17 +176,17 @@ describe('the validator rejects what the API server would reject', () => {
 });
 
 describe('the seed works unchanged', () => {
-  test('WasmPlugin is the seed\'s, with our image', () => {
+  test('WasmPlugin is the seed\'s, with our image, moved from the client\'s sidecar to the egress gateway', () => {
     const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
     const { url, pluginConfig, ...rest } = w.spec;
     expect(rest).toEqual({
       failStrategy: 'FAIL_OPEN',
       imagePullPolicy: 'IfNotPresent',
-      selector: { matchLabels: { app: 'sleep' } },
-      match: [{ mode: 'CLIENT', ports: [{ number: 80 }] }],
+      selector: { matchLabels: { istio: 'llm-egress-gateway' } },
       phase: 'STATS',
       priority: 10,
     });
+    expect(w.metadata.namespace).toBe('llm-egress');
     expect(url).toMatch(/^oci:\/\/.+\/plugin:[\w.-]+$/);
     expect(pluginConfig).toBeDefined();
   });
@@ -177,9 +207,34 @@ describe('the seed works unchanged', () => {
     expect(svc.spec.ports.map((p: any) => p.port)).toEqual([port]);
   });
 
-  test('the sleep client carries the label the WasmPlugin selects', () => {
-    const sel = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.selector.matchLabels;
-    expect(find(all, 'Deployment', 'sleep').spec.template.metadata.labels).toMatchObject(sel);
+  // The attack (issue 23, point 7): an application container reads its own proxy's
+  // configuration (localhost:15000/config_dump), token included. So no pod that runs an
+  // application may be selected: only gateway pods, which hold nothing but the proxy.
+  test('no application pod gets the plugin (and its token): the WasmPlugin selects only the gateway\'s pods', () => {
+    const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
+    const selected = selectedDeployments(w);
+    expect(selected.map((d) => `${d.metadata.namespace}/${d.metadata.name}`)).toEqual(['llm-egress/llm-egress-gateway']);
+    for (const d of selected) {
+      const pod = d.spec.template;
+      expect(pod.metadata.annotations['inject.istio.io/templates']).toBe('gateway');
+      expect(pod.spec.containers.map((c: any) => [c.name, c.image])).toEqual([['istio-proxy', 'auto']]);
+      expect(pod.spec.initContainers).toBeUndefined();
+    }
+    // Not in Istio's root namespace, where a selector picks pods of every namespace.
+    expect(w.metadata.namespace).not.toBe('istio-system');
+    // What the check above would have caught: the seed's selector picks the sleep client.
+    expect(selectedDeployments({ ...w, metadata: { ...w.metadata, namespace: 'default' }, spec: { ...w.spec, selector: { matchLabels: { app: 'sleep' } } } })
+      .map((d) => d.metadata.name)).toEqual(['sleep']);
+  });
+
+  test('the API key (llm-provider.yaml) is added in the gateway only, not in any application pod', () => {
+    const ef = find(all, 'EnvoyFilter', 'dashscope-llm-provider');
+    expect(ef.metadata.namespace).toBe('llm-egress');
+    expect(ef.spec.configPatches.map((p: any) => p.match.context)).toEqual(['GATEWAY']);
+    const selected = selectedDeployments({ metadata: ef.metadata, spec: { selector: { matchLabels: ef.spec.workloadSelector.labels } } });
+    expect(selected.map((d) => d.metadata.name)).toEqual(['llm-egress-gateway']);
+    // No listener port: a gateway listens on its container port (8443), not the Service's (443).
+    expect(ef.spec.configPatches[0].match.listener.portNumber).toBeUndefined();
   });
 
   test('dashscope.aliyuncs.com: plain HTTP on port 80 (the seed\'s curl), TLS originated to 443', () => {
@@ -192,6 +247,50 @@ describe('the seed works unchanged', () => {
     const dr = find(all, 'DestinationRule', 'dashscope');
     expect(dr.spec.host).toBe(host);
     expect(dr.spec.trafficPolicy.portLevelSettings).toEqual([{ port: { number: 80 }, tls: { mode: 'SIMPLE', sni: host } }]);
+  });
+});
+
+describe('the egress gateway (egress-gateway.yaml): the mesh\'s calls to the provider go through the proxy that runs the plugin', () => {
+  const host = () => find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.pluginConfig.matches[0].host.exact;
+  const gwDeployment = () => find(all, 'Deployment', 'llm-egress-gateway');
+  const gwService = () => find(all, 'Service', 'llm-egress-gateway');
+  const fqdn = (o: any) => `${o.metadata.name}.${o.metadata.namespace}.svc.cluster.local`;
+
+  test('the gateway\'s Service selects its pods; its port leads to an unprivileged container port', () => {
+    const svc = gwService();
+    expect(svc.spec.type).toBe('ClusterIP');
+    expect(gwDeployment().spec.template.metadata.labels).toMatchObject(svc.spec.selector);
+    expect(svc.spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 8443, protocol: 'TCP' }]);
+    const pod = gwDeployment().spec.template;
+    expect(pod.spec.serviceAccountName).toBe('llm-egress-gateway');
+    expect(pod.spec.containers[0].securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1337, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  });
+
+  test('sidecars reach the gateway with Istio mTLS (the gateway knows the caller), for the provider\'s host only, bound to VirtualServices of its own namespace', () => {
+    const gw = find(all, 'Gateway', 'llm-egress-gateway');
+    expect(gwDeployment().spec.template.metadata.labels).toMatchObject(gw.spec.selector);
+    expect(gw.spec.servers).toEqual([{ port: { number: 443, name: 'https-llm', protocol: 'HTTPS' }, hosts: [`./${host()}`], tls: { mode: 'ISTIO_MUTUAL' } }]);
+    const dr = find(all, 'DestinationRule', 'llm-egress-gateway');
+    expect(dr.spec.host).toBe(fqdn(gwService()));
+    expect(dr.spec.trafficPolicy.portLevelSettings).toEqual([{ port: { number: 443 }, tls: { mode: 'ISTIO_MUTUAL', sni: host() } }]);
+  });
+
+  test('the VirtualService sends the seed\'s http://dashscope.aliyuncs.com to the gateway, and the gateway\'s to the provider\'s TLS-originating port', () => {
+    const vs = find(all, 'VirtualService', 'dashscope-through-egress-gateway');
+    const gw = find(all, 'Gateway', 'llm-egress-gateway');
+    expect(vs.metadata.namespace).toBe(gw.metadata.namespace); // `./` hosts bind only these
+    expect(vs.spec.hosts).toEqual([host()]);
+    expect([...vs.spec.gateways].sort()).toEqual(['llm-egress-gateway', 'mesh']);
+    const se = find(all, 'ServiceEntry', 'dashscope');
+    const httpPort = se.spec.ports.find((p: any) => p.protocol === 'HTTP').number;
+    expect(httpPort).toBe(80);
+    const [fromMesh, fromGateway] = vs.spec.http;
+    expect(fromMesh.match).toEqual([{ gateways: ['mesh'], port: httpPort }]);
+    expect(fromMesh.route).toEqual([{ destination: { host: fqdn(gwService()), port: { number: gwService().spec.ports[0].port } } }]);
+    expect(fromGateway.match).toEqual([{ gateways: [gw.metadata.name], port: gw.spec.servers[0].port.number }]);
+    // Port 80 of the ServiceEntry: its DestinationRule opens TLS to 443 (test above).
+    expect(fromGateway.route).toEqual([{ destination: { host: host(), port: { number: httpPort } } }]);
+    expect(vs.spec.http).toHaveLength(2);
   });
 });
 
@@ -259,10 +358,11 @@ describe('the rate-limit service', () => {
     expect(ap.spec.selector.matchLabels).toEqual(find(all, 'Service', 'asm-llm-token-rate-limit-example').spec.selector);
     expect(ap.spec.action).toBe('ALLOW');
     // Every Deployment the WasmPlugin selects is allowed, by its ServiceAccount, and nothing else.
-    const sel = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.selector.matchLabels;
-    const clients = all.filter((l) => l.obj.kind === 'Deployment' && Object.entries(sel).every(([k, val]) => l.obj.spec.template.metadata.labels?.[k] === val));
+    const clients = selectedDeployments(find(all, 'WasmPlugin', 'llm-token-ratelimit'));
     expect(clients.length).toBeGreaterThan(0);
-    const principals = clients.map((l) => `cluster.local/ns/${l.obj.metadata.namespace}/sa/${l.obj.spec.template.spec.serviceAccountName}`);
+    const principals = clients.map((d) => `cluster.local/ns/${d.metadata.namespace}/sa/${d.spec.template.spec.serviceAccountName}`);
+    expect(principals).toEqual(['cluster.local/ns/llm-egress/sa/llm-egress-gateway']);
+    expect(find(all, 'ServiceAccount', 'llm-egress-gateway').metadata.namespace).toBe('llm-egress');
     expect(ap.spec.rules).toHaveLength(1);
     expect(ap.spec.rules[0].from).toEqual([{ source: { principals } }]);
     expect(ap.spec.rules[0].to).toEqual([
@@ -271,13 +371,16 @@ describe('the rate-limit service', () => {
     ]);
   });
 
-  test('NetworkPolicy: port 8080 only from the plugin\'s pods, the probe port, never the admin port', () => {
+  test('NetworkPolicy: port 8080 only from the plugin\'s pods (the gateway\'s, in its namespace), the probe port, never the admin port', () => {
     const np = find(all, 'NetworkPolicy', 'asm-llm-token-rate-limit-example');
     expect(np.spec.podSelector.matchLabels).toEqual(find(all, 'Service', 'asm-llm-token-rate-limit-example').spec.selector);
     expect(np.spec.policyTypes).toEqual(['Ingress']);
-    const sel = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.selector.matchLabels;
+    const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
     expect(np.spec.ingress).toEqual([
-      { from: [{ podSelector: { matchLabels: sel } }], ports: [{ protocol: 'TCP', port: 8080 }] },
+      {
+        from: [{ podSelector: { matchLabels: w.spec.selector.matchLabels }, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': w.metadata.namespace } } }],
+        ports: [{ protocol: 'TCP', port: 8080 }],
+      },
       { ports: [{ protocol: 'TCP', port: 15020 }] },
     ]);
     expect(JSON.stringify(np.spec)).not.toContain('9090');

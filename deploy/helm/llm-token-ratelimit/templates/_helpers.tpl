@@ -34,3 +34,48 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- $t -}}
 {{- end -}}
 {{- end }}
+
+{{/* wasmPlugin.topology, checked with the values it needs: "gateway" or "sidecar". */}}
+{{- define "llmrl.topology" -}}
+{{- $w := .Values.wasmPlugin -}}
+{{- if or (hasKey $w "selector") (hasKey $w "match") -}}
+{{- fail "wasmPlugin.selector and wasmPlugin.match are no longer read: set wasmPlugin.gateway.selector/.match (topology gateway) or wasmPlugin.sidecar.selector/.match (topology sidecar)" -}}
+{{- end -}}
+{{- $t := $w.topology -}}
+{{- if not (has $t (list "gateway" "sidecar")) -}}
+{{- fail (printf "wasmPlugin.topology must be gateway or sidecar, got %q" (toString $t)) -}}
+{{- end -}}
+{{- $where := index $w $t -}}
+{{- if not (and $where $where.selector $where.selector.matchLabels) -}}
+{{- fail (printf "wasmPlugin.%s.selector.matchLabels is empty: a WasmPlugin without a selector runs in every proxy of its namespace" $t) -}}
+{{- end -}}
+{{- if eq $t "gateway" -}}
+{{- if not $where.namespace }}{{ fail "wasmPlugin.gateway.namespace is empty: give the gateway's namespace" }}{{ end -}}
+{{- if eq $where.namespace $w.meshRootNamespace -}}
+{{- fail (printf "wasmPlugin.gateway.namespace is %q, Istio's root namespace: a WasmPlugin there applies to the pods with the selector's labels in every namespace, so any application could get the service token. Run the gateway in a namespace of its own" $where.namespace) -}}
+{{- end -}}
+{{- if not $where.serviceAccount }}{{ fail "wasmPlugin.gateway.serviceAccount is empty: give the gateway pods' ServiceAccount" }}{{ end -}}
+{{- end -}}
+{{- $t -}}
+{{- end }}
+
+{{/* The WasmPlugin's namespace: the gateway's, or the release's for sidecars. */}}
+{{- define "llmrl.pluginNamespace" -}}
+{{- if eq (include "llmrl.topology" .) "gateway" }}{{ .Values.wasmPlugin.gateway.namespace }}{{ else }}{{ .Release.Namespace }}{{ end -}}
+{{- end }}
+
+{{/* The AuthorizationPolicy's principals (JSON list): authorizationPolicy.principals, else the topology's identities. */}}
+{{- define "llmrl.principals" -}}
+{{- $p := list -}}
+{{- if .Values.authorizationPolicy.principals -}}
+{{- $p = .Values.authorizationPolicy.principals -}}
+{{- else -}}
+{{- $td := .Values.authorizationPolicy.trustDomain -}}
+{{- if eq (include "llmrl.topology" .) "gateway" -}}
+{{- $p = list (printf "%s/ns/%s/sa/%s" $td .Values.wasmPlugin.gateway.namespace .Values.wasmPlugin.gateway.serviceAccount) -}}
+{{- else -}}
+{{- range .Values.wasmPlugin.sidecar.serviceAccounts }}{{ $p = append $p (printf "%s/ns/%s/sa/%s" $td $.Release.Namespace .) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $p -}}
+{{- end }}
