@@ -102,7 +102,7 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       res.end(JSON.stringify({ error: { message: `mock error ${status}`, type: 'mock_error', code: status } }));
       return;
     }
-    let parsed: { stream?: boolean; model?: string; stream_options?: { include_usage?: boolean } } = {};
+    let parsed: { stream?: boolean; model?: string; stream_options?: { include_usage?: boolean } };
     try {
       parsed = body ? JSON.parse(body) : {};
     } catch {
@@ -169,7 +169,7 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
 
 // CLI: node e2e/dist/mock-llm.js [port] [host]   (host 0.0.0.0 in a container)
 if (require.main === module) {
-  createMockLlm(Number(process.argv[2] ?? 0), process.argv[3] ?? '127.0.0.1').then((m) => {
+  void createMockLlm(Number(process.argv[2] ?? 0), process.argv[3] ?? '127.0.0.1').then((m) => {
     console.log(JSON.stringify({ msg: 'listening', service: 'mock-llm', port: m.port }));
     const stop = () => m.close().then(() => process.exit(0));
     process.on('SIGTERM', stop);

@@ -70,7 +70,7 @@ function jsonFile(variable: string, file: string): unknown {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${variable}=${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${variable}=${file}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
 }
 
@@ -103,7 +103,6 @@ interface Plan {
 function plan(config: any): Plan {
   const hostRule = (config.matches ?? []).find((m: any) => m.host);
   const out: Plan = { host: hostRule?.host?.exact, headers: {} };
-  let key: string | undefined = '';
   const templates: string[] = config.rateLimitKeys ?? [];
   const first = templates[0] ?? '';
   for (const t of templates) {
@@ -112,7 +111,7 @@ function plan(config: any): Plan {
       out.headers[name] ??= SAMPLE[name] ?? 'demo';
     }
   }
-  key = first.replace(/{{\s*(hash\()?\s*request\.headers\.([A-Za-z0-9_-]+)\s*\)?\s*}}/g, (_all, hashed, name) => {
+  const key = first.replace(/{{\s*(hash\()?\s*request\.headers\.([A-Za-z0-9_-]+)\s*\)?\s*}}/g, (_all, hashed, name) => {
     const v = out.headers[name.toLowerCase()];
     return hashed ? crypto.createHash('sha256').update(v).digest('hex').slice(0, 32).toUpperCase() : v;
   });

@@ -1,6 +1,6 @@
 /** Scenarios 3, 4 and 8: which requests are checked, several keys, upstream errors. */
 import { startStack, Stack } from '../src/harness/stack';
-import { chat, request, errorMessage } from '../src/harness/http';
+import { request, errorMessage } from '../src/harness/http';
 import { bucketOf, withCharge } from '../src/harness/service';
 import { RLS_PORT, RLS_SERVICE } from '../src/harness/envoy-config';
 import { waitFor } from '../src/harness/process';

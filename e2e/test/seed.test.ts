@@ -3,7 +3,7 @@
  * plugin.wasm, the real service and a real redis-server, with the seed's pluginConfig unchanged.
  */
 import { startStack, Stack } from '../src/harness/stack';
-import { chat, request, errorMessage } from '../src/harness/http';
+import { chat, errorMessage } from '../src/harness/http';
 import { adminRequest, balanceChange, bucketOf } from '../src/harness/service';
 import { SEED_USAGE } from '../src/mock-llm';
 import { rawCommand, startRedis } from '../../test-support/redis';

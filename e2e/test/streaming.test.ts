@@ -1,7 +1,7 @@
 /** Scenario 2: SSE streaming through Envoy: charged exactly the final usage, bytes unchanged, no buffering. */
 import { startStack, Stack } from '../src/harness/stack';
 import { chatStream } from '../src/harness/http';
-import { bucketOf, withCharge } from '../src/harness/service';
+import { withCharge } from '../src/harness/service';
 
 const HOST = 'dashscope.aliyuncs.com';
 const RULES = [{ rate_limit_key_regex: '^streamer', redis_expired_seconds: 600, fill_interval_second: 60, tokens_per_fill: 100, max_tokens: 10000 }];

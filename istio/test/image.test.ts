@@ -11,7 +11,6 @@ import { extractWasmPluginBinary, fetchWasmLikeIstio, readBlob, readManifest } f
 import { createOciValidator } from './lib/oci-schemas';
 import { ISTIO_DIR, REPO_DIR } from './lib/manifests';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const oci = require('../scripts/oci-image.js');
 
 const PLUGIN_WASM = path.join(REPO_DIR, 'plugin', 'build', 'plugin.wasm');

@@ -58,7 +58,7 @@ function launch(o: EnvoyOptions) {
   fs.writeFileSync(configFile, stringify(envoyConfig({ ...o, listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } })));
   const proc = startProcess('envoy', envoyBin(), envoyArgs(configFile, adminAddressFile, { concurrency: o.concurrency ?? 2, logLevel: o.logLevel }));
   let exitCode: number | string | undefined;
-  proc.exited.then((c) => (exitCode = c));
+  void proc.exited.then((c) => (exitCode = c));
   const stop = async () => {
     await proc.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -75,7 +75,7 @@ export async function startEnvoy(o: EnvoyOptions): Promise<Envoy> {
   } catch (e) {
     await stop();
     if (String(e).includes('Envoy exited')) throw e;
-    throw new Error(`${String(e)}\n--- envoy output ---\n${proc.output().slice(-4000)}`);
+    throw new Error(`${String(e)}\n--- envoy output ---\n${proc.output().slice(-4000)}`, { cause: e });
   }
   const { port, adminPort } = ports;
   return {

@@ -41,7 +41,7 @@ export function startStandin(): Promise<Standin> {
         res.writeHead(state.checkStatus).end();
         return;
       }
-      let keys: string[] = [];
+      let keys: string[];
       try {
         keys = JSON.parse(url.searchParams.get('ratelimit_keys') ?? '[]');
       } catch {

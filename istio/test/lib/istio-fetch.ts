@@ -78,7 +78,7 @@ export function extractWasmPluginBinary(gz: Buffer): Buffer {
   try {
     tar = zlib.gunzipSync(gz);
   } catch (e) {
-    throw new Error(`failed to parse layer as tar.gz: ${(e as Error).message}`);
+    throw new Error(`failed to parse layer as tar.gz: ${(e as Error).message}`, { cause: e });
   }
   let off = 0;
   let longName: string | undefined;
