@@ -15,9 +15,10 @@ import { ConfigWatcher } from './config/watcher';
 import { RuleSet } from './limiter/ruleset';
 import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
-import { createAdminApp, jsonClientError } from './server/routes';
+import { createAdminApp } from './server/admin-port';
+import { jsonClientError, MAX_HEADER_BYTES } from './server/http-server';
 import { Authenticator } from './server/auth';
-import { createLimiter, listen, MAX_HEADER_BYTES, readiness } from './start';
+import { createLimiter, listen, readiness } from './start';
 import type { BucketStore } from './store/types';
 
 /** IPC message a worker sends once its protocol port listens. */
