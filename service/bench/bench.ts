@@ -23,7 +23,7 @@ import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BUCKET_LUA } from '../src/store/bucket-lua';
+import { BUCKET_LUA } from '../src/bucket/lua';
 import { defaultWorkers } from '../src/config/cpus';
 import { startRedis } from '../../test-support/redis';
 import { processTree, treeCpuSeconds } from './cpu';
