@@ -476,6 +476,28 @@ describe('a client that would hold a connection or make the service read without
   });
 });
 
+describe('the admin port', () => {
+  test('has the same protections: JSON refusals, bounded heads and bodies', async () => {
+    await start({ adminPort: 0 });
+    port = svc!.adminPort!;
+    const cases: [string, number][] = [
+      [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(70_000)}\r\n\r\n`, 431],
+      ['GET /healthz HTTP/1.1\r\n\r\n', 400],
+      ['POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n', 413],
+      ['NOT HTTP\r\n\r\n', 400],
+    ];
+    for (const [bytes, status] of cases) {
+      const x = await exchange([bytes], 99);
+      const [r] = replies(x.text);
+      expect([status, r.status, x.closed]).toEqual([status, status, true]);
+      expect(typeof json(r).error).toBe('string');
+    }
+    const ok = await exchange(['GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n']);
+    expect(json(replies(ok.text)[0])).toEqual({ status: 'ok' });
+    ok.socket.destroy();
+  });
+});
+
 describe('shutdown', () => {
   test('close(): idle connections close at once, a request in flight is answered with Connection: close', async () => {
     await start();
