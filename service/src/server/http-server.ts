@@ -40,7 +40,6 @@ export interface HttpServer {
   close(forceMs: number): Promise<void>;
 }
 
-const CLOSE = ['Connection', 'close'] as const;
 /** When a connection last started a request (or opened), on the server's coarse clock. */
 const LAST_REQUEST = Symbol('lastRequest');
 type Tracked = Socket & { [LAST_REQUEST]: number };
@@ -92,7 +91,7 @@ export function createHttpServer(handler: Handler, opts: HttpServerOptions): Htt
       handler(req, res);
     } catch (err) {
       opts.onError?.(err);
-      sendJson(res, 500, { error: 'internal error' }, CLOSE);
+      sendJson(res, 500, { error: 'internal error' }, undefined, true);
     }
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => serve(req, res, false));
@@ -124,7 +123,7 @@ export function createHttpServer(handler: Handler, opts: HttpServerOptions): Htt
 /** The checks every request passes before its handler; false when it was refused (answered). */
 function admit(req: IncomingMessage, res: ServerResponse, maxBodyBytes: number): boolean {
   const refuse = (status: number, error: string) => {
-    sendJson(res, status, { error }, CLOSE);
+    sendJson(res, status, { error }, undefined, true);
     return false;
   };
   if (req.httpVersionMajor !== 1) return refuse(505, `HTTP/${req.httpVersion} is not supported (HTTP/1.0 and 1.1 are)`);

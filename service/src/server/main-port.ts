@@ -16,7 +16,6 @@ import { RequestTimer } from './timing';
 const CHECK_PATH = '/ratelimit';
 const UPDATE_PATH = '/update_ratelimit_record';
 const JSON_CT = /^application\/json\s*(;|$)/i;
-const CLOSE = ['Connection', 'close'] as const;
 
 /** The query parameters (first occurrence wins in get(); `+` is a space, as Go's Query().Get). */
 function queryParams(url: string, q: number): URLSearchParams | undefined {
@@ -28,14 +27,14 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
   const timer = new RequestTimer(deps.metrics, logger, accessLog);
 
   /** Sends `r` and observes the request's duration under `route`. */
-  const reply = (req: IncomingMessage, res: ServerResponse, route: string, start: bigint, r: JsonReply, headers?: readonly string[]) => {
-    sendReply(res, r, headers);
+  const reply = (req: IncomingMessage, res: ServerResponse, route: string, start: bigint, r: JsonReply, headers?: readonly string[], close = false) => {
+    sendReply(res, r, headers, close);
     timer.observe(req.method, route, r.status, start);
   };
   const fail = (req: IncomingMessage, res: ServerResponse, route: string, start: bigint, err: unknown, op: string) => {
     const r = errorReply(err, op, logger);
     // A body over the bound is not read further: the connection closes after the 413.
-    reply(req, res, route, start, r, r.status === 413 ? CLOSE : undefined);
+    reply(req, res, route, start, r, undefined, r.status === 413);
   };
 
   async function check(req: IncomingMessage, res: ServerResponse, url: string, q: number, start: bigint): Promise<void> {

@@ -70,17 +70,19 @@ export function probeReply(path: string, limiter: Limiter, isReady: () => Promis
 const JSON_TYPE = 'application/json';
 
 /**
- * Writes a JSON reply. The connection closes after it when the request's body is chunked and
- * was not read (Node would otherwise read it to its end to find the next request; a body of a
- * declared length is bounded before any handler runs). Nothing is written when the connection
- * already failed (a framing error answered by the server, a client gone).
+ * Writes a JSON reply (`headers`: more, as name, value, …). The connection closes after it
+ * when `close` says so, or when the request's body is chunked and was not read (Node would
+ * otherwise read it to its end to find the next request; a body of a declared length is
+ * bounded before any handler runs). Nothing is written when the connection already failed (a
+ * framing error answered by the server, a client gone).
  */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: readonly string[]): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: readonly string[], close = false): void {
   if (!writable(res)) return;
   const text = JSON.stringify(body);
   const head = ['Content-Type', JSON_TYPE, 'Content-Length', String(Buffer.byteLength(text))];
   if (headers) head.push(...headers);
-  if (unreadChunkedBody(res.req)) head.push('Connection', 'close');
+  // Node then sends `Connection: close` and closes after the reply.
+  if (close || unreadChunkedBody(res.req)) res.shouldKeepAlive = false;
   res.writeHead(status, head);
   res.end(text);
 }
@@ -88,11 +90,13 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 /** A reply without a body (the update's 200, as the reference sends it). */
 export function sendEmpty(res: ServerResponse, status: number): void {
   if (!writable(res)) return;
-  res.writeHead(status, unreadChunkedBody(res.req) ? ['Content-Length', '0', 'Connection', 'close'] : ['Content-Length', '0']);
+  if (unreadChunkedBody(res.req)) res.shouldKeepAlive = false;
+  res.writeHead(status, ['Content-Length', '0']);
   res.end();
 }
 
-export const sendReply = (res: ServerResponse, r: JsonReply, headers?: readonly string[]): void => sendJson(res, r.status, r.body, headers);
+export const sendReply = (res: ServerResponse, r: JsonReply, headers?: readonly string[], close = false): void =>
+  sendJson(res, r.status, r.body, headers, close);
 
 /** Not answered yet, and the connection can still carry a reply (a pipelined reply waits for its turn: no socket yet). */
 function writable(res: ServerResponse): boolean {
