@@ -11,7 +11,7 @@
  * redis-benchmark ceiling, results printed only. BENCH_KEY_PREFIX (default "bench-user-")
  * names the keys, so they can match that service's rules; BENCH_TOKEN is sent as
  * `Authorization: Bearer <token>` (for a service with SERVICE_TOKENS).
- * bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
+ * bench/compare.ts (npm run bench:compare -w service) uses wrk() and phase() to compare two builds.
  *
  * BENCH_REFERENCE=/path/to/binary adds the reference Go service (built by hand: it is not part
  * of this repository, and nothing here builds it) side by side: BENCH_REFERENCE_ROUNDS rounds
