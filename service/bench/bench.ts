@@ -11,7 +11,7 @@
  * redis-benchmark ceiling, results printed only. BENCH_KEY_PREFIX (default "bench-user-")
  * names the keys, so they can match that service's rules; BENCH_TOKEN is sent as
  * `Authorization: Bearer <token>` (for a service with SERVICE_TOKENS).
- * bench/compare.ts (npm run bench:compare -w service) uses load() to compare two builds.
+ * bench/compare.ts (npm run bench:compare -w service) uses wrk() and phase() to compare two builds.
  *
  * BENCH_REFERENCE=/path/to/binary adds the reference Go service (built by hand: it is not part
  * of this repository, and nothing here builds it) side by side: BENCH_REFERENCE_ROUNDS rounds
@@ -23,7 +23,7 @@ import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BUCKET_LUA } from '../src/store/bucket-lua';
+import { BUCKET_LUA } from '../src/bucket/lua';
 import { defaultWorkers } from '../src/config/cpus';
 import { startRedis } from '../../test-support/redis';
 import { processTree, treeCpuSeconds } from './cpu';
@@ -153,6 +153,9 @@ export function requests(prefix = KEY_PREFIX) {
   };
 }
 
+/** True when wrk is on the PATH. */
+export const haveWrk = (): boolean => !spawnSync('wrk', ['-v'], { stdio: 'ignore' }).error;
+
 /** BENCH_TARGET: load an already-running service (warm-up, check, update); print only. */
 async function targetOnly(): Promise<void> {
   const u = new URL(TARGET);
@@ -171,10 +174,11 @@ async function targetOnly(): Promise<void> {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 }
 
-/** One wrk run of `mode` against the service on `port`. */
-function wrk(port: number, mode: 'check' | 'update', seconds: number): Promise<Phase> {
+/** One wrk run of `mode` against the service on `port` (with `token`: sent as a bearer token). */
+export function wrk(port: number, mode: 'check' | 'update', seconds: number, token?: string): Promise<Phase> {
   return new Promise((resolveRun, reject) => {
     const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', join(__dirname, 'service.lua'), `http://127.0.0.1:${port}/`, '--', `mode=${mode}`, `keys=${KEYS}`, `prefix=${KEY_PREFIX}`];
+    if (token) args.push(`token=${token}`);
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
@@ -201,10 +205,10 @@ function wrk(port: number, mode: 'check' | 'update', seconds: number): Promise<P
  * request: on a machine where wrk, Redis and the service share the cores, this is what tells the
  * service's own cost apart from the others'.
  */
-async function phase(port: number, mode: 'check' | 'update', seconds: number, pids: number[], redisPid: number): Promise<Phase> {
+export async function phase(port: number, mode: 'check' | 'update', seconds: number, pids: number[], redisPid: number, token?: string): Promise<Phase> {
   const s0 = treeCpuSeconds(pids);
   const r0 = treeCpuSeconds([redisPid]);
-  const p = await wrk(port, mode, seconds);
+  const p = await wrk(port, mode, seconds, token);
   const perRequest = (cpu: number) => +((cpu * 1e6) / Math.max(1, p.requests + p.errors)).toFixed(1);
   return { ...p, service_cpu_us: perRequest(treeCpuSeconds(pids) - s0), redis_cpu_us: perRequest(treeCpuSeconds([redisPid]) - r0) };
 }
@@ -315,7 +319,7 @@ async function sideBySide(redis: { url: string; port: number; pid: number }, n: 
 
 async function main(): Promise<void> {
   if (TARGET) return targetOnly();
-  if (spawnSync('wrk', ['-v'], { stdio: 'ignore' }).error) throw new Error('wrk not found: apt-get install -y wrk (make bench-service does it)');
+  if (!haveWrk()) throw new Error('wrk not found: apt-get install -y wrk (make bench-service does it)');
   const started = Date.now();
   const n = Math.max(2, Number(process.env.BENCH_WORKERS ?? defaultWorkers()));
   const redis = await startRedis();

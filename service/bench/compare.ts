@@ -2,20 +2,21 @@
  * `npm run bench:compare -w service`: this build against an earlier build of the service,
  * measured in one run with interleaved rounds (A B, B A, A B, …) so that the shared machine's
  * drift hits both alike. Both run as child processes against one redis-server started here
- * (separate databases), with the same rules and keys; this build with a bearer token
- * (SERVICE_TOKENS, sent by the load generator) and its RE2 rules.
+ * (separate databases), with the same rules, keys and settings: one process each (WORKERS=1),
+ * a free admin port, and a bearer token (SERVICE_TOKENS; a base older than tokens ignores it).
+ * The load comes from wrk (bench/service.lua, as `npm run bench`), so that the load generator
+ * takes little of the CPU the services share; CPU per request is read from /proc.
  *
  * BENCH_BASE=<checkout of the earlier commit, built>   (its service/dist/main.js is run)
  * BENCH_ROUNDS (default 5), BENCH_SECONDS (default 6), BENCH_CONNECTIONS (default 32),
- * BENCH_HEAD_OPEN=1 (this build without a token).
+ * BENCH_OPEN=1 (both without a token).
  * Prints per-round figures and the median ratio (this / base); writes service/bench-compare.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { load, requests, type Phase } from './bench';
-import { cpuSeconds } from './cpu';
+import { haveWrk, phase, wrk, type Phase } from './bench';
 import { startRedis } from '../../test-support/redis';
 
 const BASE = process.env.BENCH_BASE || '';
@@ -49,12 +50,8 @@ const stop = (c: ChildProcess) =>
     c.kill('SIGTERM');
   });
 
-interface Measured extends Phase {
-  /** CPU of the service process per answered request, µs (robust to other load on the machine). */
-  service_cpu_us: number;
-  /** CPU of redis-server per answered request, µs. */
-  redis_cpu_us: number;
-}
+/** A phase with the CPU per request of the service process and of redis-server (µs; robust to other load on the machine). */
+type Measured = Phase & { service_cpu_us: number; redis_cpu_us: number };
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -64,32 +61,25 @@ const median = (xs: number[]) => {
 async function main(): Promise<void> {
   const baseMain = resolve(BASE, 'service/dist/main.js');
   if (!BASE || !existsSync(baseMain)) throw new Error(`BENCH_BASE must be a built checkout (no ${baseMain}); see service/README.md`);
+  if (!haveWrk()) throw new Error('wrk not found: apt-get install -y wrk (make bench-tools does it)');
   const redis = await startRedis();
   const procs: ChildProcess[] = [];
   try {
-    const base = await startService(baseMain, { REDIS_URL: `${redis.url}/0` });
+    const token = process.env.BENCH_OPEN === '1' ? undefined : TOKEN;
+    // The same settings for both. One process each: WORKERS would make a cluster whose workers this bench does not account.
+    const env = (db: number) => ({ REDIS_URL: `${redis.url}/${db}`, ADMIN_PORT: '0', WORKERS: '1', ...(token ? { SERVICE_TOKENS: token } : {}) });
+    const base = await startService(baseMain, env(0));
     procs.push(base.child);
-    // BENCH_HEAD_OPEN=1: this build without a token (to tell the token check's share apart).
-    const open = process.env.BENCH_HEAD_OPEN === '1';
-    // One process, like the base (WORKERS would make it a cluster whose workers this bench does not account).
-    const head = await startService(join(__dirname, '..', 'dist', 'main.js'), { REDIS_URL: `${redis.url}/1`, ADMIN_PORT: '0', WORKERS: '1', ...(open ? {} : { SERVICE_TOKENS: TOKEN }) });
+    const head = await startService(join(__dirname, '..', 'dist', 'main.js'), env(1));
     procs.push(head.child);
-    const sides = {
-      base: { port: base.port, token: undefined as string | undefined, pid: base.child.pid! },
-      head: { port: head.port, token: open ? undefined : TOKEN, pid: head.child.pid! },
-    };
-    const measure = async (s: (typeof sides)['base'], make: Parameters<typeof load>[2]): Promise<Measured> => {
-      const c0 = cpuSeconds(s.pid);
-      const r0 = cpuSeconds(redis.pid);
-      const ph = await load('127.0.0.1', s.port, make, { token: s.token });
-      const per = (d: number) => Math.round((d * 1e6) / Math.max(1, ph.requests) * 10) / 10;
-      return { ...ph, service_cpu_us: per(cpuSeconds(s.pid) - c0), redis_cpu_us: per(cpuSeconds(redis.pid) - r0) };
-    };
-    const r = requests('bench-user-');
+    const sides = { base: { port: base.port, pid: base.child.pid! }, head: { port: head.port, pid: head.child.pid! } };
+    const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+    const measure = async (s: (typeof sides)['base'], mode: 'check' | 'update') =>
+      (await phase(s.port, mode, seconds, [s.pid], redis.pid, token)) as Measured;
     // Warm-up both (JIT, connections, script cache, key → rule cache).
     for (const s of Object.values(sides)) {
-      await load('127.0.0.1', s.port, r.check, { token: s.token, durationMs: 3000 });
-      await load('127.0.0.1', s.port, r.update, { token: s.token, durationMs: 3000 });
+      await wrk(s.port, 'check', 3, token);
+      await wrk(s.port, 'update', 3, token);
     }
     const rounds: { order: string[]; base: { check: Measured; update: Measured }; head: { check: Measured; update: Measured } }[] = [];
     for (let i = 0; i < ROUNDS; i++) {
@@ -97,8 +87,8 @@ async function main(): Promise<void> {
       const round: any = { order };
       for (const name of order) {
         const s = sides[name];
-        const check = await measure(s, r.check);
-        const update = await measure(s, r.update);
+        const check = await measure(s, 'check');
+        const update = await measure(s, 'update');
         round[name] = { check, update };
         process.stderr.write(
           `round ${i + 1} ${name}: check ${check.rps}/s ${check.service_cpu_us} µs CPU (errors ${check.errors}), ` +
@@ -112,6 +102,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       base: BASE,
+      setup: { load: 'wrk -t2 (bench/service.lua)', connections: Number(process.env.BENCH_CONNECTIONS ?? 32), seconds_per_phase: seconds, workers: 1, token: !!token },
       rounds,
       median_rps: {
         base: { check: median(rounds.map((x) => x.base.check.rps)), update: median(rounds.map((x) => x.base.update.rps)) },

@@ -1,6 +1,7 @@
 -- wrk script of `make bench-service`: checks or updates over `keys` keys (bench-user-0…),
--- prints one WRK_JSON line. Arguments after `--`: mode=check|update keys=N prefix=P
-local mode, keys, prefix, counter = "check", 1000, "bench-user-", 0
+-- prints one WRK_JSON line. Arguments after `--`: mode=check|update keys=N prefix=P [token=T]
+-- (token: sent as `Authorization: Bearer T`, for a service with SERVICE_TOKENS)
+local mode, keys, prefix, token, counter = "check", 1000, "bench-user-", nil, 0
 
 local reqs = {}
 
@@ -9,14 +10,18 @@ local reqs = {}
 function init(args)
   for _, a in ipairs(args) do
     local k, v = a:match("([^=]+)=(.*)")
-    if k == "mode" then mode = v elseif k == "keys" then keys = tonumber(v) elseif k == "prefix" then prefix = v end
+    if k == "mode" then mode = v elseif k == "keys" then keys = tonumber(v) elseif k == "prefix" then prefix = v
+    elseif k == "token" then token = v end
   end
+  local auth = token and { ["Authorization"] = "Bearer " .. token } or {}
   for i = 0, keys - 1 do
     local key = prefix .. i
     if mode == "check" then
-      reqs[i + 1] = wrk.format("GET", "/ratelimit?ratelimit_keys=%5B%22" .. key .. "%22%5D")
+      reqs[i + 1] = wrk.format("GET", "/ratelimit?ratelimit_keys=%5B%22" .. key .. "%22%5D", auth)
     else
-      reqs[i + 1] = wrk.format("POST", "/update_ratelimit_record", { ["Content-Type"] = "application/json" },
+      local h = { ["Content-Type"] = "application/json" }
+      if token then h["Authorization"] = auth["Authorization"] end
+      reqs[i + 1] = wrk.format("POST", "/update_ratelimit_record", h,
         '{"ratelimit_keys":["' .. key .. '"],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}')
     end
   end

@@ -7,7 +7,6 @@
  * otherwise is logged and replaced.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { createServer } from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
 import type { Settings } from './config/env';
 import type { Rule } from './config/rules';
@@ -15,9 +14,11 @@ import { ConfigWatcher } from './config/watcher';
 import { RuleSet } from './limiter/ruleset';
 import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
-import { createAdminApp, jsonClientError } from './server/routes';
+import { createAdminApp } from './server/admin-port';
+import { createHttpServer } from './server/http-server';
+import { MAX_BODY_BYTES } from './server/input';
 import { Authenticator } from './server/auth';
-import { createLimiter, listen, MAX_HEADER_BYTES, readiness } from './start';
+import { createLimiter, listen, readiness } from './start';
 import type { BucketStore } from './store/types';
 
 /** IPC message a worker sends once its protocol port listens. */
@@ -166,11 +167,11 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   });
   started = true;
 
-  const admin = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
-  admin.on('clientError', jsonClientError);
+  // The same protections (timeouts, bounded heads and bodies, JSON errors) as every other port.
+  const admin = createHttpServer(app, { maxBodyBytes: MAX_BODY_BYTES, onError: (err) => log.error('internal error', { err: err as Error }) });
   let adminPort: number;
   try {
-    adminPort = await listen(admin, settings.adminPort, settings.adminHost ?? settings.host);
+    adminPort = await listen(admin.server, settings.adminPort, settings.adminHost ?? settings.host);
   } catch (err) {
     stopping = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
@@ -192,8 +193,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     stopping = true;
     log.always('shutting down', { signal, workers: Object.keys(cluster.workers ?? {}).length });
     watcher?.stop();
-    admin.close();
-    admin.closeAllConnections();
+    void admin.close(0);
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
     const exits = alive.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
     for (const w of alive) w.process.kill('SIGTERM');

@@ -1,8 +1,7 @@
 /**
  * Programmatic API: build and start the service in-process (tests, benches, main.ts).
  */
-import { createServer, type Server } from 'node:http';
-import type { Server as NetServer } from 'node:net';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigWatcher } from './config/watcher';
 import { parseRules, type Rule } from './config/rules';
@@ -10,9 +9,9 @@ import { Limiter, type LimiterOptions } from './limiter/limiter';
 import { RuleSet } from './limiter/ruleset';
 import { silentLogger, type Logger } from './log';
 import { Metrics } from './metrics';
-import { createAdminApp, jsonClientError } from './server/routes';
+import { createAdminApp } from './server/admin-port';
 import type { Readiness } from './server/replies';
-import { Http1Server } from './server/http1';
+import { createHttpServer, type HttpServer, type HttpTimeouts } from './server/http-server';
 import { mainPortHandler } from './server/main-port';
 import { MAX_BODY_BYTES } from './server/input';
 import { Authenticator } from './server/auth';
@@ -52,16 +51,15 @@ export interface ServiceOptions {
    * undefined. /readyz then answers 503, so that the probe any one worker answers speaks for all.
    */
   peersNotReady?: () => string | undefined;
+  /** Both ports' keep-alive and request timeouts (defaults: DEFAULT_TIMEOUTS in server/http-server.ts). */
+  http?: Partial<HttpTimeouts>;
 }
-
-/** Largest request head accepted (Node's default is 16 KiB; a check of 16 keys of 512 bytes, percent-encoded, is up to ~25 KiB). */
-export const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface RunningService {
   port: number;
   url: string;
   /** The main port's listener. */
-  server: NetServer;
+  server: Server;
   /** The admin server's port and URL (undefined with adminPort: null). */
   adminPort?: number;
   adminUrl?: string;
@@ -82,7 +80,7 @@ export function createLimiter(rules: Rule[] | string, store: BucketStore, metric
 }
 
 /** Listens on port (0: a free one) and resolves with the port it got. */
-export function listen(server: Server | NetServer, port: number, host?: string): Promise<number> {
+export function listen(server: Server, port: number, host?: string): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -129,26 +127,24 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   const adminAuth = opts.adminTokens?.length ? new Authenticator(opts.adminTokens) : undefined;
   const isReady = readiness(store, logger, opts.peersNotReady);
   const deps = { limiter, metrics, logger, auth, adminAuth, usage: opts.usage };
-  const http = new Http1Server(mainPortHandler(deps, isReady, opts.accessLog ?? false), {
-    maxHeaderBytes: MAX_HEADER_BYTES,
+  const accessLog = opts.accessLog ?? false;
+  const serverOpts = {
     maxBodyBytes: MAX_BODY_BYTES,
-    // Idle keep-alive connections from Envoy are kept a while (Envoy reuses its pool).
-    keepAliveMs: 65_000,
-    requestTimeoutMs: 66_000,
-    onError: (err) => logger.error('internal error', { err: err as Error }),
-  });
+    timeouts: opts.http,
+    onError: (err: unknown) => logger.error('internal error', { err: err as Error }),
+  };
+  const http = createHttpServer(mainPortHandler(deps, isReady, accessLog), serverOpts);
   const server = http.server;
   const port = await listen(server, opts.port ?? 0, opts.host);
 
-  let admin: Server | undefined;
+  let admin: HttpServer | undefined;
   let adminPort: number | undefined;
   if (opts.adminPort !== null) {
-    admin = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, createAdminApp(deps, isReady));
-    admin.on('clientError', jsonClientError);
+    admin = createHttpServer(createAdminApp(deps, isReady, accessLog), serverOpts);
     try {
-      adminPort = await listen(admin, opts.adminPort ?? 0, opts.adminHost ?? opts.host);
+      adminPort = await listen(admin.server, opts.adminPort ?? 0, opts.adminHost ?? opts.host);
     } catch (err) {
-      server.close();
+      await http.close(0);
       throw new Error(`admin port ${opts.adminPort}: ${(err as Error).message}`);
     }
   }
@@ -159,9 +155,9 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   const close = () =>
     (closing ??= (async () => {
       watcher?.stop();
-      admin?.close();
-      admin?.closeAllConnections();
+      const adminClosed = admin?.close(0);
       await http.close(opts.shutdownTimeoutMs ?? 10_000);
+      await adminClosed;
       await store.close();
       opts.usage?.close();
     })());

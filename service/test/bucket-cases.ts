@@ -2,7 +2,7 @@
  * Bucket cases shared by every store (test/bucket-shared.test.ts runs them on the
  * embedded store and on Redis). Each case drives one key with explicit "now" values.
  */
-import type { BucketParams } from '../src/limiter/bucket';
+import type { BucketParams } from '../src/bucket/math';
 import type { BucketStore } from '../src/store/types';
 
 export const S = 1_000_000; // one second in µs

@@ -161,3 +161,15 @@ describe('property: random sequences over the whole integer range give identical
     }
   });
 });
+
+test('no store supplies a default lifetime: a reservation id without reservationTtlMs, a request id without requestWindowMs, are refused by both', async () => {
+  const p = { maxTokens: 100, tokensPerFill: 10, fillIntervalUs: 1_000_000, ttlSeconds: 5, maxDebt: 5000 };
+  clock.now = 1_800_000_000_000_000;
+  for (const s of [memory, redisStore] as BucketStore[]) {
+    await expect(s.run('no-ttl', p, 'reserve', 5, { reservationId: 'r1' })).rejects.toThrow(/reservationTtlMs/);
+    await expect(s.run('no-ttl', p, 'charge', 5, { requestId: 'q1' })).rejects.toThrow(/requestWindowMs/);
+  }
+  // Nothing was written by either.
+  expect(memory.ttlMs('no-ttl', clock.now)).toBe(-2);
+  expect(await direct.exists('llmrl:{no-ttl}')).toBe(0);
+});

@@ -1,5 +1,5 @@
 /** Bucket helpers and the embedded store's expiry and bounds, on a controllable clock. */
-import { applyBucket, recordTtlMs, retryAfterSeconds } from '../src/limiter/bucket';
+import { applyBucket, recordTtlMs, retryAfterSeconds } from '../src/bucket/math';
 import { MemoryStore } from '../src/store/memory';
 import { P, S, T0 } from './bucket-cases';
 

@@ -3,6 +3,11 @@ import { readFileSync } from 'node:fs';
 import type { Level } from '../log';
 import { defaultWorkers } from './cpus';
 
+/** RESERVATION_TTL_SECONDS unset: how long a reservation can be settled by its update (the limiter's default too). */
+export const DEFAULT_RESERVATION_TTL_MS = 3_600_000;
+/** REQUEST_ID_WINDOW_SECONDS unset: how long an update's request_id is remembered (the limiter's default too). */
+export const DEFAULT_REQUEST_WINDOW_MS = 600_000;
+
 export interface Settings {
   port: number;
   host?: string;
@@ -139,8 +144,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () =
     adminPort,
     adminHost: env.ADMIN_HOST || undefined,
     adminTokens: tokens(env, 'ADMIN_TOKENS'),
-    reservationTtlMs: int(env, 'RESERVATION_TTL_SECONDS', 3600, 1) * 1000,
-    requestWindowMs: int(env, 'REQUEST_ID_WINDOW_SECONDS', 600, 1) * 1000,
+    reservationTtlMs: int(env, 'RESERVATION_TTL_SECONDS', DEFAULT_RESERVATION_TTL_MS / 1000, 1) * 1000,
+    requestWindowMs: int(env, 'REQUEST_ID_WINDOW_SECONDS', DEFAULT_REQUEST_WINDOW_MS / 1000, 1) * 1000,
     acceptRefundsWithoutReservationId: bool(env, 'ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID'),
     snapshotFile: env.MEMORY_SNAPSHOT_FILE || undefined,
     snapshotIntervalMs: int(env, 'MEMORY_SNAPSHOT_INTERVAL_SECONDS', 30, 0) * 1000,

@@ -1,8 +1,10 @@
 import type { ChargeField } from '../config/rules';
+import { DEFAULT_REQUEST_WINDOW_MS, DEFAULT_RESERVATION_TTL_MS } from '../config/env';
 import type { Metrics } from '../metrics';
 import { randomUUID } from 'node:crypto';
-import { StoreError, type BucketStore, type RunExtra } from '../store/types';
-import { retryAfterSeconds, type BucketOp, type BucketResult } from './bucket';
+import { retryAfterSeconds, type BucketOp, type BucketResult } from '../bucket/math';
+import type { RunExtra } from '../bucket/reservation';
+import { StoreError, type BucketStore } from '../store/types';
 import type { CompiledRule, RuleSet } from './ruleset';
 
 export interface CheckResult {
@@ -69,9 +71,9 @@ export interface BucketView {
 }
 
 export interface LimiterOptions {
-  /** How long a reservation can be settled by an update (default 1 h). */
+  /** How long a reservation can be settled by an update (default DEFAULT_RESERVATION_TTL_MS, 1 h). */
   reservationTtlMs?: number;
-  /** How long a request_id is remembered (default 10 min). */
+  /** How long a request_id is remembered (default DEFAULT_REQUEST_WINDOW_MS, 10 min). */
   requestWindowMs?: number;
   /**
    * Migration only: honour `reserved_tokens` in an update that has no `reservation_id` (the
@@ -92,8 +94,8 @@ export class Limiter {
     private readonly metrics: Metrics,
     opts: LimiterOptions = {},
   ) {
-    this.reservationTtlMs = opts.reservationTtlMs ?? 3_600_000;
-    this.requestWindowMs = opts.requestWindowMs ?? 600_000;
+    this.reservationTtlMs = opts.reservationTtlMs ?? DEFAULT_RESERVATION_TTL_MS;
+    this.requestWindowMs = opts.requestWindowMs ?? DEFAULT_REQUEST_WINDOW_MS;
     this.legacyRefunds = opts.acceptRefundsWithoutReservationId ?? false;
   }
 

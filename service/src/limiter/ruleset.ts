@@ -1,5 +1,5 @@
 import type { Rule } from '../config/rules';
-import type { BucketParams } from './bucket';
+import type { BucketParams } from '../bucket/math';
 
 export interface CompiledRule extends Rule {
   params: BucketParams;

@@ -1,5 +1,7 @@
-/** Bearer-token check for the protocol routes and for /buckets. */
+/** Bearer tokens: the check, and the 401 both ports send (protocol routes, /buckets). */
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendJson, UNAUTHORIZED_BODY } from './replies';
 
 export class Authenticator {
   private readonly tokens: Buffer[];
@@ -27,4 +29,17 @@ export class Authenticator {
     for (const t of this.tokens) ok = (t.length === given.length && timingSafeEqual(t, given)) || ok;
     return ok;
   }
+}
+
+const CHALLENGE = ['WWW-Authenticate', 'Bearer'] as const;
+
+/**
+ * True when the request may go on: no tokens configured, or it carries one (a repeated
+ * Authorization header: Node keeps the first). Otherwise answers 401 (JSON, `WWW-Authenticate:
+ * Bearer`) and returns false.
+ */
+export function authorized(auth: Authenticator | undefined, req: IncomingMessage, res: ServerResponse): boolean {
+  if (!auth || auth.verify(req.headers.authorization)) return true;
+  sendJson(res, 401, UNAUTHORIZED_BODY, CHALLENGE);
+  return false;
 }

@@ -1,119 +1,103 @@
 /**
- * The main port: the two protocol routes (the hot path; bearer token when configured) and the
- * probes, served by ./http1. Every error is JSON. The admin port is ./routes (express).
+ * The main port's request handler (on ./http-server): the two protocol routes (the hot path,
+ * plain Node handlers; bearer token when configured) and the probes. The admin port is
+ * ./admin-port (express). A check's body is never read (its connection closes after the reply
+ * when one was sent chunked); an update's body is read up to MAX_BODY_BYTES.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppliedCharge } from '../limiter/limiter';
-import type { HttpDeps } from './routes';
-import type { HttpReply, HttpRequest } from './http1';
-import { BadRequest, parseKeysParam, parseReserveParam, parseUpdateBody } from './input';
-import { errorReply, HEALTHY, readyReply, UNAUTHORIZED_BODY, type JsonReply, type Readiness } from './replies';
+import { authorized } from './auth';
+import { readBody } from './body';
+import type { HttpDeps } from './deps';
+import { BadRequest, MAX_BODY_BYTES, parseKeysParam, parseReserveParam, parseUpdateBody } from './input';
+import { errorReply, NOT_FOUND, probeReply, sendEmpty, sendJson, sendReply, type JsonReply, type Readiness } from './replies';
+import { RequestTimer } from './timing';
 
 const CHECK_PATH = '/ratelimit';
 const UPDATE_PATH = '/update_ratelimit_record';
 const JSON_CT = /^application\/json\s*(;|$)/i;
 
-const UNAUTHORIZED: HttpReply = {
-  status: 401,
-  json: JSON.stringify(UNAUTHORIZED_BODY),
-  headers: { 'WWW-Authenticate': 'Bearer' },
-};
-const NOT_FOUND: HttpReply = { status: 404, json: JSON.stringify({ error: 'not found' }) };
-/** The reference replies 200 with an empty body. */
-const UPDATED: HttpReply = { status: 200 };
-
-const json = (status: number, body: unknown): HttpReply => ({ status, json: JSON.stringify(body) });
-const fromJson = (r: JsonReply): HttpReply => json(r.status, r.body);
-
 /** The query parameters (first occurrence wins in get(); `+` is a space, as Go's Query().Get). */
-function queryParams(url: string): URLSearchParams | undefined {
-  const q = url.indexOf('?');
+function queryParams(url: string, q: number): URLSearchParams | undefined {
   return q < 0 ? undefined : new URLSearchParams(url.slice(q + 1));
 }
 
-/** The path of a request target (without the query). */
-function pathOf(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
-}
+export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness | void>, accessLog = false) {
+  const { limiter, logger, auth } = deps;
+  const timer = new RequestTimer(deps.metrics, logger, accessLog);
 
-/** The main port's request handler. */
-export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness | void>, debug = false) {
-  const { limiter, metrics, logger, auth } = deps;
-  // One histogram child per (route, status): no label hashing per request.
-  const timers = new Map<string, { observe(v: number): void }>();
-  const observe = (req: HttpRequest, route: string, status: number, start: bigint) => {
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const id = `${route} ${status}`;
-    let t = timers.get(id);
-    if (!t) timers.set(id, (t = metrics.requestDuration.labels(route, String(status))));
-    t.observe(seconds);
-    // Access log (no bodies, no query strings: keys may identify users) at debug level.
-    if (debug) logger.debug('request', { method: req.method, route, status, ms: Math.round(seconds * 1e6) / 1e3 });
+  /** Sends `r` and observes the request's duration under `route`. */
+  const reply = (req: IncomingMessage, res: ServerResponse, route: string, start: bigint, r: JsonReply, headers?: readonly string[], close = false) => {
+    sendReply(res, r, headers, close);
+    timer.observe(req.method, route, r.status, start);
+  };
+  const fail = (req: IncomingMessage, res: ServerResponse, route: string, start: bigint, err: unknown, op: string) => {
+    const r = errorReply(err, op, logger);
+    // A body over the bound is not read further: the connection closes after the 413.
+    reply(req, res, route, start, r, undefined, r.status === 413);
   };
 
-  const fail = (err: unknown, op: string): HttpReply => fromJson(errorReply(err, op, logger));
-
-  async function check(req: HttpRequest): Promise<HttpReply> {
-    if (auth && !auth.verify(req.headers.authorization)) return UNAUTHORIZED;
+  async function check(req: IncomingMessage, res: ServerResponse, url: string, q: number, start: bigint): Promise<void> {
+    if (!authorized(auth, req, res)) return timer.observe(req.method, CHECK_PATH, 401, start);
     try {
-      const q = queryParams(req.url);
-      const keys = parseKeysParam(q?.get('ratelimit_keys') ?? undefined);
-      const reserve = parseReserveParam(q?.get('reserve'));
-      return json(200, await limiter.check(keys, reserve));
+      const params = queryParams(url, q);
+      const keys = parseKeysParam(params?.get('ratelimit_keys') ?? undefined);
+      const reserve = parseReserveParam(params?.get('reserve'));
+      const result = await limiter.check(keys, reserve);
+      sendJson(res, 200, result);
+      timer.observe(req.method, CHECK_PATH, 200, start);
     } catch (err) {
-      return fail(err, 'check');
+      fail(req, res, CHECK_PATH, start, err, 'check');
     }
   }
 
-  async function update(req: HttpRequest): Promise<HttpReply> {
-    if (auth && !auth.verify(req.headers.authorization)) return UNAUTHORIZED;
+  async function update(req: IncomingMessage, res: ServerResponse, start: bigint): Promise<void> {
+    if (!authorized(auth, req, res)) return timer.observe(req.method, UPDATE_PATH, 401, start);
     try {
       const ct = req.headers['content-type'];
       // No content type is accepted (treated as JSON); any other than JSON is refused.
       if (ct !== undefined && !JSON_CT.test(ct)) {
         throw new BadRequest(`Content-Type must be application/json, got ${JSON.stringify(ct.slice(0, 100))}`);
       }
-      const body = parseUpdateBody(req.body);
+      const body = parseUpdateBody(await readBody(req, MAX_BODY_BYTES));
       const { keys, usage, reserved, estimated, reservationId, requestId } = body;
       const recorder = deps.usage;
       const onApplied = recorder ? (charges: AppliedCharge[]) => recorder.record(body, charges) : undefined;
       const charged = await limiter.update(keys, usage, { reserved, estimated, reservationId, requestId, onApplied });
       // Counts only: keys may identify users.
       if (estimated) logger.debug('estimated report', { keys: keys.length, ruled: charged, reserved_tokens: reserved });
-      return UPDATED;
+      // The reference replies 200 with an empty body.
+      sendEmpty(res, 200);
+      timer.observe(req.method, UPDATE_PATH, 200, start);
     } catch (err) {
-      return fail(err, 'update');
+      fail(req, res, UPDATE_PATH, start, err, 'update');
     }
   }
 
-  /** Route → reply. Exact paths only: `/ratelimit/` or `/RateLimit` are 404, as in the reference's Go mux. */
-  function route(req: HttpRequest, path: string): [string, Promise<HttpReply> | HttpReply] {
+  const notAllowed = (req: IncomingMessage, res: ServerResponse, route: string, allow: string, start: bigint) =>
+    reply(req, res, route, start, { status: 405, body: { error: `method ${req.method} not allowed` } }, ['Allow', allow]);
+
+  async function probe(req: IncomingMessage, res: ServerResponse, path: string, start: bigint, r: JsonReply | Promise<JsonReply>): Promise<void> {
+    reply(req, res, path, start, await r);
+  }
+
+  /** Exact paths only: `/ratelimit/` or `/RateLimit` are 404, as in the reference's Go mux. */
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const start = RequestTimer.start();
+    const url = req.url!;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
     const m = req.method;
     if (path === CHECK_PATH) {
-      if (m === 'GET') return [CHECK_PATH, check(req)];
-      return [CHECK_PATH, { ...json(405, { error: `method ${m} not allowed` }), headers: { Allow: 'GET' } }];
+      if (m === 'GET') void check(req, res, url, q, start);
+      else notAllowed(req, res, CHECK_PATH, 'GET', start);
+    } else if (path === UPDATE_PATH) {
+      if (m === 'POST') void update(req, res, start);
+      else notAllowed(req, res, UPDATE_PATH, 'POST', start);
+    } else {
+      const p = m === 'GET' || m === 'HEAD' ? probeReply(path, limiter, isReady) : undefined;
+      if (p) void probe(req, res, path, start, p);
+      else reply(req, res, 'other', start, NOT_FOUND);
     }
-    if (path === UPDATE_PATH) {
-      if (m === 'POST') return [UPDATE_PATH, update(req)];
-      return [UPDATE_PATH, { ...json(405, { error: `method ${m} not allowed` }), headers: { Allow: 'POST' } }];
-    }
-    if (m === 'GET' || m === 'HEAD') {
-      if (path === '/healthz') return ['/healthz', fromJson(HEALTHY)];
-      if (path === '/readyz') return ['/readyz', readyReply(limiter, isReady).then(fromJson)];
-    }
-    return ['other', NOT_FOUND];
-  }
-
-  return (req: HttpRequest): Promise<HttpReply> | HttpReply => {
-    const start = process.hrtime.bigint();
-    const [name, out] = route(req, pathOf(req.url));
-    if (!(out instanceof Promise)) {
-      observe(req, name, out.status, start);
-      return out;
-    }
-    return out.then((r) => {
-      observe(req, name, r.status, start);
-      return r;
-    });
   };
 }

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import { applyBucket, type BucketOp, type BucketParams, type BucketResult } from '../limiter/bucket';
-import type { BucketStore, RunExtra } from './types';
+import { applyBucket, type BucketOp, type BucketParams, type BucketResult } from '../bucket/math';
+import { runBucket, type KeyRecords, type RunExtra } from '../bucket/reservation';
+import type { BucketStore } from './types';
 
 interface Entry {
   balance: number;
@@ -59,6 +60,34 @@ class AuxRecords<V> {
   }
 }
 
+/** One key's reservation and request-id records at one time, for runBucket (one object, aimed at each run's key). */
+class MemoryKeyRecords implements KeyRecords {
+  key = '';
+  nowMs = 0;
+  constructor(
+    private readonly reservations: AuxRecords<number>,
+    private readonly requests: AuxRecords<true>,
+  ) {}
+  private id(x: string): string {
+    return `${this.key}\u0000${x}`;
+  }
+  reservation(id: string): number | undefined {
+    return this.reservations.get(this.id(id), this.nowMs);
+  }
+  setReservation(id: string, amount: number, ttlMs: number): void {
+    this.reservations.set(this.id(id), amount, ttlMs, this.nowMs);
+  }
+  deleteReservation(id: string): void {
+    this.reservations.delete(this.id(id));
+  }
+  applied(requestId: string): boolean {
+    return this.requests.get(this.id(requestId), this.nowMs) !== undefined;
+  }
+  markApplied(requestId: string, windowMs: number): void {
+    this.requests.set(this.id(requestId), true, windowMs, this.nowMs);
+  }
+}
+
 /** Snapshot file format (version 1): absolute wall-clock times, so it survives a restart. */
 interface Snapshot {
   version: 1;
@@ -82,6 +111,7 @@ export class MemoryStore implements BucketStore {
   private readonly timer?: NodeJS.Timeout;
   private readonly reservations: AuxRecords<number>;
   private readonly requests: AuxRecords<true>;
+  private readonly records: MemoryKeyRecords;
   private cursor?: Iterator<[string, Entry]>;
   private readonly onFull?: () => void;
 
@@ -91,6 +121,7 @@ export class MemoryStore implements BucketStore {
     this.onFull = opts.onFull;
     this.reservations = new AuxRecords(this.maxKeys * 10);
     this.requests = new AuxRecords(this.maxKeys * 10);
+    this.records = new MemoryKeyRecords(this.reservations, this.requests);
     const sweep = opts.sweepIntervalMs ?? 30_000;
     if (sweep > 0) {
       this.timer = setInterval(() => this.sweep(), sweep);
@@ -117,39 +148,18 @@ export class MemoryStore implements BucketStore {
       if (op === 'reserve') out.admitted = false;
       return out;
     }
-    const markerKey = op === 'charge' && extra?.requestId !== undefined ? `${key}\u0000${extra.requestId}` : undefined;
-    if (markerKey !== undefined && this.requests.get(markerKey, nowMs)) {
-      const r = applyBucket(e, p, now, 'check', 0);
-      const dup: BucketResult = { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs, duplicate: true };
-      if (extra?.reservationId !== undefined) dup.refunded = 0;
-      return dup;
-    }
-    let refunded: number | undefined;
-    if (op === 'charge' && extra?.reservationId !== undefined) {
-      const rk = `${key}\u0000${extra.reservationId}`;
-      const amount = this.reservations.get(rk, nowMs);
-      refunded = 0;
-      if (amount !== undefined) {
-        refunded = Math.min(extra.claimed ?? 0, amount);
-        this.reservations.delete(rk);
-      }
-      cost = cost - refunded;
-    }
-    const r = applyBucket(e, p, now, op, cost);
+    const records = this.records;
+    records.key = key;
+    records.nowMs = nowMs;
+    const r = runBucket(e, p, now, op, cost, extra, records);
     if (r.write) {
       if (e) this.map.delete(key); // re-insert: Map order = least recently written first
       this.map.set(key, { balance: r.balance, lastFillUs: r.lastFillUs, expiresAtMs: nowMs + r.ttlMs, p });
-      if (op === 'reserve' && extra?.reservationId !== undefined) {
-        // Adds up (a key listed twice in one check reserves twice under one id).
-        const rk = `${key}\u0000${extra.reservationId}`;
-        const held = this.reservations.get(rk, nowMs) ?? 0;
-        this.reservations.set(rk, held + r.deducted!, extra.reservationTtlMs ?? 3_600_000, nowMs);
-      }
-      if (markerKey !== undefined) this.requests.set(markerKey, true, extra!.requestWindowMs ?? 600_000, nowMs);
     }
     const out: BucketResult = { balance: r.balance, lastFillUs: r.lastFillUs, nowUs: r.nowUs };
     if (op === 'reserve') out.admitted = r.admitted;
-    if (refunded !== undefined) out.refunded = refunded;
+    if (r.refunded !== undefined) out.refunded = r.refunded;
+    if (r.duplicate) out.duplicate = true;
     return out;
   }
 

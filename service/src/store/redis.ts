@@ -1,9 +1,10 @@
 import { createClient, createCluster, defineScript } from 'redis';
-import type { BucketOp, BucketParams, BucketResult } from '../limiter/bucket';
+import { BUCKET_LUA } from '../bucket/lua';
+import type { BucketOp, BucketParams, BucketResult } from '../bucket/math';
+import { requestWindowMs, reservationTtlMs, type RunExtra } from '../bucket/reservation';
 import type { Logger } from '../log';
 import { silentLogger } from '../log';
-import { BUCKET_LUA } from './bucket-lua';
-import { StoreError, type BucketStore, type RunExtra } from './types';
+import { StoreError, type BucketStore } from './types';
 
 export interface RedisStoreOptions {
   /** One redis:// URL, or the seed nodes of a cluster. */
@@ -162,13 +163,13 @@ export class RedisStore implements BucketStore {
     const rec = recordKey(this.prefix, key);
     let call: Promise<number[]>;
     const resMode = extra?.reservationId === undefined ? '' : op === 'reserve' ? 'new' : op === 'charge' ? 'use' : '';
-    const window = extra?.requestId !== undefined && op === 'charge' ? String(extra.requestWindowMs ?? 600_000) : '';
+    const window = extra?.requestId !== undefined && op === 'charge' ? String(requestWindowMs(extra)) : '';
     if (resMode === '' && window === '') {
       call = this.client.bucket(rec, [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, now, ruleArgs[4]]);
     } else {
       const keys = [rec, `${rec}:r:${resMode ? extra!.reservationId : ''}`, `${rec}:u:${window ? extra!.requestId : ''}`];
       const args = [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, now, ruleArgs[4], resMode,
-        String(extra?.claimed ?? 0), String(extra?.reservationTtlMs ?? 3_600_000), window];
+        String(extra?.claimed ?? 0), resMode === 'new' ? String(reservationTtlMs(extra!)) : '', window];
       call = this.client.bucket3(keys, args);
     }
     let reply: number[];

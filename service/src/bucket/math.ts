@@ -1,7 +1,8 @@
 /**
- * The token-bucket math, TypeScript edition (used by the embedded store).
- * The Redis edition is the Lua script in ../store/bucket-lua.ts; both must agree
- * (test/bucket-shared.test.ts runs the same cases against both).
+ * The token-bucket math, TypeScript edition (the embedded store runs it through
+ * ./reservation.ts). The Redis edition is the Lua script in ./lua.ts; both must agree
+ * (test/bucket-shared.test.ts runs the same cases against both). No imports: the stores
+ * and the limiter build on this module, never the other way round.
  *
  * Semantics (per key):
  * - A missing record starts full: balance = maxTokens, lastFill = now.

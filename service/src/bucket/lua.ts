@@ -1,7 +1,7 @@
 /**
- * The token-bucket math, Lua edition (runs atomically inside Redis). Mirrors
- * ../limiter/bucket.ts (and the reservation / request-id handling of ../store/memory.ts)
- * line by line; keep them in step. Lua numbers are doubles, like JS numbers: the same
+ * The token-bucket math with the reservation and idempotency rules, Lua edition (runs
+ * atomically inside Redis). Mirrors ./math.ts and ./reservation.ts line by line; keep them
+ * in step. Lua numbers are doubles, like JS numbers: the same
  * operations in the same order give the same results. Numbers are written with '%.0f'
  * (exact for integral doubles; '%d' would overflow).
  *
