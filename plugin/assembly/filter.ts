@@ -22,11 +22,12 @@
 import { ByteBuf, parseDecimal, endsWithStr } from "./bytes";
 import * as abi from "./abi";
 import { Config } from "./config";
-import { Root, CALL_CHECK, LOG_REFUSED } from "./root";
+import { Root, LOG_REFUSED } from "./root";
+import { PendingCall } from "./calls";
 import { RequestView, requestHeader } from "./request";
 import { requestMatches, MATCH_YES, MATCH_BAD_HOST } from "./match";
 import { renderKeys, resolveEarly } from "./keys";
-import { dispatchCheck, Decision, ALLOW, DENY, REFUSED } from "./check";
+import { dispatchCheck, readDecision, Decision, ALLOW, DENY, REFUSED } from "./check";
 import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders } from "./reply";
 import { UsageScanner } from "./usage";
 import { JValue } from "./json";
@@ -41,7 +42,7 @@ export const STOP_AND_BUFFER = 1;    // data: keep buffering in Envoy (the body 
 export const STOP_AND_WATERMARK = 2; // data: buffer with flow control instead of 413
 export const STOP_NO_BUFFER = 3;     // data: after a local response
 
-export const PH_CHECKING = 0;
+const PH_CHECKING = 0;
 const PH_ALLOWED = 1;   // also: check failed and failOpen
 const PH_REJECTED = 2;  // we sent a local response
 const PH_BUFFERING = 3; // reserve or body keys: collecting the request body, no check yet
@@ -188,12 +189,13 @@ export class Stream {
     }
     this.root.callDispatched();
     this.phase = PH_CHECKING;
-    let pc = this.root.track(<u32>token, CALL_CHECK, this.id);
-    if (reserve >= 0) pc.keys = this.keys;
+    let call = new CheckCall(this);
+    if (reserve >= 0) call.keys = this.keys;
+    this.root.calls.track(<u32>token, call);
     return START_PENDING;
   }
 
-  // ---- 2. check reply -----------------------------------------------------------------
+  // ---- 2. check reply (CheckCall hands it over) ------------------------------------------
 
   onCheckReply(d: Decision): void {
     if (d.outcome == ALLOW) {
@@ -416,6 +418,39 @@ export class Stream {
   }
 }
 
+/** A stream's check in flight: the reply goes to the stream if it still waits for it. */
+class CheckCall extends PendingCall {
+  streamId: u32;
+  root: Root;
+  keys: ByteBuf[] | null = null; // with a reservation: to give it back if the stream can no longer use it
+  constructor(s: Stream) {
+    super();
+    this.streamId = s.id;
+    this.root = s.root;
+  }
+
+  onReply(nHeaders: u32, bodySize: u32): void {
+    // Read the reply while the root context is effective, before touching the stream.
+    let d = readDecision(nHeaders, bodySize);
+    let s = streamOf(this.streamId);
+    // The stream is gone or past the check: touch nothing of it, only give back a reservation.
+    if (s === null || s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
+      this.refundUnused(d);
+      return;
+    }
+    s.onCheckReply(d);
+  }
+
+  /** A reservation granted after its stream ended (client gone while the check was pending): give it all back. */
+  refundUnused(d: Decision): void {
+    let keys = this.keys;
+    if (d.outcome != ALLOW || d.reserved <= 0 || keys === null) return;
+    let u = new Usage();
+    u.reserved = d.reserved;
+    u.reservationId = d.reservationId;
+    this.root.report(keys, u);
+  }
+}
 
 function headersStatus(start: i32): i32 {
   return start == START_ALLOWED ? CONTINUE : STOP_ITERATION;
