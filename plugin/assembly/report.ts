@@ -12,7 +12,7 @@
 import { ByteBuf, hexDigit } from "./bytes";
 import { Config } from "./config";
 import { httpCall, randomBytes, nowMs } from "./abi";
-import { keysJson, serviceHeaders } from "./check";
+import { keysJson, serviceHeaders } from "./service-call";
 import { appendJsonString } from "./encode";
 
 export const REPORT_PATH = "/update_ratelimit_record";

@@ -5,7 +5,7 @@
 import { ByteBuf } from "./bytes";
 import * as abi from "./abi";
 import { Config, parseConfig } from "./config";
-import { callStatus } from "./check";
+import { callStatus } from "./service-call";
 import { Usage, reportBody, dispatchReport, nextRequestId } from "./report";
 import { Outbox, QueuedReport, TICK_MS } from "./outbox";
 import { metrics, inc, setGauge, defineMetricsOnce } from "./metrics";
