@@ -1,6 +1,7 @@
 /**
  * The shape of the plugin's sources (assembly/): imports run one way (no module imports one
- * that, directly or not, imports it back).
+ * that, directly or not, imports it back), and every file there is part of plugin.wasm
+ * (reachable from index.ts), so test code never sits among the shipped sources.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -45,6 +46,18 @@ function cycles(graph: Map<string, string[]>): string[] {
   return found;
 }
 
+function reachable(graph: Map<string, string[]>, from: string): Set<string> {
+  const seen = new Set<string>();
+  const todo = [from];
+  while (todo.length > 0) {
+    const n = todo.pop()!;
+    if (seen.has(n)) continue;
+    seen.add(n);
+    todo.push(...(graph.get(n) ?? []));
+  }
+  return seen;
+}
+
 describe('plugin sources (assembly/)', () => {
   const graph = importGraph(SRC);
 
@@ -55,5 +68,10 @@ describe('plugin sources (assembly/)', () => {
 
   test('no import cycle', () => {
     expect(cycles(graph)).toEqual([]);
+  });
+
+  test('every source file is part of plugin.wasm (reachable from index.ts)', () => {
+    const shipped = reachable(graph, 'index');
+    expect([...graph.keys()].filter((n) => !shipped.has(n))).toEqual([]);
   });
 });
