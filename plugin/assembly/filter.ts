@@ -8,7 +8,7 @@
 //                          estimate, and stream_options.include_usage added to streaming
 //                          OpenAI-style requests (includeStreamUsage)
 //   4. response         -> scan the body for usage as it passes, never delaying it
-//   5. response end     -> a Usage: read from the response, or estimated (estimate.ts) from the
+//   5. response end     -> a Usage: read from the response, or estimated (token-estimate.ts) from the
 //                          prompt and the text delivered, when the response has none
 //   6. report           -> POST to the service from the root context; a failed report waits in
 //                          the root's outbox and is retried on the tick (outbox.ts)
@@ -31,7 +31,8 @@ import { dispatchCheck, readDecision, Decision, ALLOW, DENY, REFUSED } from "./c
 import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders } from "./reply";
 import { UsageScanner } from "./usage";
 import { JValue } from "./json";
-import { estimateRequest, lengthTokens, tokensFor, MAX_ESTIMATE } from "./estimate";
+import { readRequestBody } from "./request-body";
+import { lengthTokens, tokensFor, MAX_ESTIMATE } from "./token-estimate";
 import { Usage } from "./report";
 import { metrics, inc } from "./metrics";
 
@@ -323,7 +324,7 @@ export class Stream {
       return;
     }
     let body = bodyChunk.toBuf();
-    let e = estimateRequest(body, rc, this.mayRewrite);
+    let e = readRequestBody(body, rc, this.mayRewrite);
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
     this.model = e.model;

@@ -31,7 +31,7 @@ import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "./sse";
 import { parseJson } from "./json";
 import { BilledUsage } from "./billed";
 import { K_OTHER, K_USAGE, K_TEXT, K_DELTA, K_METRICS, usageParent, classify } from "./usage-keys";
-import { CharCounter } from "./estimate";
+import { CharCounter } from "./token-estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
 import { __collect } from "rt/index-full";
