@@ -93,7 +93,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   s.keys = keys;
   s.deferKeys = deferKeys;
   if (deferKeys) s.early = resolveEarly(cfg, req);
-  s.reserveMode = cfg.reserve.enabled;
+  s.reserveMode = cfg.reserve;
   streams.set(id, s);
   // Ask upstream for an uncompressed reply so the usage can be read.
   abi.removeHeader(abi.MAP_REQUEST_HEADERS, ACCEPT_ENCODING);
@@ -102,7 +102,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
 
   if (s.reserveMode && endOfStream) {
     // No body (GET): check now, reserving the default completion.
-    s.completionEst = cfg.reserve.defaultCompletionTokens;
+    s.completionEst = cfg.estimate.defaultCompletionTokens;
     return headersStatus(s.startCheck(s.reservation()));
   }
   if (s.reserveMode || deferKeys) {
@@ -163,7 +163,7 @@ export class Stream {
   /** Decides, at the request headers, whether and how the body will be read. */
   prepareBodyRead(req: RequestView): void {
     let cfg = this.config;
-    this.readBody = cfg.reserve.enabled || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
+    this.readBody = cfg.reserve || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
     if (!this.readBody) return;
     let cl = requestHeader(CONTENT_LENGTH);
     if (cl !== null) this.contentLength = parseDecimal(cl, 1e15 as i64);
@@ -249,17 +249,17 @@ export class Stream {
       this.estimateFromLength(size);
       return CONTINUE;
     }
-    this.estimateBody(size);
+    this.readBufferedBody(size);
     return CONTINUE;
   }
 
   onRequestTrailers(): i32 {
     if (this.phase == PH_BUFFERING) {
-      this.estimateBody(this.bodySeen);
+      this.readBufferedBody(this.bodySeen);
       return headersStatus(this.checkAfterBody());
     }
     if (this.phase == PH_CHECKING) return STOP_ITERATION;
-    if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) this.estimateBody(this.bodySeen);
+    if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) this.readBufferedBody(this.bodySeen);
     return CONTINUE;
   }
 
@@ -272,7 +272,7 @@ export class Stream {
       this.estimateFromLength(size);
       return dataStatus(this.checkAfterBody(), STOP_AND_WATERMARK);
     }
-    this.estimateBody(size);
+    this.readBufferedBody(size);
     return dataStatus(this.checkAfterBody(), STOP_AND_BUFFER);
   }
 
@@ -308,23 +308,23 @@ export class Stream {
     this.bodyDone = true;
     let n = <i64>size;
     if (this.contentLength > n) n = this.contentLength;
-    this.promptEst = lengthTokens(n, this.config.reserve);
-    this.completionEst = this.config.reserve.defaultCompletionTokens;
+    this.promptEst = lengthTokens(n, this.config.estimate);
+    this.completionEst = this.config.estimate.defaultCompletionTokens;
   }
 
-  /** The whole body is buffered (size bytes): estimate it, and rewrite it if includeStreamUsage applies. */
-  estimateBody(size: u32): void {
+  /** The whole body is buffered (size bytes): read it (request-body.ts), and rewrite it if includeStreamUsage applies. */
+  readBufferedBody(size: u32): void {
     let cfg = this.config;
-    let rc = cfg.reserve;
+    let est = cfg.estimate;
     if (<i64>size > <i64>cfg.maxRequestBodyBytes) { this.estimateFromLength(size); return; }
     this.bodyDone = true;
     if (size == 0 || !bodyChunk.buffer(abi.BUFFER_REQUEST_BODY, 0, size)) {
-      this.promptEst = lengthTokens(<i64>size, rc);
-      this.completionEst = rc.defaultCompletionTokens;
+      this.promptEst = lengthTokens(<i64>size, est);
+      this.completionEst = est.defaultCompletionTokens;
       return;
     }
     let body = bodyChunk.toBuf();
-    let e = readRequestBody(body, rc, this.mayRewrite);
+    let e = readRequestBody(body, est, this.mayRewrite);
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
     this.model = e.model;
@@ -403,9 +403,8 @@ export class Stream {
     // An upstream error (or redirect) generated nothing.
     if (this.sawResponse && (this.status < 200 || this.status >= 300)) return u;
     if (!this.config.estimateMissingUsage) return null;
-    let rc = this.config.reserve;
     let completion: i64 = 0;
-    if (sc !== null) completion = tokensFor(sc.text.other, sc.text.cjk, rc);
+    if (sc !== null) completion = tokensFor(sc.text.other, sc.text.cjk, this.config.estimate);
     // A compressed body we cannot read: about one token per compressed byte (gzip packs
     // ~4 characters per byte; tokens are ~4 characters).
     else if (this.compressed) completion = this.compressedBytes;

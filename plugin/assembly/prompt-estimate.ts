@@ -5,7 +5,7 @@
 // (max_tokens, max_completion_tokens, max_output_tokens, generationConfig.maxOutputTokens)
 // or defaultCompletionTokens, times `n` choices.
 
-import { ReserveConfig } from "./config";
+import { EstimateConfig } from "./config";
 import { JValue, J_OBJ, J_ARR, J_STR, J_NUM } from "./json";
 import { CharCounter, tokensFor, lengthTokens, MAX_ESTIMATE } from "./token-estimate";
 
@@ -63,7 +63,7 @@ export function completionBound(root: JValue, dflt: i64): i64 {
 }
 
 /** Tokens of the prompt in a parsed body object (`bodyLength` bytes long). */
-export function promptTokens(root: JValue, bodyLength: i32, r: ReserveConfig): i64 {
+export function promptTokens(root: JValue, bodyLength: i32, r: EstimateConfig): i64 {
   let cc = new CharCounter();
   for (let i = 0; i < PROMPT_FIELDS.length; i++) {
     let f = root.get(PROMPT_FIELDS[i]);

@@ -4,7 +4,7 @@
 // (body-rewrite.ts). The filter buffers the body for this only up to maxRequestBodyBytes.
 
 import { ByteBuf } from "./bytes";
-import { ReserveConfig } from "./config";
+import { EstimateConfig } from "./config";
 import { parseJson, JValue, J_OBJ, J_STR } from "./json";
 import { lengthTokens } from "./token-estimate";
 import { promptTokens, completionBound } from "./prompt-estimate";
@@ -27,7 +27,7 @@ export class RequestBody {
  * Reads a buffered request body. `mayRewrite`: includeStreamUsage is on and the request is
  * not for an API that rejects stream_options (see filter.ts).
  */
-export function readRequestBody(body: ByteBuf, r: ReserveConfig, mayRewrite: bool): RequestBody {
+export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bool): RequestBody {
   let e = new RequestBody();
   let root = parseJson(body);
   e.json = root;

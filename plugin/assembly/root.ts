@@ -148,8 +148,8 @@ class ReportCall extends PendingCall {
 }
 
 function reserveSummary(cfg: Config): string {
-  let r = cfg.reserve;
-  if (!r.enabled) return ", reserve off";
+  if (!cfg.reserve) return ", reserve off";
+  let r = cfg.estimate;
   return ", reserve on (charsPerToken " + r.charsPerToken.toString() + ", cjkCharsPerToken " + r.cjkCharsPerToken.toString() +
     ", defaultCompletionTokens " + r.defaultCompletionTokens.toString() + ")";
 }

@@ -7,7 +7,7 @@
 //
 //   tokens = ceil(otherChars / charsPerToken + cjkChars / cjkCharsPerToken)
 
-import { ReserveConfig } from "./config";
+import { EstimateConfig } from "./config";
 
 /** Upper bound of one estimate (a client asking for max_tokens 1e15 reserves this much). */
 export const MAX_ESTIMATE: i64 = 1000000000;
@@ -63,7 +63,7 @@ export class CharCounter {
   chars(): i64 { return this.other + this.cjk; }
 }
 
-export function tokensFor(other: i64, cjk: i64, r: ReserveConfig): i64 {
+export function tokensFor(other: i64, cjk: i64, r: EstimateConfig): i64 {
   let t = Math.ceil(<f64>other / r.charsPerToken + <f64>cjk / r.cjkCharsPerToken);
   if (!(t >= 0)) return 0;
   if (t > <f64>MAX_ESTIMATE) return MAX_ESTIMATE;
@@ -71,6 +71,6 @@ export function tokensFor(other: i64, cjk: i64, r: ReserveConfig): i64 {
 }
 
 /** A body we did not parse: its byte length at the Latin ratio. */
-export function lengthTokens(bytes: i64, r: ReserveConfig): i64 {
+export function lengthTokens(bytes: i64, r: EstimateConfig): i64 {
   return tokensFor(bytes, 0, r);
 }

@@ -79,7 +79,7 @@ export class UsageScanner {
   tooLarge: i32 = 0;
   merges: i32 = 0;             // usage objects parsed so far
 
-  // Generated-text counting (reserve mode: an estimate when the usage never comes). The
+  // Generated-text counting (for an estimate when the usage never comes). The
   // characters of string values under text keys at any depth (delta.content, message.content,
   // parts[].text, Anthropic delta.text, Responses "delta" strings, reasoning, tool arguments).
   countText: bool = false;
