@@ -1,17 +1,18 @@
-// The HTTP filter, in the order a request flows through it:
+// The HTTP filter, in the order a request flows through it (and the module that does each step):
 //
-//   1. request headers  -> match? (host, path, route, cluster) -> render keys -> check call
-//                          (the request waits for the reply)
-//   2. check reply      -> allow: continue | deny: rejectStatus | refused (4xx): 403 |
-//                          service unavailable: failOpen decides
-//   3. request body     -> read as it passes (bounded by maxRequestBodyBytes): a prompt
-//                          estimate, and stream_options.include_usage added to streaming
+//   1. request headers  -> match? (match.ts: host, path, route, cluster) -> render keys (keys.ts)
+//                          -> check call (check.ts); the request waits for the reply
+//   2. check reply      -> (the root's call table, calls.ts, hands it back to the stream)
+//                          allow: continue | deny: rejectStatus | refused (4xx): 403 |
+//                          service unavailable: failOpen decides (reply.ts: the local replies)
+//   3. request body     -> read as it passes, bounded by maxRequestBodyBytes (request-body.ts):
+//                          a prompt estimate, and stream_options.include_usage added to streaming
 //                          OpenAI-style requests (includeStreamUsage)
-//   4. response         -> scan the body for usage as it passes, never delaying it
-//   5. response end     -> a Usage: read from the response, or estimated (token-estimate.ts) from the
-//                          prompt and the text delivered, when the response has none
-//   6. report           -> POST to the service from the root context; a failed report waits in
-//                          the root's outbox and is retried on the tick (outbox.ts)
+//   4. response         -> scan the body for usage as it passes, never delaying it (usage.ts)
+//   5. response end     -> a UsageReport: the usage read from the response, or, when it has none,
+//                          estimated (token-estimate.ts) from the prompt and the text delivered
+//   6. report           -> POST to the service from the root context (root.ts, report.ts); a failed
+//                          report waits in the root's outbox and is retried on the tick (outbox.ts)
 //
 // With reserve.enabled, or keys that read the request body, the check moves to the end of the
 // body: request headers continue (Envoy only hands a filter the body after they do), the body
@@ -33,7 +34,7 @@ import { UsageScanner } from "./usage";
 import { JValue } from "./json";
 import { readRequestBody } from "./request-body";
 import { lengthTokens, tokensFor, MAX_ESTIMATE } from "./token-estimate";
-import { Usage } from "./report";
+import { UsageReport } from "./report";
 import { metrics, inc } from "./metrics";
 
 // Filter return codes (Proxy-Wasm).
@@ -62,7 +63,7 @@ const STATUS = ByteBuf.fromString(":status");
 // ---- 1. request headers ---------------------------------------------------------------
 
 // Matched streams by context id.
-const streams = new Map<u32, Stream>();
+const streams = new Map<u32, MatchedStream>();
 
 // The request view, reused by every onRequestHeaders (reset first): nothing allocated for it per request.
 const view = new RequestView();
@@ -89,7 +90,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
     keys = rk.keys;
   }
 
-  let s = new Stream(id, root, cfg);
+  let s = new MatchedStream(id, root, cfg);
   s.keys = keys;
   s.deferKeys = deferKeys;
   if (deferKeys) s.early = resolveEarly(cfg, req);
@@ -122,7 +123,7 @@ function denyMissingKey(cfg: Config, template: string): void {
 }
 
 /** State of one matched request; unmatched requests never get one. */
-export class Stream {
+export class MatchedStream {
   id: u32;
   root: Root;
   config: Config;
@@ -371,7 +372,7 @@ export class Stream {
     if (this.finished) return;
     this.finished = true;
     if (this.phase != PH_ALLOWED || this.keys.length == 0) return;
-    let u = this.usage();
+    let u = this.usageReport();
     if (u !== null && u.chargesAnything()) this.root.report(this.keys, u);
   }
 
@@ -381,8 +382,8 @@ export class Stream {
    * up, an upstream that omits it, a compressed body) an estimate of the prompt plus what was
    * delivered. Null: report nothing (estimates off: a reservation then stays as the charge).
    */
-  usage(): Usage | null {
-    let u = new Usage();
+  usageReport(): UsageReport | null {
+    let u = new UsageReport();
     u.reserved = this.reserved;
     u.reservationId = this.reservationId;
     u.model = this.model;
@@ -423,7 +424,7 @@ class CheckCall extends PendingCall {
   streamId: u32;
   root: Root;
   keys: ByteBuf[] | null = null; // with a reservation: to give it back if the stream can no longer use it
-  constructor(s: Stream) {
+  constructor(s: MatchedStream) {
     super();
     this.streamId = s.id;
     this.root = s.root;
@@ -445,7 +446,7 @@ class CheckCall extends PendingCall {
   refundUnused(d: Decision): void {
     let keys = this.keys;
     if (d.outcome != ALLOW || d.reserved <= 0 || keys === null) return;
-    let u = new Usage();
+    let u = new UsageReport();
     u.reserved = d.reserved;
     u.reservationId = d.reservationId;
     this.root.report(keys, u);
@@ -477,7 +478,7 @@ function responseHeader(name: ByteBuf): ByteBuf | null {
 }
 
 /** The matched stream `id`, or null. Unmatched traffic alone leaves the map empty: no lookup then. */
-export function streamOf(id: u32): Stream | null {
+export function streamOf(id: u32): MatchedStream | null {
   if (streams.size == 0 || !streams.has(id)) return null;
   return streams.get(id);
 }

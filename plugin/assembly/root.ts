@@ -6,7 +6,7 @@ import { ByteBuf } from "./bytes";
 import * as abi from "./abi";
 import { Config, parseConfig } from "./config";
 import { callStatus } from "./service-call";
-import { Usage, reportBody, dispatchReport, nextRequestId } from "./report";
+import { UsageReport, reportBody, dispatchReport, nextRequestId } from "./report";
 import { Outbox, QueuedReport, TICK_MS } from "./outbox";
 import { metrics, inc, setGauge, defineMetricsOnce } from "./metrics";
 import { Calls, PendingCall } from "./calls";
@@ -71,7 +71,7 @@ export class Root {
 
   // ---- 6. report ------------------------------------------------------------------------
 
-  report(keys: ByteBuf[], u: Usage): void {
+  report(keys: ByteBuf[], u: UsageReport): void {
     this.send(new QueuedReport(reportBody(keys, u, nextRequestId())));
   }
 
