@@ -2,7 +2,7 @@
 //
 //   1. request headers  -> match? (match.ts: host, path, route, cluster) -> render keys (keys.ts)
 //                          -> check call (check.ts); the request waits for the reply
-//   2. check reply      -> (the root's call table, calls.ts, hands it back to the stream)
+//   2. check reply      -> (the root forwards it, calls.ts hands it back to the stream)
 //                          allow: continue | deny: rejectStatus | refused (4xx): 403 |
 //                          service unavailable: failOpen decides (reply.ts: the local replies)
 //   3. request body     -> read as it passes, bounded by maxRequestBodyBytes (request-body.ts):
@@ -191,9 +191,8 @@ export class MatchedStream {
     }
     this.root.callDispatched();
     this.phase = PH_CHECKING;
-    let call = new CheckCall(this);
-    if (reserve >= 0) call.keys = this.keys;
-    this.root.calls.track(<u32>token, call);
+    let call = new CheckCall(this, reserve >= 0);
+    this.root.calls.set(<u32>token, call);
     return START_PENDING;
   }
 
@@ -421,21 +420,21 @@ export class MatchedStream {
 
 /** A stream's check in flight: the reply goes to the stream if it still waits for it. */
 class CheckCall extends PendingCall {
-  streamId: u32;
-  root: Root;
-  keys: ByteBuf[] | null = null; // with a reservation: to give it back if the stream can no longer use it
-  constructor(s: MatchedStream) {
+  stream: MatchedStream;
+  reserving: bool; // the check asked for a reservation: give it back if the stream can no longer use it
+  constructor(s: MatchedStream, reserving: bool) {
     super();
-    this.streamId = s.id;
-    this.root = s.root;
+    this.stream = s;
+    this.reserving = reserving;
   }
 
   onReply(nHeaders: u32, bodySize: u32): void {
     // Read the reply while the root context is effective, before touching the stream.
     let d = readDecision(nHeaders, bodySize);
-    let s = streamOf(this.streamId);
-    // The stream is gone or past the check: touch nothing of it, only give back a reservation.
-    if (s === null || s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
+    let s = this.stream;
+    // The stream is over (proxy_on_done: it is no longer in `streams` either) or past the
+    // check: touch nothing of it, only give back a reservation.
+    if (s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
       this.refundUnused(d);
       return;
     }
@@ -444,12 +443,12 @@ class CheckCall extends PendingCall {
 
   /** A reservation granted after its stream ended (client gone while the check was pending): give it all back. */
   refundUnused(d: Decision): void {
-    let keys = this.keys;
-    if (d.outcome != ALLOW || d.reserved <= 0 || keys === null) return;
+    if (d.outcome != ALLOW || d.reserved <= 0 || !this.reserving) return;
     let u = new UsageReport();
     u.reserved = d.reserved;
     u.reservationId = d.reservationId;
-    this.root.report(keys, u);
+    let s = this.stream;
+    s.root.report(s.keys, u);
   }
 }
 

@@ -62,8 +62,11 @@ export function completionBound(root: JValue, dflt: i64): i64 {
   return b;
 }
 
-/** Tokens of the prompt in a parsed body object (`bodyLength` bytes long). */
-export function promptTokens(root: JValue, bodyLength: i32, r: EstimateConfig): i64 {
+/**
+ * Tokens of the prompt in a parsed body object (`bodyLength` bytes long). Inlined: as a call it
+ * would retain and release the parsed body once more (and the module would grow).
+ */
+@inline export function promptTokens(root: JValue, bodyLength: i32, r: EstimateConfig): i64 {
   let cc = new CharCounter();
   for (let i = 0; i < PROMPT_FIELDS.length; i++) {
     let f = root.get(PROMPT_FIELDS[i]);

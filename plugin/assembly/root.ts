@@ -1,6 +1,6 @@
 // Per-plugin-configuration state (one per root context): the configuration, usage reports and
 // their retries, and what an operator must be told. The calls its streams and itself made wait
-// in its Calls table (calls.ts), which hands each reply to whoever made the call.
+// in `calls` for their replies, which deliverReply (calls.ts) hands to whoever made the call.
 
 import { ByteBuf } from "./bytes";
 import * as abi from "./abi";
@@ -9,7 +9,7 @@ import { callStatus } from "./service-call";
 import { UsageReport, reportBody, dispatchReport, nextRequestId } from "./report";
 import { Outbox, QueuedReport, TICK_MS } from "./outbox";
 import { metrics, inc, setGauge, defineMetricsOnce } from "./metrics";
-import { Calls, PendingCall } from "./calls";
+import { PendingCall, deliverReply } from "./calls";
 
 // Errors an operator must see, logged at most once per LOG_EVERY_MS per kind and root.
 const LOG_EVERY_MS: i64 = 10000;
@@ -21,7 +21,7 @@ export const LOG_DROPPED = 2;
 export class Root {
   id: u32;
   config: Config | null = null;
-  calls: Calls = new Calls();
+  calls: Map<u32, PendingCall> = new Map(); // calls in flight, by token
   outbox: Outbox = new Outbox();
   unreachable: bool = false;
   lastLog: StaticArray<i64> = new StaticArray<i64>(3);
@@ -59,7 +59,7 @@ export class Root {
 
   /** proxy_on_http_call_response: a check's or a report's reply, for whoever made the call. */
   onCallResponse(token: u32, nHeaders: u32, bodySize: u32): void {
-    this.calls.deliver(token, nHeaders, bodySize);
+    deliverReply(this.calls, token, nHeaders, bodySize);
   }
 
   logRarely(kind: i32, level: i32, msg: string): void {
@@ -86,7 +86,7 @@ export class Root {
     }
     this.callDispatched();
     inc(metrics.reportsSent);
-    this.calls.track(<u32>token, new ReportCall(this, r));
+    this.calls.set(<u32>token, new ReportCall(this, r));
   }
 
   onReportReply(r: QueuedReport, nHeaders: u32): void {
@@ -109,10 +109,11 @@ export class Root {
 
   /**
    * The plugin configuration is going away: replies to its calls, if any still come, go to
-   * nobody, and what still waits in the queue is lost, and says so.
+   * nobody (a new, empty table; the calls refer back to this root, so keeping them would also
+   * keep a reference cycle), and what still waits in the queue is lost, and says so.
    */
   close(): void {
-    this.calls.clear();
+    this.calls = new Map();
     this.dropQueued();
   }
 
