@@ -11,10 +11,11 @@
 // JSON body such as the reference service's empty 400 on a Redis failure) means the service
 // is unavailable, and failOpen decides.
 
-import { ByteBuf, parseDecimal } from "./bytes";
+import { ByteBuf } from "./bytes";
 import { Config } from "./config";
-import { HeaderList, HostBytes, httpCall, MAP_HTTP_CALL_RESPONSE_HEADERS, BUFFER_HTTP_CALL_RESPONSE_BODY } from "./abi";
-import { appendJsonString, appendUrlEncoded } from "./encode";
+import { HostBytes, httpCall, BUFFER_HTTP_CALL_RESPONSE_BODY } from "./abi";
+import { appendUrlEncoded } from "./encode";
+import { keysJson, serviceHeaders, callStatus } from "./service-call";
 import { parseJson, J_OBJ, J_BOOL, J_STR, J_NUM } from "./json";
 
 export const CHECK_PATH = "/ratelimit?ratelimit_keys=";
@@ -36,18 +37,6 @@ export class Decision {
   reason: string = ""; // why the check failed, for logs
 }
 
-/** ["k1","k2"] */
-export function keysJson(keys: ByteBuf[]): ByteBuf {
-  let out = new ByteBuf(64);
-  out.push(0x5b);
-  for (let i = 0; i < keys.length; i++) {
-    if (i > 0) out.push(0x2c);
-    appendJsonString(out, keys[i]);
-  }
-  out.push(0x5d);
-  return out;
-}
-
 /** Dispatches the check (reserve >= 0: with &reserve=N); returns the call token, -1 if the host refused it. */
 export function dispatchCheck(cfg: Config, keys: ByteBuf[], reserve: i64 = -1): i64 {
   let path = ByteBuf.fromString(CHECK_PATH);
@@ -56,37 +45,10 @@ export function dispatchCheck(cfg: Config, keys: ByteBuf[], reserve: i64 = -1): 
     path.appendString("&reserve=");
     path.appendU64(<u64>reserve);
   }
-  // :authority is required: without it Envoy fails the call with BAD_ARGUMENT.
-  // Never forward the client's Authorization header or body.
-  let headers = serviceHeaders(cfg, "GET", path);
-  return httpCall(cfg.cluster, headers, new ByteBuf(0), cfg.timeoutMs);
-}
-
-/** Headers of a call to the service: only what the plugin writes, never the client's. */
-export function serviceHeaders(cfg: Config, method: string, path: ByteBuf): HeaderList {
-  let h = new HeaderList()
-    .add(":method", ByteBuf.fromString(method))
-    .add(":path", path)
-    .add(":authority", cfg.authority);
-  let token = cfg.token;
-  if (token !== null) {
-    let v = ByteBuf.fromString("Bearer ");
-    v.appendBuf(token);
-    h.add("authorization", v);
-  }
-  return h;
+  return httpCall(cfg.cluster, serviceHeaders(cfg, "GET", path), new ByteBuf(0), cfg.timeoutMs);
 }
 
 const hb = new HostBytes();
-const STATUS = ByteBuf.fromString(":status");
-
-/** Status code of the http-call response, or 0. */
-export function callStatus(nHeaders: u32): i32 {
-  if (nHeaders == 0) return 0;
-  if (!hb.header(MAP_HTTP_CALL_RESPONSE_HEADERS, STATUS)) return 0;
-  let v = parseDecimal(hb.toBuf(), 999);
-  return v < 0 ? 0 : <i32>v;
-}
 
 /** Reads the check reply (call it before switching the effective context). */
 export function readDecision(nHeaders: u32, bodySize: u32): Decision {

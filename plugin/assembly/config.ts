@@ -42,23 +42,24 @@ export const MAX_KEYS = 16;
 export const MAX_KEY_BYTES = 512;
 export const MIN_KEY_BYTES = 64; // room for a prefix plus the 32-hex-digit digest
 export const DEFAULT_MAX_QUEUED_REPORTS = 10000;
+export const DEFAULT_MAX_REQUEST_BODY_BYTES = 262144;
 
-// reserve: estimate a request's cost from its body and reserve it with the check.
-export const DEFAULT_RESERVE_MAX_BODY_BYTES = 262144;
+// estimate: token estimates without a tokenizer (token-estimate.ts), for what a request will
+// cost (reserve mode's reservation) and what a response without usage cost (estimateMissingUsage).
 export const DEFAULT_CHARS_PER_TOKEN: f64 = 4;
 export const DEFAULT_CJK_CHARS_PER_TOKEN: f64 = 1;
 export const DEFAULT_COMPLETION_TOKENS = 1024;
 
-/** Token estimates (reservations, and responses without usage) and reserve mode. */
-export class ReserveConfig {
-  enabled: bool = false;
+/** The settings of token estimates: `estimate`, or the same fields under `reserve` (read there too). */
+export class EstimateConfig {
   charsPerToken: f64 = DEFAULT_CHARS_PER_TOKEN;
   cjkCharsPerToken: f64 = DEFAULT_CJK_CHARS_PER_TOKEN;
   defaultCompletionTokens: i32 = DEFAULT_COMPLETION_TOKENS;
 }
 
 export class Config {
-  reserve: ReserveConfig = new ReserveConfig();
+  estimate: EstimateConfig = new EstimateConfig();
+  reserve: bool = false;      // reserve.enabled: the check reserves the request's estimated cost
   matches: MatchRule[] = [];
   keys: Template[] = [];
   keysNeedBody: bool = false; // a key template reads the request body: the check waits for it
@@ -75,7 +76,7 @@ export class Config {
   missingDefault: ByteBuf = new ByteBuf(0);
   maxBufferBytes: i32 = DEFAULT_MAX_BUFFER_BYTES;
   maxKeyBytes: i32 = DEFAULT_MAX_KEY_BYTES;
-  maxRequestBodyBytes: i32 = DEFAULT_RESERVE_MAX_BODY_BYTES;
+  maxRequestBodyBytes: i32 = DEFAULT_MAX_REQUEST_BODY_BYTES;
   includeStreamUsage: bool = true;
   estimateMissingUsage: bool = true;
   maxQueuedReports: i32 = DEFAULT_MAX_QUEUED_REPORTS;
@@ -141,7 +142,7 @@ function parse(c: ErrorCollector, raw: ByteBuf): Config | null {
   let rv = root.get("reserve");
   if (rv !== null && !parseReserve(c, rv, cfg)) return null;
   let ev = root.get("estimate");
-  if (ev !== null && !parseEstimate(c, ev, cfg.reserve)) return null;
+  if (ev !== null && !parseEstimate(c, ev, cfg.estimate)) return null;
   return cfg;
 }
 
@@ -333,26 +334,25 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
 function parseReserve(c: ErrorCollector, v: JValue, cfg: Config): bool {
   if (v.kind != J_OBJ) return c.fail("reserve", "expected an object", v);
   if (!knownFields(c, v, "reserve.", RESERVE_FIELDS)) return false;
-  let r = cfg.reserve;
   let en = boolField(c, v, "enabled", "reserve.enabled", false);
   if (en < 0) return false;
-  r.enabled = en == 1;
+  cfg.reserve = en == 1;
   let mb = intField(c, v, "maxBodyBytes", "reserve.maxBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
   if (mb < 0) return false;
   cfg.maxRequestBodyBytes = mb;
   let isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", cfg.includeStreamUsage);
   if (isu < 0) return false;
   cfg.includeStreamUsage = isu == 1;
-  return parseEstimateFields(c, v, "reserve.", r);
+  return parseEstimateFields(c, v, "reserve.", cfg.estimate);
 }
 
-function parseEstimate(c: ErrorCollector, v: JValue, r: ReserveConfig): bool {
+function parseEstimate(c: ErrorCollector, v: JValue, r: EstimateConfig): bool {
   if (v.kind != J_OBJ) return c.fail("estimate", "expected an object", v);
   if (!knownFields(c, v, "estimate.", ESTIMATE_FIELDS)) return false;
   return parseEstimateFields(c, v, "estimate.", r);
 }
 
-function parseEstimateFields(c: ErrorCollector, v: JValue, prefix: string, r: ReserveConfig): bool {
+function parseEstimateFields(c: ErrorCollector, v: JValue, prefix: string, r: EstimateConfig): bool {
   let cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
   if (cpt < 0) return false;
   r.charsPerToken = cpt;

@@ -1,17 +1,18 @@
-// The HTTP filter, in the order a request flows through it:
+// The HTTP filter, in the order a request flows through it (and the module that does each step):
 //
-//   1. request headers  -> match? (host, path, route, cluster) -> render keys -> check call
-//                          (the request waits for the reply)
-//   2. check reply      -> allow: continue | deny: rejectStatus | refused (4xx): 403 |
-//                          service unavailable: failOpen decides
-//   3. request body     -> read as it passes (bounded by maxRequestBodyBytes): a prompt
-//                          estimate, and stream_options.include_usage added to streaming
+//   1. request headers  -> match? (match.ts: host, path, route, cluster) -> render keys (keys.ts)
+//                          -> check call (check.ts); the request waits for the reply
+//   2. check reply      -> (the root forwards it, calls.ts hands it back to the stream)
+//                          allow: continue | deny: rejectStatus | refused (4xx): 403 |
+//                          service unavailable: failOpen decides (reply.ts: the local replies)
+//   3. request body     -> read as it passes, bounded by maxRequestBodyBytes (request-body.ts):
+//                          a prompt estimate, and stream_options.include_usage added to streaming
 //                          OpenAI-style requests (includeStreamUsage)
-//   4. response         -> scan the body for usage as it passes, never delaying it
-//   5. response end     -> a Usage: read from the response, or estimated (estimate.ts) from the
-//                          prompt and the text delivered, when the response has none
-//   6. report           -> POST to the service from the root context; a failed report waits in
-//                          the root's outbox and is retried on the tick (outbox.ts)
+//   4. response         -> scan the body for usage as it passes, never delaying it (usage.ts)
+//   5. response end     -> a UsageReport: the usage read from the response, or, when it has none,
+//                          estimated (token-estimate.ts) from the prompt and the text delivered
+//   6. report           -> POST to the service from the root context (root.ts, report.ts); a failed
+//                          report waits in the root's outbox and is retried on the tick (outbox.ts)
 //
 // With reserve.enabled, or keys that read the request body, the check moves to the end of the
 // body: request headers continue (Envoy only hands a filter the body after they do), the body
@@ -22,16 +23,18 @@
 import { ByteBuf, parseDecimal, endsWithStr } from "./bytes";
 import * as abi from "./abi";
 import { Config } from "./config";
-import { Root, CALL_CHECK, LOG_REFUSED } from "./root";
+import { Root, LOG_REFUSED } from "./root";
+import { PendingCall } from "./calls";
 import { RequestView, requestHeader } from "./request";
 import { requestMatches, MATCH_YES, MATCH_BAD_HOST } from "./match";
 import { renderKeys, resolveEarly } from "./keys";
-import { dispatchCheck, Decision, ALLOW, DENY, REFUSED } from "./check";
+import { dispatchCheck, readDecision, Decision, ALLOW, DENY, REFUSED } from "./check";
 import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders } from "./reply";
 import { UsageScanner } from "./usage";
 import { JValue } from "./json";
-import { estimateRequest, lengthTokens, tokensFor, MAX_ESTIMATE } from "./estimate";
-import { Usage } from "./report";
+import { readRequestBody } from "./request-body";
+import { lengthTokens, tokensFor, MAX_ESTIMATE } from "./token-estimate";
+import { UsageReport } from "./report";
 import { metrics, inc } from "./metrics";
 
 // Filter return codes (Proxy-Wasm).
@@ -41,7 +44,7 @@ export const STOP_AND_BUFFER = 1;    // data: keep buffering in Envoy (the body 
 export const STOP_AND_WATERMARK = 2; // data: buffer with flow control instead of 413
 export const STOP_NO_BUFFER = 3;     // data: after a local response
 
-export const PH_CHECKING = 0;
+const PH_CHECKING = 0;
 const PH_ALLOWED = 1;   // also: check failed and failOpen
 const PH_REJECTED = 2;  // we sent a local response
 const PH_BUFFERING = 3; // reserve or body keys: collecting the request body, no check yet
@@ -60,7 +63,7 @@ const STATUS = ByteBuf.fromString(":status");
 // ---- 1. request headers ---------------------------------------------------------------
 
 // Matched streams by context id.
-const streams = new Map<u32, Stream>();
+const streams = new Map<u32, MatchedStream>();
 
 // The request view, reused by every onRequestHeaders (reset first): nothing allocated for it per request.
 const view = new RequestView();
@@ -87,11 +90,11 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
     keys = rk.keys;
   }
 
-  let s = new Stream(id, root, cfg);
+  let s = new MatchedStream(id, root, cfg);
   s.keys = keys;
   s.deferKeys = deferKeys;
   if (deferKeys) s.early = resolveEarly(cfg, req);
-  s.reserveMode = cfg.reserve.enabled;
+  s.reserveMode = cfg.reserve;
   streams.set(id, s);
   // Ask upstream for an uncompressed reply so the usage can be read.
   abi.removeHeader(abi.MAP_REQUEST_HEADERS, ACCEPT_ENCODING);
@@ -100,7 +103,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
 
   if (s.reserveMode && endOfStream) {
     // No body (GET): check now, reserving the default completion.
-    s.completionEst = cfg.reserve.defaultCompletionTokens;
+    s.completionEst = cfg.estimate.defaultCompletionTokens;
     return headersStatus(s.startCheck(s.reservation()));
   }
   if (s.reserveMode || deferKeys) {
@@ -120,7 +123,7 @@ function denyMissingKey(cfg: Config, template: string): void {
 }
 
 /** State of one matched request; unmatched requests never get one. */
-export class Stream {
+export class MatchedStream {
   id: u32;
   root: Root;
   config: Config;
@@ -161,7 +164,7 @@ export class Stream {
   /** Decides, at the request headers, whether and how the body will be read. */
   prepareBodyRead(req: RequestView): void {
     let cfg = this.config;
-    this.readBody = cfg.reserve.enabled || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
+    this.readBody = cfg.reserve || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
     if (!this.readBody) return;
     let cl = requestHeader(CONTENT_LENGTH);
     if (cl !== null) this.contentLength = parseDecimal(cl, 1e15 as i64);
@@ -188,12 +191,12 @@ export class Stream {
     }
     this.root.callDispatched();
     this.phase = PH_CHECKING;
-    let pc = this.root.track(<u32>token, CALL_CHECK, this.id);
-    if (reserve >= 0) pc.keys = this.keys;
+    let call = new CheckCall(this, reserve >= 0);
+    this.root.calls.set(<u32>token, call);
     return START_PENDING;
   }
 
-  // ---- 2. check reply -----------------------------------------------------------------
+  // ---- 2. check reply (CheckCall hands it over) ------------------------------------------
 
   onCheckReply(d: Decision): void {
     if (d.outcome == ALLOW) {
@@ -246,17 +249,17 @@ export class Stream {
       this.estimateFromLength(size);
       return CONTINUE;
     }
-    this.estimateBody(size);
+    this.readBufferedBody(size);
     return CONTINUE;
   }
 
   onRequestTrailers(): i32 {
     if (this.phase == PH_BUFFERING) {
-      this.estimateBody(this.bodySeen);
+      this.readBufferedBody(this.bodySeen);
       return headersStatus(this.checkAfterBody());
     }
     if (this.phase == PH_CHECKING) return STOP_ITERATION;
-    if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) this.estimateBody(this.bodySeen);
+    if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) this.readBufferedBody(this.bodySeen);
     return CONTINUE;
   }
 
@@ -269,7 +272,7 @@ export class Stream {
       this.estimateFromLength(size);
       return dataStatus(this.checkAfterBody(), STOP_AND_WATERMARK);
     }
-    this.estimateBody(size);
+    this.readBufferedBody(size);
     return dataStatus(this.checkAfterBody(), STOP_AND_BUFFER);
   }
 
@@ -305,23 +308,23 @@ export class Stream {
     this.bodyDone = true;
     let n = <i64>size;
     if (this.contentLength > n) n = this.contentLength;
-    this.promptEst = lengthTokens(n, this.config.reserve);
-    this.completionEst = this.config.reserve.defaultCompletionTokens;
+    this.promptEst = lengthTokens(n, this.config.estimate);
+    this.completionEst = this.config.estimate.defaultCompletionTokens;
   }
 
-  /** The whole body is buffered (size bytes): estimate it, and rewrite it if includeStreamUsage applies. */
-  estimateBody(size: u32): void {
+  /** The whole body is buffered (size bytes): read it (request-body.ts), and rewrite it if includeStreamUsage applies. */
+  readBufferedBody(size: u32): void {
     let cfg = this.config;
-    let rc = cfg.reserve;
+    let est = cfg.estimate;
     if (<i64>size > <i64>cfg.maxRequestBodyBytes) { this.estimateFromLength(size); return; }
     this.bodyDone = true;
     if (size == 0 || !bodyChunk.buffer(abi.BUFFER_REQUEST_BODY, 0, size)) {
-      this.promptEst = lengthTokens(<i64>size, rc);
-      this.completionEst = rc.defaultCompletionTokens;
+      this.promptEst = lengthTokens(<i64>size, est);
+      this.completionEst = est.defaultCompletionTokens;
       return;
     }
     let body = bodyChunk.toBuf();
-    let e = estimateRequest(body, rc, this.mayRewrite);
+    let e = readRequestBody(body, est, this.mayRewrite);
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
     this.model = e.model;
@@ -368,7 +371,7 @@ export class Stream {
     if (this.finished) return;
     this.finished = true;
     if (this.phase != PH_ALLOWED || this.keys.length == 0) return;
-    let u = this.usage();
+    let u = this.usageReport();
     if (u !== null && u.chargesAnything()) this.root.report(this.keys, u);
   }
 
@@ -378,8 +381,8 @@ export class Stream {
    * up, an upstream that omits it, a compressed body) an estimate of the prompt plus what was
    * delivered. Null: report nothing (estimates off: a reservation then stays as the charge).
    */
-  usage(): Usage | null {
-    let u = new Usage();
+  usageReport(): UsageReport | null {
+    let u = new UsageReport();
     u.reserved = this.reserved;
     u.reservationId = this.reservationId;
     u.model = this.model;
@@ -400,9 +403,8 @@ export class Stream {
     // An upstream error (or redirect) generated nothing.
     if (this.sawResponse && (this.status < 200 || this.status >= 300)) return u;
     if (!this.config.estimateMissingUsage) return null;
-    let rc = this.config.reserve;
     let completion: i64 = 0;
-    if (sc !== null) completion = tokensFor(sc.text.other, sc.text.cjk, rc);
+    if (sc !== null) completion = tokensFor(sc.text.other, sc.text.cjk, this.config.estimate);
     // A compressed body we cannot read: about one token per compressed byte (gzip packs
     // ~4 characters per byte; tokens are ~4 characters).
     else if (this.compressed) completion = this.compressedBytes;
@@ -416,6 +418,39 @@ export class Stream {
   }
 }
 
+/** A stream's check in flight: the reply goes to the stream if it still waits for it. */
+class CheckCall extends PendingCall {
+  stream: MatchedStream;
+  reserving: bool; // the check asked for a reservation: give it back if the stream can no longer use it
+  constructor(s: MatchedStream, reserving: bool) {
+    super();
+    this.stream = s;
+    this.reserving = reserving;
+  }
+
+  onReply(nHeaders: u32, bodySize: u32): void {
+    // Read the reply while the root context is effective, before touching the stream.
+    let d = readDecision(nHeaders, bodySize);
+    let s = this.stream;
+    // The stream is over (proxy_on_done: it is no longer in `streams` either) or past the
+    // check: touch nothing of it, only give back a reservation.
+    if (s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
+      this.refundUnused(d);
+      return;
+    }
+    s.onCheckReply(d);
+  }
+
+  /** A reservation granted after its stream ended (client gone while the check was pending): give it all back. */
+  refundUnused(d: Decision): void {
+    if (d.outcome != ALLOW || d.reserved <= 0 || !this.reserving) return;
+    let u = new UsageReport();
+    u.reserved = d.reserved;
+    u.reservationId = d.reservationId;
+    let s = this.stream;
+    s.root.report(s.keys, u);
+  }
+}
 
 function headersStatus(start: i32): i32 {
   return start == START_ALLOWED ? CONTINUE : STOP_ITERATION;
@@ -442,7 +477,7 @@ function responseHeader(name: ByteBuf): ByteBuf | null {
 }
 
 /** The matched stream `id`, or null. Unmatched traffic alone leaves the map empty: no lookup then. */
-export function streamOf(id: u32): Stream | null {
+export function streamOf(id: u32): MatchedStream | null {
   if (streams.size == 0 || !streams.has(id)) return null;
   return streams.get(id);
 }

@@ -131,6 +131,8 @@ export function proxy_on_response_trailers(id: u32, n: u32): i32 {
   return CONTINUE;
 }
 
+// Every call is made from a root context, and its reply comes back to it; the root forwards it
+// to deliverReply (calls.ts), which hands it to whoever made the call (a stream's check, a report).
 export function proxy_on_http_call_response(rootId: u32, token: u32, nHeaders: u32, bodySize: u32, nTrailers: u32): void {
   if (roots.has(rootId)) roots.get(rootId).onCallResponse(token, nHeaders, bodySize);
   collectGarbage();
@@ -148,7 +150,7 @@ export function proxy_on_done(id: u32): u32 {
   if (streamRoot.size > 0) streamRoot.delete(id);
   // With only the primary root alive, any other id is a stream: no lookup.
   if (id == primaryId || primary === null || roots.size > 1) {
-    if (roots.has(id)) roots.get(id).dropQueued();
+    if (roots.has(id)) roots.get(id).close();
     if (roots.delete(id) && id == primaryId) primary = null;
   }
   return 1;

@@ -12,13 +12,13 @@
 import { ByteBuf, hexDigit } from "./bytes";
 import { Config } from "./config";
 import { httpCall, randomBytes, nowMs } from "./abi";
-import { keysJson, serviceHeaders } from "./check";
+import { keysJson, serviceHeaders } from "./service-call";
 import { appendJsonString } from "./encode";
 
 export const REPORT_PATH = "/update_ratelimit_record";
 
 /** What one response cost, as it will be reported. */
-export class Usage {
+export class UsageReport {
   prompt: i64 = 0;
   completion: i64 = 0;
   total: i64 = 0;
@@ -34,7 +34,7 @@ export class Usage {
   chargesAnything(): bool { return this.total > 0 || this.prompt > 0 || this.completion > 0 || this.reserved > 0; }
 }
 
-export function reportBody(keys: ByteBuf[], u: Usage, requestId: ByteBuf): ByteBuf {
+export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf): ByteBuf {
   let b = ByteBuf.fromString("{\"ratelimit_keys\":");
   b.appendBuf(keysJson(keys));
   field(b, "prompt_tokens", u.prompt, true);

@@ -1,18 +1,15 @@
-// Per-plugin-configuration state (one per root context): the configuration, the calls its
-// streams made (a reply is routed back to whoever made the call, as the Rust SDK's dispatcher
-// does), usage reports and their retries, and what an operator must be told.
+// Per-plugin-configuration state (one per root context): the configuration, usage reports and
+// their retries, and what an operator must be told. The calls its streams and itself made wait
+// in `calls` for their replies, which deliverReply (calls.ts) hands to whoever made the call.
 
 import { ByteBuf } from "./bytes";
 import * as abi from "./abi";
 import { Config, parseConfig } from "./config";
-import { readDecision, callStatus, Decision, ALLOW } from "./check";
-import { Usage, reportBody, dispatchReport, nextRequestId } from "./report";
+import { callStatus } from "./service-call";
+import { UsageReport, reportBody, dispatchReport, nextRequestId } from "./report";
 import { Outbox, QueuedReport, TICK_MS } from "./outbox";
 import { metrics, inc, setGauge, defineMetricsOnce } from "./metrics";
-import { streamOf, PH_CHECKING } from "./filter";
-
-export const CALL_CHECK = 0;
-export const CALL_REPORT = 1;
+import { PendingCall, deliverReply } from "./calls";
 
 // Errors an operator must see, logged at most once per LOG_EVERY_MS per kind and root.
 const LOG_EVERY_MS: i64 = 10000;
@@ -24,7 +21,7 @@ export const LOG_DROPPED = 2;
 export class Root {
   id: u32;
   config: Config | null = null;
-  calls: Map<u32, PendingCall> = new Map();
+  calls: Map<u32, PendingCall> = new Map(); // calls in flight, by token
   outbox: Outbox = new Outbox();
   unreachable: bool = false;
   lastLog: StaticArray<i64> = new StaticArray<i64>(3);
@@ -48,12 +45,6 @@ export class Root {
     return true;
   }
 
-  track(token: u32, kind: i32, streamId: u32): PendingCall {
-    let pc = new PendingCall(kind, streamId);
-    this.calls.set(token, pc);
-    return pc;
-  }
-
   /** The host refused a call to the service cluster (unknown cluster, bad argument): say so, loudly but rarely. */
   callRefused(): void {
     if (!this.unreachable) { this.unreachable = true; setGauge(metrics.serviceUnreachable, 1); }
@@ -66,6 +57,11 @@ export class Root {
     if (this.unreachable) { this.unreachable = false; setGauge(metrics.serviceUnreachable, 0); }
   }
 
+  /** proxy_on_http_call_response: a check's or a report's reply, for whoever made the call. */
+  onCallResponse(token: u32, nHeaders: u32, bodySize: u32): void {
+    deliverReply(this.calls, token, nHeaders, bodySize);
+  }
+
   logRarely(kind: i32, level: i32, msg: string): void {
     let now = abi.nowMs();
     if (this.lastLog[kind] != 0 && now - this.lastLog[kind] < LOG_EVERY_MS) return;
@@ -73,37 +69,9 @@ export class Root {
     abi.log(level, "llm-token-ratelimit: " + msg);
   }
 
-  // ---- 2. check reply (and report replies): routed to whoever made the call -------------
-
-  onCallResponse(token: u32, nHeaders: u32, bodySize: u32): void {
-    if (!this.calls.has(token)) return;
-    let call = this.calls.get(token);
-    this.calls.delete(token);
-    if (call.kind == CALL_REPORT) { this.onReportReply(call, nHeaders); return; }
-    // Read the reply while the root context is effective, before touching the stream.
-    let d = readDecision(nHeaders, bodySize);
-    let s = streamOf(call.streamId);
-    // The stream is gone or past the check: touch nothing of it, only give back a reservation.
-    if (s === null || s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
-      this.refundUnused(call, d);
-      return;
-    }
-    s.onCheckReply(d);
-  }
-
-  /** A reservation granted after its stream ended (client gone while the check was pending): give it all back. */
-  refundUnused(call: PendingCall, d: Decision): void {
-    let keys = call.keys;
-    if (d.outcome != ALLOW || d.reserved <= 0 || keys === null) return;
-    let u = new Usage();
-    u.reserved = d.reserved;
-    u.reservationId = d.reservationId;
-    this.report(keys, u);
-  }
-
   // ---- 6. report ------------------------------------------------------------------------
 
-  report(keys: ByteBuf[], u: Usage): void {
+  report(keys: ByteBuf[], u: UsageReport): void {
     this.send(new QueuedReport(reportBody(keys, u, nextRequestId())));
   }
 
@@ -118,15 +86,12 @@ export class Root {
     }
     this.callDispatched();
     inc(metrics.reportsSent);
-    let pc = this.track(<u32>token, CALL_REPORT, 0);
-    pc.report = r;
+    this.calls.set(<u32>token, new ReportCall(this, r));
   }
 
-  onReportReply(call: PendingCall, nHeaders: u32): void {
+  onReportReply(r: QueuedReport, nHeaders: u32): void {
     let status = callStatus(nHeaders);
     if (status >= 200 && status < 300) return;
-    let r = call.report;
-    if (r === null) return;
     // No reply, a timeout, a 5xx or 429: the service may take it later. Another 4xx: it never will.
     if (status == 0 || status >= 500 || status == 429) { this.failed(r); return; }
     inc(metrics.reportFailures);
@@ -142,7 +107,16 @@ export class Root {
     this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report dropped: retry queue full (maxQueuedReports)");
   }
 
-  /** The plugin configuration is going away: what still waits in the queue is lost, and says so. */
+  /**
+   * The plugin configuration is going away: replies to its calls, if any still come, go to
+   * nobody (a new, empty table; the calls refer back to this root, so keeping them would also
+   * keep a reference cycle), and what still waits in the queue is lost, and says so.
+   */
+  close(): void {
+    this.calls = new Map();
+    this.dropQueued();
+  }
+
   dropQueued(): void {
     let n = this.outbox.size;
     if (n == 0) return;
@@ -161,17 +135,22 @@ export class Root {
   }
 }
 
-export class PendingCall {
-  kind: i32;
-  streamId: u32;
-  keys: ByteBuf[] | null = null;     // reserve-mode checks: to refund a reservation the stream can no longer use
-  report: QueuedReport | null = null; // reports: to retry it
-  constructor(kind: i32, streamId: u32) { this.kind = kind; this.streamId = streamId; }
+/** A usage report in flight: its reply goes to the root that sent it (to retry it if it failed). */
+class ReportCall extends PendingCall {
+  root: Root;
+  report: QueuedReport;
+  constructor(root: Root, report: QueuedReport) {
+    super();
+    this.root = root;
+    this.report = report;
+  }
+
+  onReply(nHeaders: u32, bodySize: u32): void { this.root.onReportReply(this.report, nHeaders); }
 }
 
 function reserveSummary(cfg: Config): string {
-  let r = cfg.reserve;
-  if (!r.enabled) return ", reserve off";
+  if (!cfg.reserve) return ", reserve off";
+  let r = cfg.estimate;
   return ", reserve on (charsPerToken " + r.charsPerToken.toString() + ", cjkCharsPerToken " + r.cjkCharsPerToken.toString() +
     ", defaultCompletionTokens " + r.defaultCompletionTokens.toString() + ")";
 }

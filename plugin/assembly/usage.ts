@@ -31,7 +31,7 @@ import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "./sse";
 import { parseJson } from "./json";
 import { BilledUsage } from "./billed";
 import { K_OTHER, K_USAGE, K_TEXT, K_DELTA, K_METRICS, usageParent, classify } from "./usage-keys";
-import { CharCounter } from "./estimate";
+import { CharCounter } from "./token-estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
 import { __collect } from "rt/index-full";
@@ -79,7 +79,7 @@ export class UsageScanner {
   tooLarge: i32 = 0;
   merges: i32 = 0;             // usage objects parsed so far
 
-  // Generated-text counting (reserve mode: an estimate when the usage never comes). The
+  // Generated-text counting (for an estimate when the usage never comes). The
   // characters of string values under text keys at any depth (delta.content, message.content,
   // parts[].text, Anthropic delta.text, Responses "delta" strings, reasoning, tool arguments).
   countText: bool = false;

@@ -1,4 +1,4 @@
-import { ProxyWasmHost, loadModule, newHost, reqHeaders, SEED_CONFIG, ALLOW, checkedRequest, respond, reports } from './helpers';
+import { ProxyWasmHost, loadModule, newHost, reqHeaders, SEED_CONFIG, ALLOW, checkedRequest, respond, reports, header } from './helpers';
 
 describe('module and ABI', () => {
   test('a missing build fails clearly', () => {
@@ -57,6 +57,35 @@ describe('module and ABI', () => {
     expect(s1.sendRequestHeaders(reqHeaders([['user-type', 'u']]))).toBe(0);
     expect(h.newStream(other).sendRequestHeaders(reqHeaders([['user-type', 'u']], 'other.example'))).toBe(1);
     expect(pending()).toBe(3);
+    expect(h.trapped).toBeNull();
+  });
+
+  test('replies to the calls of a removed root go to nobody: no refund, no retry, no trap', () => {
+    const h = newHost({ ...SEED_CONFIG, reserve: { enabled: true } });
+    expect(h.addRoot(SEED_CONFIG)).toBeGreaterThan(0); // the VM lives on with another root
+    const body = '{"messages":[{"role":"user","content":"hi"}]}';
+    const checkOf = (s: { id: number }) => h.pendingCalls().find((c) => c.contextId === s.id)!;
+    // A report in flight: a request allowed, answered with usage, over.
+    const done = h.newStream();
+    expect(done.sendRequestHeaders(reqHeaders([['user-type', 'u']]))).toBe(0); // reserve: the check waits for the body
+    done.sendRequestBody(body, true);
+    h.reply(checkOf(done).token, ALLOW);
+    respond(done, 'application/json', ['{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}']);
+    done.end();
+    // A check in flight whose client left: a granted reservation would be refunded.
+    const left = h.newStream();
+    left.sendRequestHeaders(reqHeaders([['user-type', 'u']]));
+    left.sendRequestBody(body, true);
+    left.end();
+    const calls = h.pendingCalls();
+    expect(calls.map((c) => header(c.headers, ':path')!.split('?')[0]).sort()).toEqual(['/ratelimit', '/update_ratelimit_record']);
+    h.removeRoot(h.rootId);
+    const sent = h.httpCalls.length;
+    for (const c of calls) {
+      h.reply(c.token, c.contextId === left.id ? { status: 200, body: '{"allow":true,"reserved":500,"reservation_id":"r1"}' } : 'fail');
+    }
+    h.tick(60000);
+    expect(h.httpCalls.length).toBe(sent);
     expect(h.trapped).toBeNull();
   });
 

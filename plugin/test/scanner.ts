@@ -1,5 +1,5 @@
 /**
- * The usage scanner alone (assembly/harness/usage-harness.ts compiled to a temporary .wasm): lets tests read
+ * The usage scanner alone (test-harness/usage-harness.ts compiled to a temporary .wasm): lets tests read
  * the parts the report does not carry yet (cache reads/writes, reasoning) and the event-stream
  * decoder's counters. An AssemblyScript abort (a trap in Envoy) throws here.
  */
@@ -13,7 +13,7 @@ const ROOT = path.join(__dirname, '..');
 export function compileHarness(): WebAssembly.Module {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'usage-harness-')), 'harness.wasm');
   const asc = path.join(ROOT, '..', 'node_modules', '.bin', 'asc');
-  execFileSync(asc, ['assembly/harness/usage-harness.ts', '-b', out, '-O3', '--runtime', 'full'], { cwd: ROOT, stdio: 'pipe' });
+  execFileSync(asc, ['test-harness/usage-harness.ts', '-b', out, '-O3', '--runtime', 'full'], { cwd: ROOT, stdio: 'pipe' });
   const m = new WebAssembly.Module(fs.readFileSync(out));
   fs.rmSync(path.dirname(out), { recursive: true, force: true });
   return m;

@@ -1,9 +1,9 @@
 // Test harness (AssemblyScript): the usage scanner alone, without the filter, so tests can read
-// the parts (cache reads/writes, reasoning) and the decoder's counters. Compiled by
-// plugin/test/scanner.ts into a temporary .wasm; not part of plugin.wasm (index.ts never imports it).
-import { UsageScanner } from "../usage";
-import { ByteBuf } from "../bytes";
-import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "../sse";
+// the parts (cache reads/writes, reasoning) and the decoder's counters. Test code, kept out of
+// the shipped sources (assembly/): plugin/test/scanner.ts compiles it into a temporary .wasm.
+import { UsageScanner } from "../assembly/usage";
+import { ByteBuf } from "../assembly/bytes";
+import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "../assembly/sse";
 
 let input = new ByteBuf(1 << 16);
 let sc: UsageScanner | null = null;
