@@ -1,6 +1,7 @@
 // What the key before a value tells the usage scanner (usage.ts): a usage object, a parent of
-// one, generated text (counted for estimates), or nothing of interest. Classified by length
-// first: most keys match none, and this runs for every key near the top of every event.
+// one, generated text (counted for estimates), or nothing of interest; and, from the key and
+// the depth, where a usage object is accepted. Classified by length first: most keys match
+// none, and this runs for every key near the top of every event.
 
 import { ByteBuf } from "./bytes";
 
@@ -12,10 +13,36 @@ export const K_TEXT = 4;     // generated text (only with countText): content, t
 export const K_DELTA = 5;    // "delta": a parent of usage (Cohere message-end) or, as a string, generated text
 export const K_XGROQ = 6;    // "x_groq": parent of usage in older Groq streams
 export const K_METRICS = 7;  // "amazon-bedrock-invocationMetrics": Bedrock InvokeModel stream counts (a fallback)
+export const K_CHOICES = 8;  // "choices": its elements may hold usage (Moonshot's 2024 streams: choices[0].usage)
+export const K_EMBEDDING = 9;      // "embedding" / "embeddingsByType": the document is an embeddings response
+export const K_INPUT_TEXT_TOKENS = 10; // "inputTextTokenCount": Titan's prompt count, a bare number
 
 /** Keys whose object may hold a usage object one level down. */
 export function usageParent(k: i32): bool {
   return k == K_MESSAGE || k == K_RESPONSE || k == K_DELTA || k == K_XGROQ;
+}
+
+/**
+ * What an object opened after a key of kind `ak`, `rel` levels below the top (1 = a key of the
+ * document, or of an element of a top-level array), is: K_USAGE, K_METRICS or -1 (nothing to
+ * read). `parent`: the kind of the key whose value holds it (see `parentOf`). Accepted: usage at
+ * the top, one level down under message/response/delta/x_groq, and in an element of "choices";
+ * Bedrock's metrics at the top only.
+ */
+@inline export function objectAt(ak: i32, rel: i32, parent: i32): i32 {
+  if (ak == K_USAGE) {
+    if (rel == 1 || (rel == 2 && usageParent(parent)) || (rel == 3 && parent == K_CHOICES)) return K_USAGE;
+    return -1;
+  }
+  return ak == K_METRICS && rel == 1 ? K_METRICS : -1;
+}
+
+/** The parent kind an array opened after a key of kind `ak` at the top gives the values in it. */
+@inline export function arrayParent(ak: i32): i32 { return ak == K_CHOICES ? K_CHOICES : K_OTHER; }
+
+/** Whether strings `rel` levels down are read as possible keys (deeper only for text counting). */
+@inline export function tracksKeys(rel: i32, parent: i32, countText: bool): bool {
+  return rel >= 1 && (rel <= 2 || countText || (rel == 3 && parent == K_CHOICES));
 }
 
 /** The kind of a key (K_*); text keys only when generated text is counted. */
@@ -29,14 +56,21 @@ export function classify(k: ByteBuf, countText: bool): i32 {
     case 6: return k.eqStr("x_groq") ? K_XGROQ : K_OTHER;
     case 7:
       if (k.eqStr("message")) return K_MESSAGE;
+      if (k.eqStr("choices")) return K_CHOICES;
       return countText && k.eqStr("content") ? K_TEXT : K_OTHER;
     case 8:
       if (k.eqStr("response")) return K_RESPONSE;
       return countText && k.eqStr("thinking") ? K_TEXT : K_OTHER;
-    case 9: return countText && (k.eqStr("reasoning") || k.eqStr("arguments")) ? K_TEXT : K_OTHER;
+    case 9:
+      if (k.eqStr("embedding")) return K_EMBEDDING;
+      return countText && (k.eqStr("reasoning") || k.eqStr("arguments")) ? K_TEXT : K_OTHER;
+    // Bedrock InvokeModel bodies: Titan Text's and Llama's generated text.
+    case 10: return countText && (k.eqStr("outputText") || k.eqStr("generation")) ? K_TEXT : K_OTHER;
     case 12: return countText && k.eqStr("partial_json") ? K_TEXT : K_OTHER;
     case 13: return k.eqStr("usageMetadata") ? K_USAGE : K_OTHER;
+    case 16: return k.eqStr("embeddingsByType") ? K_EMBEDDING : K_OTHER;
     case 17: return countText && k.eqStr("reasoning_content") ? K_TEXT : K_OTHER;
+    case 19: return k.eqStr("inputTextTokenCount") ? K_INPUT_TEXT_TOKENS : K_OTHER;
     case 32: return k.eqStr("amazon-bedrock-invocationMetrics") ? K_METRICS : K_OTHER;
   }
   return K_OTHER;
