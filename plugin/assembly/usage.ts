@@ -271,10 +271,6 @@ export class UsageScanner {
         if (this.inText) this.text.byte(c);
         continue;
       }
-      if (this.numKind >= 0) { // a count's digits, up to whatever ends the number
-        if (c >= 0x30 && c <= 0x39) { this.countDigit(c); continue; }
-        this.endCount(c);
-      }
       if (c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09) continue;
       if (c == 0x22) {
         this.inStr = true;
@@ -283,7 +279,8 @@ export class UsageScanner {
         let ak0 = this.awaitKind;
         this.inText = (ak0 == K_TEXT || (ak0 == K_DELTA && this.countText)) && !this.capturing;
         this.awaitKind = -1;
-        this.tracking = !this.capturing && !this.inText && tracksKeys(rel, this.parentKind, this.countText);
+        let first = i < len ? <i32>load<u8>(ptr + <usize>i) : -1; // the string's first byte, if in this chunk
+        this.tracking = !this.capturing && !this.inText && tracksKeys(rel, this.parentKind, this.countText, first);
         if (this.tracking) { this.key.clear(); this.keyOverflow = false; }
         continue;
       }
@@ -322,6 +319,7 @@ export class UsageScanner {
         continue;
       }
       if (c == 0x7d || c == 0x5d) {
+        if (this.numKind >= 0) this.endCount(c);
         if (this.depth > 0) this.depth--;
         if (this.capturing && this.depth == this.capDepth) {
           this.capturing = false;
@@ -341,7 +339,12 @@ export class UsageScanner {
         }
         continue;
       }
-      // Scalars (numbers, true/false/null) and commas: only a top-level count is read.
+      // Scalars (numbers, true/false/null) and commas: only a top-level count is read, digit
+      // by digit, up to the comma or bracket that ends it (whitespace cannot end a number in JSON).
+      if (this.numKind >= 0) {
+        if (c >= 0x30 && c <= 0x39) this.countDigit(c); else this.endCount(c);
+        continue;
+      }
       if (ak == K_INPUT_TEXT_TOKENS && c >= 0x30 && c <= 0x39 && this.depth - this.base == 1 && !this.capturing) {
         this.numKind = ak;
         this.num = 0;
