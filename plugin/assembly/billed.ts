@@ -5,11 +5,17 @@
 // "Add" parts are billed on top of the base count (Anthropic cache reads/writes, Gemini
 // thoughts); "in" parts are already inside it (OpenAI cached/reasoning details): reported,
 // never added twice. See plugin/README.md, "Usage accounting", for the table per provider.
+//
+// The parts (cache read/write, reasoning) never change the charge (prompt + completion), and
+// each is reported within its count: a pricing pipeline that bills the base as prompt - read -
+// write must never see it negative. Where a provider's parts disagree with its counts, the
+// cheap part (cache read) gives way first, then the cache write: the base, billed at full
+// price, takes what they lose.
 
-import { JValue, J_OBJ, J_NUM, J_ARR } from "./json";
+import { JValue, J_OBJ, J_NUM, J_ARR, J_STR } from "./json";
 
 const MAX_TOKENS: f64 = 1e15;
-const MAX_SUM: i64 = 1000000000000000; // a sum of counts is as sane as one count
+export const MAX_SUM: i64 = 1000000000000000; // a sum of counts is as sane as one count
 
 export class BilledUsage {
   // Usage fields as last reported (-1 = never seen).
@@ -22,7 +28,7 @@ export class BilledUsage {
   reasoningIn: i64 = -1;       // *_tokens_details.reasoning_tokens (OpenAI: inside; xAI: outside, see completionTokens)
   reasoningAdd: i64 = -1;      // Gemini thoughtsTokenCount
   toolPromptAdd: i64 = -1;     // Gemini toolUsePromptTokenCount
-  iterIn: i64 = -1;            // Anthropic usage.iterations[] (compaction): sums over the iterations
+  iterIn: i64 = -1;            // Anthropic usage.iterations[]: sums over the billed iterations
   iterOut: i64 = -1;
   iterCacheRead: i64 = -1;
   iterCacheWrite: i64 = -1;
@@ -32,20 +38,30 @@ export class BilledUsage {
   metricsOut: i64 = -1;        // outputTokenCount
   metricsCacheRead: i64 = -1;  // cacheReadInputTokenCount
   metricsCacheWrite: i64 = -1; // cacheWriteInputTokenCount
+  // Bedrock InvokeModel, Amazon Titan embeddings: {"embedding":[...],"inputTextTokenCount":N}.
+  // Titan Text carries the same count without its output's: read only in an embeddings response.
+  titanIn: i64 = -1;           // inputTextTokenCount
+  embedding: bool = false;     // an "embedding" / "embeddingsByType" key at the top
 
   found(): bool { return this.ownUsage() || this.metricsIn >= 0 || this.metricsOut >= 0; }
 
   /** Usage in the provider's own format was seen (else only Bedrock's invocation metrics, if any). */
   ownUsage(): bool {
-    return this.prompt >= 0 || this.completion >= 0 || this.total >= 0 || this.cacheReadAdd >= 0 ||
+    return this.basePrompt() >= 0 || this.completion >= 0 || this.total >= 0 || this.cacheReadAdd >= 0 ||
       this.cacheWriteAdd >= 0 || this.iterIn >= 0 || this.iterOut >= 0;
+  }
+
+  /** The stated prompt count; an embeddings response's inputTextTokenCount (Titan) when none. */
+  private basePrompt(): i64 {
+    if (this.prompt >= 0) return this.prompt;
+    return this.embedding ? this.titanIn : -1;
   }
 
   /** Prompt as billed: base input + cache reads + cache writes (+ Gemini tool-use prompt); compaction: all iterations. */
   promptTokens(): i64 {
     if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterIn) + pos(this.iterCacheRead) + pos(this.iterCacheWrite);
     if (!this.ownUsage()) return pos(this.metricsIn) + pos(this.metricsCacheRead) + pos(this.metricsCacheWrite);
-    return pos(this.prompt) + pos(this.cacheReadAdd) + pos(this.cacheWriteAdd) + pos(this.toolPromptAdd);
+    return pos(this.basePrompt()) + pos(this.cacheReadAdd) + pos(this.cacheWriteAdd) + pos(this.toolPromptAdd);
   }
 
   /** Completion as billed: output + reasoning/thinking tokens when the provider reports them apart. */
@@ -67,23 +83,34 @@ export class BilledUsage {
     return this.total > sum ? this.total : sum;
   }
 
-  /** Prompt tokens read from a cache (part of promptTokens), 0 when unknown. */
+  /** Prompt tokens read from a cache (part of promptTokens, beside the cache write), 0 when unknown. */
   cacheReadTokens(): i64 {
-    if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterCacheRead);
-    if (!this.ownUsage()) return pos(this.metricsCacheRead);
-    return this.cacheReadAdd >= 0 ? this.cacheReadAdd : pos(this.cacheReadIn);
+    let r: i64;
+    if (this.iterIn >= 0 || this.iterOut >= 0) r = pos(this.iterCacheRead);
+    else if (!this.ownUsage()) r = pos(this.metricsCacheRead);
+    else r = this.cacheReadAdd >= 0 ? this.cacheReadAdd : pos(this.cacheReadIn);
+    let room = this.promptTokens() - this.cacheWriteTokens();
+    return within(r, room);
   }
 
   /** Prompt tokens written to a cache (part of promptTokens), 0 when unknown. */
   cacheWriteTokens(): i64 {
-    if (this.iterIn >= 0 || this.iterOut >= 0) return pos(this.iterCacheWrite);
-    if (!this.ownUsage()) return pos(this.metricsCacheWrite);
-    return pos(this.cacheWriteAdd);
+    let w: i64;
+    if (this.iterIn >= 0 || this.iterOut >= 0) w = pos(this.iterCacheWrite);
+    else if (!this.ownUsage()) w = pos(this.metricsCacheWrite);
+    else w = pos(this.cacheWriteAdd);
+    return within(w, this.promptTokens());
   }
 
   /** Reasoning / thinking tokens (part of completionTokens), 0 when unknown. */
   reasoningTokens(): i64 {
-    return this.reasoningAdd >= 0 ? this.reasoningAdd : pos(this.reasoningIn);
+    let r = this.reasoningAdd >= 0 ? this.reasoningAdd : pos(this.reasoningIn);
+    return within(r, this.completionTokens());
+  }
+
+  /** Titan's inputTextTokenCount (a bare number at the top of the document). */
+  mergeInputTextTokens(n: i64): void {
+    if (n >= 0 && n <= MAX_SUM) this.titanIn = n;
   }
 
   /** Bedrock's amazon-bedrock-invocationMetrics object. */
@@ -165,8 +192,15 @@ export class BilledUsage {
     let c = pick4(ct, ot, cand, oT);
     let t = pick4(tt, ttc, tT, -1);
     if (p < 0 && c < 0) { // Cohere v2: what is billed, else what was processed
+      let processed = num(toks, "input_tokens");
       p = num(billed, "input_tokens");
-      if (p < 0) p = num(toks, "input_tokens");
+      // Its cached_tokens counts processed tokens, the billed ones and those Cohere adds and
+      // does not bill: at least cached - (processed - billed) of them are billed ones.
+      if (p >= 0 && crIn5 >= 0) {
+        let unbilled = pos(processed - p);
+        crIn5 = processed >= 0 ? pos(crIn5 - unbilled) : 0;
+      }
+      if (p < 0) p = processed;
       c = num(billed, "output_tokens");
       if (c < 0) c = num(toks, "output_tokens");
     }
@@ -187,26 +221,44 @@ export class BilledUsage {
     if (thoughts >= 0) this.reasoningAdd = thoughts;
     if (toolUse >= 0) this.toolPromptAdd = toolUse;
 
-    // Anthropic compaction: one usage entry per sampling iteration; the top-level fields are
-    // the last iteration only, the bill is the sum of all of them.
-    if (iters !== null && iters.kind == J_ARR) {
-      let si: i64 = 0, so: i64 = 0, sr: i64 = 0, sw: i64 = 0;
-      let any = false;
-      let list = iters.items;
-      for (let k = 0; k < list.length; k++) {
-        let e = list[k];
-        if (e.kind != J_OBJ) continue;
-        let a = num(e, "input_tokens"), b = num(e, "output_tokens");
-        let r = num(e, "cache_read_input_tokens"), w = num(e, "cache_creation_input_tokens");
-        if (a < 0 && b < 0 && r < 0 && w < 0) continue;
-        any = true;
-        si += pos(a); so += pos(b); sr += pos(r); sw += pos(w);
-      }
-      if (any && si <= MAX_SUM && so <= MAX_SUM && sr <= MAX_SUM && sw <= MAX_SUM) {
-        this.iterIn = si; this.iterOut = so; this.iterCacheRead = sr; this.iterCacheWrite = sw;
-      }
-    }
+    if (iters !== null && iters.kind == J_ARR) this.mergeIterations(iters.items);
   }
+
+  /**
+   * Anthropic usage.iterations: one entry per sampling iteration (compaction, server tools,
+   * advisor); the top-level fields are the last one only, the bill is the sum. With a server-side
+   * fallback the served hop is a "fallback_message" entry and each declined hop a "message"
+   * entry: declined hops are not billed, so then the "message" entries are left out.
+   */
+  private mergeIterations(list: JValue[]): void {
+    let si: i64 = 0, so: i64 = 0, sr: i64 = 0, sw: i64 = 0;     // every entry
+    let di: i64 = 0, dout: i64 = 0, dr: i64 = 0, dw: i64 = 0;   // "message" entries (declined hops, if a fallback served)
+    let any = false, fallback = false;
+    for (let k = 0; k < list.length; k++) {
+      let e = list[k];
+      if (e.kind != J_OBJ) continue;
+      let a = num(e, "input_tokens"), b = num(e, "output_tokens");
+      let r = num(e, "cache_read_input_tokens"), w = num(e, "cache_creation_input_tokens");
+      if (a < 0 && b < 0 && r < 0 && w < 0) continue;
+      any = true;
+      si += pos(a); so += pos(b); sr += pos(r); sw += pos(w);
+      let t = e.get("type");
+      if (t === null || t.kind != J_STR) continue;
+      let ts = t.s;
+      if (ts === null) continue;
+      if (ts.eqStr("fallback_message")) fallback = true;
+      else if (ts.eqStr("message")) { di += pos(a); dout += pos(b); dr += pos(r); dw += pos(w); }
+    }
+    if (!any || si > MAX_SUM || so > MAX_SUM || sr > MAX_SUM || sw > MAX_SUM) return;
+    if (fallback) { si -= di; so -= dout; sr -= dr; sw -= dw; }
+    this.iterIn = si; this.iterOut = so; this.iterCacheRead = sr; this.iterCacheWrite = sw;
+  }
+}
+
+/** x, but no more than limit (and not below 0): a part within its count. */
+@inline function within(x: i64, limit: i64): i64 {
+  if (x > limit) x = limit;
+  return x > 0 ? x : 0;
 }
 
 /** The first of the candidates that is known (>= 0), or -1. */

@@ -19,9 +19,11 @@
 //     event>"} (Anthropic's usage as above; other models: amazon-bedrock-invocationMetrics).
 //   Cohere v2: {"usage":{"billed_units":{...},"tokens":{...}}}; stream: message-end {"delta":{"usage":...}}
 //   Groq (older streams): {"x_groq":{"usage":{...}}}
+//   Moonshot (2024 streams): the last chunk's {"choices":[{...,"usage":{...}}]}
+//   Amazon Titan embeddings (Bedrock InvokeModel): {"embedding":[...],"inputTextTokenCount":N}
 // So a usage object is accepted as a key of a top-level object (the document, or an
-// element of a top-level array), or one level down under "message", "response", "delta" or
-// "x_groq". Later objects overwrite the fields they carry, field by field (streams report
+// element of a top-level array), one level down under "message", "response", "delta" or
+// "x_groq", or in an element of "choices" (usage-keys.ts, objectAt). Later objects overwrite the fields they carry, field by field (streams report
 // cumulative counts; Anthropic's message_delta repeats or completes message_start's fields).
 // How the fields add up to prompt / completion / total (what the provider bills): see the
 // getters below and plugin/README.md, "Usage accounting".
@@ -29,8 +31,8 @@
 import { ByteBuf, hexVal, startsWithLower } from "./bytes";
 import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "./sse";
 import { parseJson } from "./json";
-import { BilledUsage } from "./billed";
-import { K_OTHER, K_USAGE, K_TEXT, K_DELTA, K_METRICS, usageParent, classify } from "./usage-keys";
+import { BilledUsage, MAX_SUM } from "./billed";
+import { K_OTHER, K_USAGE, K_TEXT, K_DELTA, K_METRICS, K_EMBEDDING, K_INPUT_TEXT_TOKENS, objectAt, arrayParent, tracksKeys, classify } from "./usage-keys";
 import { CharCounter } from "./token-estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
@@ -67,6 +69,8 @@ export class UsageScanner {
   capDepth: i32 = 0;
   cap: ByteBuf;
   capOverflow: bool = false;
+  numKind: i32 = -1;           // reading a top-level count given as a bare number (Titan): its key kind
+  num: i64 = 0;
 
   // SSE (MODE_SSE only).
   lines: SseReader = new SseReader();
@@ -201,6 +205,7 @@ export class UsageScanner {
     this.capOverflow = false;
     this.inText = false;
     this.uLeft = 0;
+    this.numKind = -1;
   }
 
   private feedJson(ptr: usize, len: i32): void {
@@ -274,13 +279,16 @@ export class UsageScanner {
         let ak0 = this.awaitKind;
         this.inText = (ak0 == K_TEXT || (ak0 == K_DELTA && this.countText)) && !this.capturing;
         this.awaitKind = -1;
-        this.tracking = !this.capturing && !this.inText && rel >= 1 && (rel <= 2 || this.countText);
+        let first = i < len ? <i32>load<u8>(ptr + <usize>i) : -1; // the string's first byte, if in this chunk
+        this.tracking = !this.capturing && !this.inText && tracksKeys(rel, this.parentKind, this.countText, first);
         if (this.tracking) { this.key.clear(); this.keyOverflow = false; }
         continue;
       }
       if (c == 0x3a) {
-        this.awaitKind = this.lastStrKind >= 0 && this.lastStrDepth == this.depth ? this.lastStrKind : -1;
+        let kind = this.lastStrKind >= 0 && this.lastStrDepth == this.depth ? this.lastStrKind : -1;
+        this.awaitKind = kind;
         this.lastStrKind = -1;
+        if (kind == K_EMBEDDING && this.depth - this.base == 1) this.usage.embedding = true;
         continue;
       }
       let ak = this.awaitKind;
@@ -289,10 +297,10 @@ export class UsageScanner {
       if (c == 0x7b) {
         let rel = this.depth - this.base;
         if (!this.capturing) {
-          if ((ak == K_USAGE && (rel == 1 || (rel == 2 && usageParent(this.parentKind)))) ||
-              (ak == K_METRICS && rel == 1)) {
+          let what = objectAt(ak, rel, this.parentKind);
+          if (what >= 0) {
             this.capturing = true;
-            this.capKind = ak;
+            this.capKind = what;
             this.capOverflow = false;
             this.capDepth = this.depth;
             this.cap.clear();
@@ -306,11 +314,12 @@ export class UsageScanner {
       }
       if (c == 0x5b) {
         if (this.depth == 0) this.base = 1;
-        else if (this.depth - this.base == 1) this.parentKind = K_OTHER;
+        else if (this.depth - this.base == 1) this.parentKind = arrayParent(ak);
         this.depth++;
         continue;
       }
       if (c == 0x7d || c == 0x5d) {
+        if (this.numKind >= 0) this.endCount(c);
         if (this.depth > 0) this.depth--;
         if (this.capturing && this.depth == this.capDepth) {
           this.capturing = false;
@@ -330,8 +339,29 @@ export class UsageScanner {
         }
         continue;
       }
-      // Scalars (numbers, true/false/null) and commas: nothing to track.
+      // Scalars (numbers, true/false/null) and commas: only a top-level count is read, digit
+      // by digit, up to the comma or bracket that ends it (whitespace cannot end a number in JSON).
+      if (this.numKind >= 0) {
+        if (c >= 0x30 && c <= 0x39) this.countDigit(c); else this.endCount(c);
+        continue;
+      }
+      if (ak == K_INPUT_TEXT_TOKENS && c >= 0x30 && c <= 0x39 && this.depth - this.base == 1 && !this.capturing) {
+        this.numKind = ak;
+        this.num = 0;
+        this.countDigit(c);
+      }
     }
+  }
+
+  private countDigit(c: i32): void {
+    let n = this.num * 10 + <i64>(c - 0x30);
+    this.num = n > MAX_SUM ? MAX_SUM + 1 : n; // too large to be a count: refused at the end
+  }
+
+  /** The byte after a count's digits: a fraction or exponent makes it no count; else it is merged. */
+  private endCount(c: i32): void {
+    if (c != 0x2e && c != 0x65 && c != 0x45) this.usage.mergeInputTextTokens(this.num);
+    this.numKind = -1;
   }
 
   /** Counts the plain bytes of a text string from i up to its quote or backslash; returns where it stopped. */
