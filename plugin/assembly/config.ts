@@ -3,7 +3,7 @@
 
 import { ByteBuf } from "./bytes";
 import { parseJson, JValue, J_OBJ, J_ARR, J_STR, J_NUM, J_BOOL } from "./json";
-import { Template, parseTemplate } from "./template";
+import { Template, parseTemplate, SEG_BODY } from "./template";
 import { ErrorCollector, knownFields, str, intIn, nonEmptyString, intField, boolField, ratioField } from "./config-fields";
 
 export const M_EXACT = 0;
@@ -27,6 +27,10 @@ export class MatchRule {
 export const BODY_OPENAI = 0;
 export const BODY_TEXT = 1;
 export const DEFAULT_NO_RETRY_ABOVE_SECONDS = 30;
+
+// upgrades: what a matched request asking for a protocol upgrade (WebSocket) gets.
+export const UPGRADES_REFUSE = 0;    // a local 403: the session would never be charged
+export const UPGRADES_UNMETERED = 1; // let it through, uncharged (the operator's choice)
 
 export const MISSING_DENY = 0;
 export const MISSING_SKIP = 1;
@@ -80,6 +84,10 @@ export class Config {
   includeStreamUsage: bool = true;
   estimateMissingUsage: bool = true;
   maxQueuedReports: i32 = DEFAULT_MAX_QUEUED_REPORTS;
+  allowCompressedRequests: bool = false; // a request body with a content-encoding: 415 unless true
+  upgrades: i32 = UPGRADES_REFUSE;
+  /** The body fields key templates read (NUL-separated paths): checked for ambiguous spellings. */
+  bodyPaths: ByteBuf[] = [];
 }
 
 export class ConfigResult {
@@ -89,7 +97,8 @@ export class ConfigResult {
 
 const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
   "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve", "estimate", "includeStreamUsage",
-  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds", "budgetHeaders"];
+  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds", "budgetHeaders",
+  "allowCompressedRequests", "upgrades"];
 // reserve.maxBodyBytes and reserve.includeStreamUsage: earlier names of the top-level settings.
 const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
   "includeStreamUsage"];
@@ -200,6 +209,9 @@ function parseKeys(c: ErrorCollector, keys: JValue | null, cfg: Config): bool {
     if (t.template === null) return c.fail(f, t.error, k);
     let tpl = <Template>t.template;
     if (tpl.needsBody) cfg.keysNeedBody = true;
+    for (let j = 0; j < tpl.segments.length; j++) {
+      if (tpl.segments[j].kind == SEG_BODY) cfg.bodyPaths.push(tpl.segments[j].arg);
+    }
     cfg.keys.push(tpl);
   }
   return true;
@@ -328,6 +340,15 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
   b = boolField(c, root, "budgetHeaders", "budgetHeaders", cfg.budgetHeaders);
   if (b < 0) return false;
   cfg.budgetHeaders = b == 1;
+  b = boolField(c, root, "allowCompressedRequests", "allowCompressedRequests", cfg.allowCompressedRequests);
+  if (b < 0) return false;
+  cfg.allowCompressedRequests = b == 1;
+  let up = root.get("upgrades");
+  if (up !== null) {
+    if (up.kind == J_STR && (<ByteBuf>up.s).eqStr("refuse")) cfg.upgrades = UPGRADES_REFUSE;
+    else if (up.kind == J_STR && (<ByteBuf>up.s).eqStr("unmetered")) cfg.upgrades = UPGRADES_UNMETERED;
+    else return c.fail("upgrades", "expected \"refuse\" or \"unmetered\"", up);
+  }
   return true;
 }
 

@@ -22,14 +22,15 @@
 
 import { ByteBuf, parseDecimal, endsWithStr } from "./bytes";
 import * as abi from "./abi";
-import { Config } from "./config";
+import { Config, UPGRADES_REFUSE } from "./config";
 import { Root, LOG_REFUSED } from "./root";
 import { PendingCall } from "./calls";
 import { RequestView, requestHeader } from "./request";
 import { requestMatches, MATCH_YES, MATCH_BAD_HOST } from "./match";
 import { renderKeys, resolveEarly } from "./keys";
 import { dispatchCheck, readDecision, Decision, ALLOW, DENY, REFUSED } from "./check";
-import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders } from "./reply";
+import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders,
+  sendCompressedRefused, sendUpgradeRefused, sendAmbiguousBody } from "./reply";
 import { UsageScanner } from "./usage";
 import { JValue } from "./json";
 import { readRequestBody } from "./request-body";
@@ -59,6 +60,7 @@ const CONTENT_TYPE = ByteBuf.fromString("content-type");
 const CONTENT_ENCODING = ByteBuf.fromString("content-encoding");
 const CONTENT_LENGTH = ByteBuf.fromString("content-length");
 const STATUS = ByteBuf.fromString(":status");
+const UPGRADE = ByteBuf.fromString("upgrade");
 
 // ---- 1. request headers ---------------------------------------------------------------
 
@@ -79,6 +81,23 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
     if (m == MATCH_BAD_HOST) { inc(metrics.badHost); sendBadHost(cfg); return STOP_ITERATION; }
     return CONTINUE;
   }
+  // A WebSocket session's frames are not an LLM response the plugin can charge (a 101 generated
+  // nothing, to it): refused unless the operator lets upgrades through unmetered.
+  if (cfg.upgrades == UPGRADES_REFUSE && isUpgrade(req)) {
+    req.reset();
+    sendUpgradeRefused(cfg);
+    return STOP_ITERATION;
+  }
+  // A compressed body cannot be read: its estimate would be its compressed length (a 200,000-
+  // character prompt in 718 bytes) and include_usage could not be added. Envoy's decompressor
+  // filter in front of the plugin removes the content-encoding (plugin/README.md).
+  let enc = requestHeader(CONTENT_ENCODING);
+  let compressedRequest = enc !== null && !isIdentity(<ByteBuf>enc);
+  if (compressedRequest && !cfg.allowCompressedRequests) {
+    req.reset();
+    sendCompressedRefused(cfg, <ByteBuf>enc);
+    return STOP_ITERATION;
+  }
 
   // Keys that read the body are rendered at its end, and the check waits for them.
   let deferKeys = cfg.keysNeedBody && !endOfStream;
@@ -95,6 +114,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   s.deferKeys = deferKeys;
   if (deferKeys) s.early = resolveEarly(cfg, req);
   s.reserveMode = cfg.reserve;
+  s.compressedRequest = compressedRequest;
   streams.set(id, s);
   // Ask upstream for an uncompressed reply so the usage can be read.
   abi.removeHeader(abi.MAP_REQUEST_HEADERS, ACCEPT_ENCODING);
@@ -115,6 +135,22 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   // Pause the request until the check is answered (or go on at once if the host refused
   // the call and failOpen says so).
   return headersStatus(s.startCheck(-1));
+}
+
+/** An upgrade (Upgrade: websocket; Envoy presents HTTP/2's extended CONNECT the same way) or a CONNECT. */
+function isUpgrade(req: RequestView): bool {
+  let u = requestHeader(UPGRADE);
+  if (u !== null && u.length > 0) return true;
+  let m = req.method();
+  return m !== null && m.eqStr("CONNECT");
+}
+
+/** A content-encoding that leaves the body as it is: "identity" or empty. */
+function isIdentity(v: ByteBuf): bool {
+  let a = 0, b = v.length;
+  while (a < b && (v.at(a) == 0x20 || v.at(a) == 0x09)) a++;
+  while (b > a && (v.at(b - 1) == 0x20 || v.at(b - 1) == 0x09)) b--;
+  return b == a || v.slice(a, b).lower().eqStr("identity");
 }
 
 function denyMissingKey(cfg: Config, template: string): void {
@@ -141,6 +177,9 @@ export class MatchedStream {
   mayRewrite: bool = false;     // includeStreamUsage applies to this request's API
   contentLength: i64 = -1;
   bodySeen: u32 = 0;            // request body bytes buffered so far
+  compressedRequest: bool = false; // a content-encoding, allowed by allowCompressedRequests: never parsed
+  overBound: bool = false;      // the body passed maxRequestBodyBytes: counted, not read
+  passed: i64 = 0;              // then: its bytes so far (buffered at the bound, and every chunk after)
   promptEst: i64 = 0;
   completionEst: i64 = 0;
   bodyJson: JValue | null = null; // the parsed body, kept only until deferred keys are rendered
@@ -171,7 +210,7 @@ export class MatchedStream {
     if (cfg.includeStreamUsage) {
       // Anthropic's Messages API streams usage anyway and rejects unknown fields.
       let p = req.path();
-      this.mayRewrite = p === null || !endsWithStr(p, "/messages");
+      this.mayRewrite = !this.compressedRequest && (p === null || !endsWithStr(p, "/messages"));
       // The body may change length: let Envoy frame it (chunked / recomputed).
       if (this.mayRewrite) abi.removeHeader(abi.MAP_REQUEST_HEADERS, CONTENT_LENGTH);
     }
@@ -242,6 +281,9 @@ export class MatchedStream {
     // While the check is pending, hold the body: returning Continue would also
     // release the paused headers and bypass the check.
     if (this.phase == PH_CHECKING) return STOP_AND_WATERMARK;
+    // Past the bound every chunk is counted as it passes: a body trickled without content-length
+    // costs what the same body with one does.
+    if (this.phase == PH_ALLOWED && this.overBound) { this.countPassed(<i64>size); return CONTINUE; }
     if (this.phase != PH_ALLOWED || !this.readBody || this.bodyDone) return CONTINUE;
     this.bodySeen = size;
     if (!endOfStream) {
@@ -249,17 +291,24 @@ export class MatchedStream {
       this.estimateFromLength(size);
       return CONTINUE;
     }
-    this.readBufferedBody(size);
+    if (!this.readBufferedBody(size)) return STOP_NO_BUFFER;
     return CONTINUE;
   }
 
   onRequestTrailers(): i32 {
     if (this.phase == PH_BUFFERING) {
-      this.readBufferedBody(this.bodySeen);
+      if (!this.readBufferedBody(this.bodySeen)) return STOP_ITERATION;
       return headersStatus(this.checkAfterBody());
     }
     if (this.phase == PH_CHECKING) return STOP_ITERATION;
-    if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) this.readBufferedBody(this.bodySeen);
+    if (this.phase == PH_ALLOWED && this.readBody && !this.bodyDone) {
+      if (!this.readBufferedBody(this.bodySeen)) return STOP_ITERATION;
+      // Pause, then resume at once (Envoy resumes after this callback returns): continuing
+      // from here lost the held body when trailers were added by a filter in front (Envoy's
+      // decompressor adds its byte counts as request trailers) while the check was pending.
+      abi.continueRequest();
+      return STOP_ITERATION;
+    }
     return CONTINUE;
   }
 
@@ -272,7 +321,7 @@ export class MatchedStream {
       this.estimateFromLength(size);
       return dataStatus(this.checkAfterBody(), STOP_AND_WATERMARK);
     }
-    this.readBufferedBody(size);
+    if (!this.readBufferedBody(size)) return STOP_NO_BUFFER;
     return dataStatus(this.checkAfterBody(), STOP_AND_BUFFER);
   }
 
@@ -303,34 +352,68 @@ export class MatchedStream {
     return n;
   }
 
+  /** The body passed the bound with `size` bytes buffered: estimated from its length from now on. */
   estimateFromLength(size: u32): void {
     inc(metrics.bodyOverLimit);
     this.bodyDone = true;
-    let n = <i64>size;
-    if (this.contentLength > n) n = this.contentLength;
-    this.promptEst = lengthTokens(n, this.config.estimate);
+    this.overBound = true;
+    this.passed = <i64>size;
+    this.promptFromLength(this.passed);
     this.completionEst = this.config.estimate.defaultCompletionTokens;
   }
 
-  /** The whole body is buffered (size bytes): read it (request-body.ts), and rewrite it if includeStreamUsage applies. */
-  readBufferedBody(size: u32): void {
+  /** A chunk after the bound (`n` bytes; an upper bound of its characters). */
+  countPassed(n: i64): void {
+    this.passed += n;
+    this.promptFromLength(this.passed);
+  }
+
+  /**
+   * The prompt of a body not read, from its length: `n` bytes, or its content-length if larger.
+   * A compressed body (allowCompressedRequests) holds more than its bytes: at least a body of
+   * maxRequestBodyBytes is charged.
+   */
+  promptFromLength(n: i64): void {
+    if (this.contentLength > n) n = this.contentLength;
+    if (this.compressedRequest && n < <i64>this.config.maxRequestBodyBytes) n = <i64>this.config.maxRequestBodyBytes;
+    this.promptEst = lengthTokens(n, this.config.estimate);
+  }
+
+  /**
+   * The whole body is buffered (size bytes): read it (request-body.ts), and rewrite it if
+   * includeStreamUsage applies. False: it was refused (a field it reads is ambiguous), a local
+   * reply is sent.
+   */
+  readBufferedBody(size: u32): bool {
     let cfg = this.config;
     let est = cfg.estimate;
-    if (<i64>size > <i64>cfg.maxRequestBodyBytes) { this.estimateFromLength(size); return; }
+    if (<i64>size > <i64>cfg.maxRequestBodyBytes) { this.estimateFromLength(size); return true; }
     this.bodyDone = true;
+    if (this.compressedRequest) {
+      this.promptFromLength(<i64>size);
+      this.completionEst = est.defaultCompletionTokens;
+      return true;
+    }
     if (size == 0 || !bodyChunk.buffer(abi.BUFFER_REQUEST_BODY, 0, size)) {
       this.promptEst = lengthTokens(<i64>size, est);
       this.completionEst = est.defaultCompletionTokens;
-      return;
+      return true;
     }
     let body = bodyChunk.toBuf();
-    let e = readRequestBody(body, est, this.mayRewrite);
+    let e = readRequestBody(body, est, this.mayRewrite, cfg.bodyPaths);
+    if (e.ambiguous.length > 0) {
+      this.bodyJson = null;
+      this.phase = PH_REJECTED;
+      sendAmbiguousBody(cfg, e.ambiguous);
+      return false;
+    }
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
     this.model = e.model;
     if (this.deferKeys) this.bodyJson = e.json;
     let nb = e.rewritten;
     if (nb !== null) abi.setBuffer(abi.BUFFER_REQUEST_BODY, 0, size, nb);
+    return true;
   }
 
   // ---- 4. response ----------------------------------------------------------------------

@@ -54,6 +54,32 @@ export class JValue {
   }
 }
 
+/**
+ * Whether two member names are the same to a decoder that matches names case-insensitively, as
+ * Go's encoding/json does (its fold: ASCII case, and the Kelvin sign U+212A and long s U+017F,
+ * whose fold sets hold k and s). Other non-ASCII bytes compare exactly.
+ */
+export function foldEq(a: ByteBuf, b: ByteBuf): bool {
+  let i = 0, j = 0;
+  while (i < a.length && j < b.length) {
+    let ca = foldedUnit(a, i);
+    let cb = foldedUnit(b, j);
+    if ((ca & 0xff) != (cb & 0xff)) return false;
+    i += ca >> 8;
+    j += cb >> 8;
+  }
+  return i == a.length && j == b.length;
+}
+
+/** The folded unit at b[i]: its value (low byte) and its length in bytes (<< 8). */
+function foldedUnit(b: ByteBuf, i: i32): i32 {
+  let c = b.at(i);
+  if (c >= 0x41 && c <= 0x5a) return (1 << 8) | (c + 0x20);
+  if (c == 0xe2 && i + 2 < b.length && b.at(i + 1) == 0x84 && b.at(i + 2) == 0xaa) return (3 << 8) | 0x6b; // K
+  if (c == 0xc5 && i + 1 < b.length && b.at(i + 1) == 0xbf) return (2 << 8) | 0x73; // ſ
+  return (1 << 8) | c;
+}
+
 class Parser {
   src: ByteBuf;
   base: usize;

@@ -102,6 +102,32 @@ export function sendMissingKey(cfg: Config, template: string): void {
   send(cfg, 403, "llm_token_rate_limit_key_missing", body, "permission_denied", "rate_limit_key_missing", new HeaderList());
 }
 
+/**
+ * A request body with a content-encoding (gzip, deflate, ...): the plugin cannot read it, so
+ * it would be estimated from its compressed length and include_usage could not be added.
+ */
+export function sendCompressedRefused(cfg: Config, encoding: ByteBuf): void {
+  let m = ByteBuf.fromString("compressed request bodies are not accepted on this route (content-encoding: ");
+  if (encoding.length > 64) m.appendBuf(encoding.slice(0, 64)); else m.appendBuf(encoding);
+  m.appendString("); send the body uncompressed");
+  send(cfg, 415, "llm_token_rate_limit_compressed_request", m, "invalid_request_error", "unsupported_content_encoding", new HeaderList());
+}
+
+/** A protocol upgrade (WebSocket) on a matched route: its session would never be charged. */
+export function sendUpgradeRefused(cfg: Config): void {
+  send(cfg, 403, "llm_token_rate_limit_upgrade_refused",
+    ByteBuf.fromString("protocol upgrades (WebSocket) are not rate-limited on this route and are refused (plugin setting upgrades: \"refuse\")"),
+    "permission_denied", "upgrade_not_allowed", new HeaderList());
+}
+
+/** A body field the plugin reads appears more than once, under any spelling (case folded). */
+export function sendAmbiguousBody(cfg: Config, field: string): void {
+  let m = ByteBuf.fromString("request body field \"");
+  m.appendString(field);
+  m.appendString("\" appears more than once (names differing only in case count as the same)");
+  send(cfg, 400, "llm_token_rate_limit_ambiguous_body", m, "invalid_request_error", "duplicate_body_field", new HeaderList());
+}
+
 /** Response bodies are ours to shape; cap the service's description at 1 KiB. */
 function safeBody(b: ByteBuf): ByteBuf {
   if (b.length > 1024) return b.slice(0, 1024);

@@ -5,12 +5,24 @@
 
 import { ByteBuf } from "./bytes";
 import { EstimateConfig } from "./config";
-import { parseJson, JValue, J_OBJ, J_STR } from "./json";
+import { parseJson, foldEq, JValue, J_OBJ, J_STR } from "./json";
 import { lengthTokens } from "./token-estimate";
 import { promptTokens, completionBound } from "./prompt-estimate";
 import { withStreamUsage } from "./body-rewrite";
 
 export const MAX_MODEL_BYTES = 128;
+
+// Top-level fields the plugin reads (model, the rewrite, the estimate). An upstream that matches
+// names case-insensitively (Go's encoding/json: the last spelling wins) may read another one than
+// the plugin (exact, last wins): {"model":"gpt-cheap","Model":"gpt-expensive"}. So each must be
+// spelled exactly and appear once.
+const READ_FIELDS = ["model", "stream", "stream_options", "messages", "prompt", "input", "instructions", "system",
+  "contents", "systemInstruction", "system_instruction", "max_tokens", "max_completion_tokens", "max_output_tokens",
+  "generationConfig", "generation_config", "n", "anthropic_version"];
+const READ_NAMES: ByteBuf[] = [];
+for (let i = 0; i < READ_FIELDS.length; i++) READ_NAMES.push(ByteBuf.fromString(READ_FIELDS[i]));
+const INCLUDE_USAGE = ByteBuf.fromString("include_usage");
+const STREAM_OPTIONS = ByteBuf.fromString("stream_options");
 
 export class RequestBody {
   prompt: i64 = 0;     // estimated prompt tokens
@@ -21,13 +33,15 @@ export class RequestBody {
   json: JValue | null = null;
   /** The request's "model" (a string of at most MAX_MODEL_BYTES), reported with the usage. */
   model: ByteBuf | null = null;
+  /** A field the plugin reads that appears twice or spelled otherwise (case folded): the request is refused. */
+  ambiguous: string = "";
 }
 
 /**
  * Reads a buffered request body. `mayRewrite`: includeStreamUsage is on and the request is
  * not for an API that rejects stream_options (see filter.ts).
  */
-export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bool): RequestBody {
+export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bool, bodyPaths: ByteBuf[]): RequestBody {
   let e = new RequestBody();
   let root = parseJson(body);
   e.json = root;
@@ -36,10 +50,53 @@ export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bo
     e.completion = r.defaultCompletionTokens;
     return e;
   }
+  e.ambiguous = ambiguousField(root, bodyPaths);
+  if (e.ambiguous.length > 0) return e;
   let m = root.get("model");
   if (m !== null && m.kind == J_STR && m.s !== null && (<ByteBuf>m.s).length <= MAX_MODEL_BYTES) e.model = m.s;
   e.prompt = promptTokens(root, body.length, r);
   e.completion = completionBound(root, r.defaultCompletionTokens);
   if (mayRewrite) e.rewritten = withStreamUsage(body, root);
   return e;
+}
+
+/** Whether `name` is, among obj's members, other than exactly one member spelled exactly so (case folded). */
+function ambiguousName(obj: JValue, name: ByteBuf): bool {
+  let n = 0;
+  let exact = false;
+  let keys = obj.keys;
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[i].length > name.length * 3) continue; // too long to fold to it
+    if (foldEq(keys[i], name)) { n++; if (keys[i].equals(name)) exact = true; }
+  }
+  return n > 1 || (n == 1 && !exact);
+}
+
+/** The first field the plugin reads that is ambiguous (see READ_FIELDS), or "". */
+function ambiguousField(root: JValue, bodyPaths: ByteBuf[]): string {
+  for (let i = 0; i < READ_FIELDS.length; i++) {
+    if (ambiguousName(root, READ_NAMES[i])) return READ_FIELDS[i];
+  }
+  let so = root.member(STREAM_OPTIONS);
+  if (so !== null && so.kind == J_OBJ && ambiguousName(so, INCLUDE_USAGE)) return "stream_options.include_usage";
+  // Key templates' body fields ("metadata\0user_id"): every level of the path.
+  for (let p = 0; p < bodyPaths.length; p++) {
+    let path = bodyPaths[p];
+    let v: JValue | null = root;
+    let start = 0;
+    for (let i = 0; i <= path.length && v !== null && v.kind == J_OBJ; i++) {
+      if (i < path.length && path.at(i) != 0) continue;
+      let seg = path.slice(start, i);
+      if (ambiguousName(<JValue>v, seg)) return pathText(path);
+      v = (<JValue>v).member(seg);
+      start = i + 1;
+    }
+  }
+  return "";
+}
+
+/** "a\0b" -> "a.b" (a configured path: valid UTF-8). */
+function pathText(path: ByteBuf): string {
+  let s = String.UTF8.decode(path.buf.slice(0, path.length));
+  return s.replaceAll("\0", ".");
 }

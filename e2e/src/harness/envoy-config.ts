@@ -25,6 +25,8 @@ export interface EnvoyConfigOptions {
   pluginConfig?: unknown;
   /** Other HTTP filters, placed before the plugin (e.g. the Istio manifests' Lua filter in its test). */
   httpFilters?: object[];
+  /** HTTP filters between the plugin and the router: on the way back they see a response before the plugin does. */
+  httpFiltersAfterPlugin?: object[];
   /**
    * Scope the plugin in Envoy: only requests for these hosts enter the Wasm filter; the catch-all
    * virtual host disables it (route FilterConfig.disabled), so other requests never reach the VM.
@@ -33,6 +35,29 @@ export interface EnvoyConfigOptions {
 }
 
 const WASM_FILTER = 'envoy.filters.http.wasm';
+
+/**
+ * Envoy's gzip decompressor for one direction. Before the plugin with 'request': a gzip request
+ * body reaches the plugin (and the LLM) plain, its content-encoding removed. After the plugin with
+ * 'response': it asks upstream for gzip (accept-encoding) and the plugin then reads a plain response.
+ */
+export function gzipDecompressor(direction: 'request' | 'response'): object {
+  const flag = (on: boolean) => ({ common_config: { enabled: { default_value: on, runtime_key: `decompressor.${direction}.${on ? 'on' : 'off'}` } } });
+  return {
+    name: 'envoy.filters.http.decompressor',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor',
+      decompressor_library: {
+        name: 'gzip',
+        // max_inflate_ratio: Envoy stops inflating past 100:1 by default; a repetitive prompt packs tighter
+        // (200,000 characters in 718 bytes is 278:1). 1032 is zlib's own bound.
+        typed_config: { '@type': 'type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip', max_inflate_ratio: 1032 },
+      },
+      request_direction_config: flag(direction === 'request'),
+      response_direction_config: flag(direction === 'response'),
+    },
+  };
+}
 export const LLM_ROUTE = 'llm_route';
 export const LLM_CLUSTER = 'llm_upstream';
 /** The listener clients send to (admin /listeners names its port when it was bound to port 0). */
@@ -104,6 +129,7 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
       },
     });
   }
+  filters.push(...(o.httpFiltersAfterPlugin ?? []));
   filters.push({ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } });
 
   return {
@@ -126,6 +152,8 @@ export function envoyConfig(o: EnvoyConfigOptions): object {
                       virtual_hosts: virtualHosts(o),
                     },
                     http_filters: filters,
+                    // As an Istio sidecar: WebSocket upgrades are allowed (the plugin decides on matched routes).
+                    upgrade_configs: [{ upgrade_type: 'websocket' }],
                   },
                 },
               ],

@@ -23,6 +23,8 @@ export interface StackOptions {
   pluginOnlyForHosts?: string[];
   /** HTTP filters before the plugin (e.g. jwt_authn). */
   httpFilters?: object[];
+  /** HTTP filters between the plugin and the router (e.g. a response decompressor). */
+  httpFiltersAfterPlugin?: object[];
 }
 
 export interface Stack {
@@ -55,6 +57,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       pluginConfig: o.pluginConfig ?? readJson(PLUGIN_CONFIG_FILE),
       pluginOnlyForHosts: o.pluginOnlyForHosts,
       httpFilters: o.httpFilters,
+      httpFiltersAfterPlugin: o.httpFiltersAfterPlugin,
     });
     started.push(envoy);
     return { envoy, service: service as Service, mock, stop: stopAll };
