@@ -280,10 +280,14 @@ export class MatchedStream {
     if (this.phase == PH_BUFFERING) return this.onBufferedBody(size, endOfStream);
     // While the check is pending, hold the body: returning Continue would also
     // release the paused headers and bypass the check.
-    if (this.phase == PH_CHECKING) return STOP_AND_WATERMARK;
     // Past the bound every chunk is counted as it passes: a body trickled without content-length
-    // costs what the same body with one does.
-    if (this.phase == PH_ALLOWED && this.overBound) { this.countPassed(<i64>size); return CONTINUE; }
+    // costs what the same body with one does. (The check sent at the bound may still be pending:
+    // the chunks it holds are not handed to this filter again, so they are counted now.)
+    if (this.overBound && (this.phase == PH_ALLOWED || this.phase == PH_CHECKING)) {
+      this.countPassed(<i64>size);
+      return this.phase == PH_CHECKING ? STOP_AND_WATERMARK : CONTINUE;
+    }
+    if (this.phase == PH_CHECKING) return STOP_AND_WATERMARK;
     if (this.phase != PH_ALLOWED || !this.readBody || this.bodyDone) return CONTINUE;
     this.bodySeen = size;
     if (!endOfStream) {
@@ -401,10 +405,11 @@ export class MatchedStream {
     }
     let body = bodyChunk.toBuf();
     let e = readRequestBody(body, est, this.mayRewrite, cfg.bodyPaths);
-    if (e.ambiguous.length > 0) {
+    let amb = e.ambiguous;
+    if (amb !== null) {
       this.bodyJson = null;
       this.phase = PH_REJECTED;
-      sendAmbiguousBody(cfg, e.ambiguous);
+      sendAmbiguousBody(cfg, amb);
       return false;
     }
     this.promptEst = e.prompt;

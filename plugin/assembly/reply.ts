@@ -121,9 +121,9 @@ export function sendUpgradeRefused(cfg: Config): void {
 }
 
 /** A body field the plugin reads appears more than once, under any spelling (case folded). */
-export function sendAmbiguousBody(cfg: Config, field: string): void {
+export function sendAmbiguousBody(cfg: Config, field: ByteBuf): void {
   let m = ByteBuf.fromString("request body field \"");
-  m.appendString(field);
+  m.appendBuf(field);
   m.appendString("\" appears more than once (names differing only in case count as the same)");
   send(cfg, 400, "llm_token_rate_limit_ambiguous_body", m, "invalid_request_error", "duplicate_body_field", new HeaderList());
 }

@@ -34,7 +34,7 @@ export class RequestBody {
   /** The request's "model" (a string of at most MAX_MODEL_BYTES), reported with the usage. */
   model: ByteBuf | null = null;
   /** A field the plugin reads that appears twice or spelled otherwise (case folded): the request is refused. */
-  ambiguous: string = "";
+  ambiguous: ByteBuf | null = null;
 }
 
 /**
@@ -51,7 +51,7 @@ export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bo
     return e;
   }
   e.ambiguous = ambiguousField(root, bodyPaths);
-  if (e.ambiguous.length > 0) return e;
+  if (e.ambiguous !== null) return e;
   let m = root.get("model");
   if (m !== null && m.kind == J_STR && m.s !== null && (<ByteBuf>m.s).length <= MAX_MODEL_BYTES) e.model = m.s;
   e.prompt = promptTokens(root, body.length, r);
@@ -72,13 +72,13 @@ function ambiguousName(obj: JValue, name: ByteBuf): bool {
   return n > 1 || (n == 1 && !exact);
 }
 
-/** The first field the plugin reads that is ambiguous (see READ_FIELDS), or "". */
-function ambiguousField(root: JValue, bodyPaths: ByteBuf[]): string {
-  for (let i = 0; i < READ_FIELDS.length; i++) {
-    if (ambiguousName(root, READ_NAMES[i])) return READ_FIELDS[i];
+/** The first field the plugin reads that is ambiguous (see READ_FIELDS), as a dotted path; or null. */
+function ambiguousField(root: JValue, bodyPaths: ByteBuf[]): ByteBuf | null {
+  for (let i = 0; i < READ_NAMES.length; i++) {
+    if (ambiguousName(root, READ_NAMES[i])) return READ_NAMES[i];
   }
   let so = root.member(STREAM_OPTIONS);
-  if (so !== null && so.kind == J_OBJ && ambiguousName(so, INCLUDE_USAGE)) return "stream_options.include_usage";
+  if (so !== null && so.kind == J_OBJ && ambiguousName(so, INCLUDE_USAGE)) return ByteBuf.fromString("stream_options.include_usage");
   // Key templates' body fields ("metadata\0user_id"): every level of the path.
   for (let p = 0; p < bodyPaths.length; p++) {
     let path = bodyPaths[p];
@@ -92,11 +92,12 @@ function ambiguousField(root: JValue, bodyPaths: ByteBuf[]): string {
       start = i + 1;
     }
   }
-  return "";
+  return null;
 }
 
-/** "a\0b" -> "a.b" (a configured path: valid UTF-8). */
-function pathText(path: ByteBuf): string {
-  let s = String.UTF8.decode(path.buf.slice(0, path.length));
-  return s.replaceAll("\0", ".");
+/** "a\0b" -> "a.b". */
+function pathText(path: ByteBuf): ByteBuf {
+  let out = new ByteBuf(path.length);
+  for (let i = 0; i < path.length; i++) out.push(path.at(i) == 0 ? 0x2e : path.at(i));
+  return out;
 }
