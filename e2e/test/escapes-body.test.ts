@@ -4,6 +4,7 @@
  * session, an ambiguous body key — tried through the real Envoy with the real plugin.
  */
 import * as http from 'http';
+import * as net from 'net';
 import * as zlib from 'zlib';
 import { AddressInfo } from 'net';
 import { startStack, Stack } from '../src/harness/stack';
@@ -273,6 +274,33 @@ describe('6. a WebSocket session on a matched route', () => {
     expect(framesText(r.rest).length).toBeGreaterThan(0);
   });
 
+});
+
+describe('6. Upgrade: h2c (curl --http2 on http://)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ rules: RULES, pluginConfig: config() });
+  });
+  afterAll(() => stack?.stop());
+
+  test('Envoy drops the h2c upgrade before the filters: an ordinary request, served', async () => {
+    const body = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] });
+    const head = await new Promise<string>((resolve) => {
+      const s = net.connect(stack.envoy.port, '127.0.0.1', () =>
+        s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: ${HOST}\r\nuser-type: free-h1\r\nConnection: Upgrade, HTTP2-Settings\r\n` +
+          `Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+      let out = '';
+      s.on('data', (d: Buffer) => {
+        out += d.toString('latin1');
+        if (out.includes('\r\n\r\n')) {
+          s.destroy();
+          resolve(out);
+        }
+      });
+      s.on('error', () => resolve(out));
+    });
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+  });
 });
 
 describe('6. upgrades: "unmetered"', () => {
