@@ -15,9 +15,7 @@ import { RLS_PORT, RLS_SERVICE, gzipDecompressor } from '../src/harness/envoy-co
 import { startWsUpstream, wsHandshake, framesText, DELTA_TEXT, WsUpstream } from '../src/harness/ws-upstream';
 
 const HOST = 'dashscope.aliyuncs.com';
-const RULES = [
-  { rate_limit_key_regex: '^(debtor|free)', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: 100000 },
-];
+const RULES = [{ rate_limit_key_regex: '^(debtor|free)', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: 100000 }];
 const config = (extra: Record<string, unknown> = {}) => ({
   matches: [{ host: { exact: HOST } }],
   rateLimitKeys: ['{{request.headers.user-type}}'],
@@ -38,7 +36,9 @@ function deliveredChars(body: string): number {
 
 function post(port: number, headers: Record<string, string>, body: Buffer | string): Promise<HttpResult> {
   return request(port, {
-    method: 'POST', path: '/v1/chat/completions', body,
+    method: 'POST',
+    path: '/v1/chat/completions',
+    body,
     headers: { host: HOST, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers },
   });
 }
@@ -57,7 +57,10 @@ describe('2. a compressed request body', () => {
   afterAll(() => stack?.stop());
 
   test.each([
-    ['gzip', zlib.gzipSync], ['deflate', zlib.deflateSync], ['GZIP', zlib.gzipSync], ['br', zlib.brotliCompressSync],
+    ['gzip', zlib.gzipSync],
+    ['deflate', zlib.deflateSync],
+    ['GZIP', zlib.gzipSync],
+    ['br', zlib.brotliCompressSync],
   ] as [string, (b: Buffer) => Buffer][])('content-encoding: %s on a matched route: 415 naming the encoding, the LLM never reached', async (enc, compress) => {
     const n = stack.mock!.requests.length;
     const body = compress(Buffer.from(JSON.stringify(BIG_PROMPT)));
@@ -70,20 +73,25 @@ describe('2. a compressed request body', () => {
   });
 
   test('content-encoding: identity is no compression: served', async () => {
-    const r = await post(stack.envoy.port, { 'user-type': 'free-c2', 'content-encoding': 'identity' }, JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }));
+    const r = await post(
+      stack.envoy.port,
+      { 'user-type': 'free-c2', 'content-encoding': 'identity' },
+      JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(r.status).toBe(200);
   });
 
-  test('an unmatched host is not the plugin\'s business: passed on', async () => {
+  test("an unmatched host is not the plugin's business: passed on", async () => {
     const n = stack.mock!.requests.length;
     const r = await request(stack.envoy.port, {
-      method: 'POST', path: '/v1/chat/completions', body: zlib.gzipSync('{}'),
+      method: 'POST',
+      path: '/v1/chat/completions',
+      body: zlib.gzipSync('{}'),
       headers: { host: 'other.example', 'content-encoding': 'gzip', 'content-type': 'application/json' },
     });
     expect(r.status).not.toBe(415);
     expect(stack.mock!.requests.length).toBe(n + 1);
   });
-
 });
 
 describe('2. allowCompressedRequests: true', () => {
@@ -110,7 +118,9 @@ async function gzipUpstream(): Promise<{ port: number; acceptEncoding: (string |
     req.resume();
     req.on('end', () => {
       const body = JSON.stringify({
-        id: 'chatcmpl-gz', object: 'chat.completion', model: 'qwen-plus',
+        id: 'chatcmpl-gz',
+        object: 'chat.completion',
+        model: 'qwen-plus',
         choices: [{ index: 0, message: { role: 'assistant', content: 'z'.repeat(4000) }, finish_reason: 'stop' }],
         usage: { prompt_tokens: 1234, completion_tokens: 567, total_tokens: 1801 },
       });
@@ -156,7 +166,8 @@ describe("2. Envoy's gzip decompressor in front of the plugin (the README's reci
 
   test('the same without usage in the answer: the decompressed prompt is estimated (not its 718 bytes)', async () => {
     const { result, spent } = await withCharge(stack.service.port, 'free-d2', 100000, () =>
-      gzipStream(stack.envoy.port, { 'user-type': 'free-d2', 'x-mock-omit-usage': '1' }));
+      gzipStream(stack.envoy.port, { 'user-type': 'free-d2', 'x-mock-omit-usage': '1' }),
+    );
     expect(result.status).toBe(200);
     expect(spent).toBe(PROMPT_TOKENS + deliveredChars(result.body));
   });
@@ -165,11 +176,20 @@ describe("2. Envoy's gzip decompressor in front of the plugin (the README's reci
     const n = stack.mock!.requests.length;
     const body = JSON.stringify({ messages: [{ role: 'user', content: 'hello' }], stream: true });
     const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: stack.envoy.port, method: 'POST', path: '/v1/chat/completions', agent: false,
-        headers: { host: HOST, 'user-type': 'free-d4', 'content-type': 'application/json', 'transfer-encoding': 'chunked', trailer: 'x-t' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: stack.envoy.port,
+          method: 'POST',
+          path: '/v1/chat/completions',
+          agent: false,
+          headers: { host: HOST, 'user-type': 'free-d4', 'content-type': 'application/json', 'transfer-encoding': 'chunked', trailer: 'x-t' },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('error', reject);
       req.write(body);
       req.addTrailers({ 'x-t': '1' });
@@ -180,8 +200,7 @@ describe("2. Envoy's gzip decompressor in front of the plugin (the README's reci
   });
 
   test('a gzip response is decompressed before the plugin: its usage is charged to the token', async () => {
-    const { result, spent } = await withCharge(gzStack.service.port, 'free-d3', 100000, () =>
-      chat(gzStack.envoy.port, HOST, { 'user-type': 'free-d3' }));
+    const { result, spent } = await withCharge(gzStack.service.port, 'free-d3', 100000, () => chat(gzStack.envoy.port, HOST, { 'user-type': 'free-d3' }));
     expect(result.status).toBe(200);
     expect(JSON.parse(result.body).usage.total_tokens).toBe(1801); // the client gets it plain too
     expect(spent).toBe(1801);
@@ -192,12 +211,21 @@ describe("2. Envoy's gzip decompressor in front of the plugin (the README's reci
 /** Sends `body` chunked (no content-length) in `piece`-byte writes, a tick apart. */
 function chunkedPost(port: number, headers: Record<string, string>, body: Buffer, piece: number): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent: false,
-      headers: { host: HOST, 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/v1/chat/completions',
+        agent: false,
+        headers: { host: HOST, 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
     req.on('error', reject);
     void (async () => {
       for (let i = 0; i < body.length; i += piece) {
@@ -215,7 +243,10 @@ describe('3. a large body trickled without content-length', () => {
   // meet Envoy's 413 while reserve mode holds its first 256 KiB.)
   const body = Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'b'.repeat(700000) }], stream: true }));
   const lengthTokens = Math.ceil(body.length / 4);
-  for (const [name, extra] of [['default', {}], ['reserve.enabled', { reserve: { enabled: true } }]] as [string, object][]) {
+  for (const [name, extra] of [
+    ['default', {}],
+    ['reserve.enabled', { reserve: { enabled: true } }],
+  ] as [string, object][]) {
     describe(name, () => {
       let stack: Stack;
       beforeAll(async () => {
@@ -273,7 +304,6 @@ describe('6. a WebSocket session on a matched route', () => {
     expect(r.status).toBe(101);
     expect(framesText(r.rest).length).toBeGreaterThan(0);
   });
-
 });
 
 describe('6. Upgrade: h2c (curl --http2 on http://)', () => {
@@ -287,8 +317,11 @@ describe('6. Upgrade: h2c (curl --http2 on http://)', () => {
     const body = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] });
     const head = await new Promise<string>((resolve) => {
       const s = net.connect(stack.envoy.port, '127.0.0.1', () =>
-        s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: ${HOST}\r\nuser-type: free-h1\r\nConnection: Upgrade, HTTP2-Settings\r\n` +
-          `Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+        s.write(
+          `POST /v1/chat/completions HTTP/1.1\r\nHost: ${HOST}\r\nuser-type: free-h1\r\nConnection: Upgrade, HTTP2-Settings\r\n` +
+            `Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        ),
+      );
       let out = '';
       s.on('data', (d: Buffer) => {
         out += d.toString('latin1');
@@ -368,7 +401,11 @@ describe('8. ambiguous body keys', () => {
   });
 
   test('a plain body, and names the plugin does not read in several spellings: served', async () => {
-    const r = await post(byBody.envoy.port, {}, JSON.stringify({ user: 'free-a3', metadata: { org: 'x', note: 1, Note: 2 }, messages, Temperature: 1, temperature: 0 }));
+    const r = await post(
+      byBody.envoy.port,
+      {},
+      JSON.stringify({ user: 'free-a3', metadata: { org: 'x', note: 1, Note: 2 }, messages, Temperature: 1, temperature: 0 }),
+    );
     expect(r.status).toBe(200);
     expect((await chatStream(stack.envoy.port, HOST, { 'user-type': 'free-a3' })).status).toBe(200);
   });

@@ -13,13 +13,16 @@ export const M_SUFFIX = 2;
 export class StrMatch {
   kind: i32;
   value: ByteBuf;
-  constructor(kind: i32, value: ByteBuf) { this.kind = kind; this.value = value; }
+  constructor(kind: i32, value: ByteBuf) {
+    this.kind = kind;
+    this.value = value;
+  }
 }
 
 export class MatchRule {
   host: StrMatch | null = null;
   path: StrMatch | null = null;
-  route: StrMatch | null = null;   // Envoy's route name (xds.route_name): a client cannot spell it otherwise
+  route: StrMatch | null = null; // Envoy's route name (xds.route_name): a client cannot spell it otherwise
   cluster: StrMatch | null = null; // Envoy's upstream cluster name (xds.cluster_name)
 }
 
@@ -29,7 +32,7 @@ export const BODY_TEXT = 1;
 export const DEFAULT_NO_RETRY_ABOVE_SECONDS = 30;
 
 // upgrades: what a matched request asking for a protocol upgrade (WebSocket) gets.
-export const UPGRADES_REFUSE = 0;    // a local 403: the session would never be charged
+export const UPGRADES_REFUSE = 0; // a local 403: the session would never be charged
 export const UPGRADES_UNMETERED = 1; // let it through, uncharged (the operator's choice)
 
 export const MISSING_DENY = 0;
@@ -63,19 +66,19 @@ export class EstimateConfig {
 
 export class Config {
   estimate: EstimateConfig = new EstimateConfig();
-  reserve: bool = false;      // reserve.enabled: the check reserves the request's estimated cost
+  reserve: bool = false; // reserve.enabled: the check reserves the request's estimated cost
   matches: MatchRule[] = [];
   keys: Template[] = [];
   keysNeedBody: bool = false; // a key template reads the request body: the check waits for it
   cluster: ByteBuf = new ByteBuf(0);
   authority: ByteBuf = new ByteBuf(0);
-  token: ByteBuf | null = null;  // sent as "authorization: Bearer <token>" to the service
+  token: ByteBuf | null = null; // sent as "authorization: Bearer <token>" to the service
   timeoutMs: u32 = DEFAULT_TIMEOUT_MS;
   failOpen: bool = true;
   rejectStatus: u32 = DEFAULT_REJECT_STATUS;
   rejectBody: i32 = BODY_OPENAI;
   noRetryAboveSeconds: i32 = DEFAULT_NO_RETRY_ABOVE_SECONDS;
-  budgetHeaders: bool = true;    // allowed responses say the limit and what was left (reply.ts)
+  budgetHeaders: bool = true; // allowed responses say the limit and what was left (reply.ts)
   onMissingKey: i32 = MISSING_DENY;
   missingDefault: ByteBuf = new ByteBuf(0);
   maxBufferBytes: i32 = DEFAULT_MAX_BUFFER_BYTES;
@@ -95,22 +98,45 @@ export class ConfigResult {
   error: string = "";
 }
 
-const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
-  "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve", "estimate", "includeStreamUsage",
-  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds", "budgetHeaders",
-  "allowCompressedRequests", "upgrades"];
+const TOP_FIELDS = [
+  "matches",
+  "rateLimitKeys",
+  "rateLimitService",
+  "failOpen",
+  "fallOpen",
+  "rejectStatus",
+  "onMissingKey",
+  "maxBufferBytes",
+  "maxKeyBytes",
+  "reserve",
+  "estimate",
+  "includeStreamUsage",
+  "estimateMissingUsage",
+  "maxRequestBodyBytes",
+  "maxQueuedReports",
+  "rejectBody",
+  "noRetryAboveSeconds",
+  "budgetHeaders",
+  "allowCompressedRequests",
+  "upgrades",
+];
 // reserve.maxBodyBytes and reserve.includeStreamUsage: earlier names of the top-level settings.
-const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
-  "includeStreamUsage"];
+const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens", "includeStreamUsage"];
 const ESTIMATE_FIELDS = ["charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens"];
 const SERVICE_FIELDS = ["service", "port", "cluster", "timeoutMs", "authority", "token"];
 const MATCH_FIELDS = ["host", "path", "route", "cluster"];
 const STRMATCH_FIELDS = ["exact", "prefix", "suffix", "regex"];
 
 function parseStrMatch(c: ErrorCollector, v: JValue, field: string, lowerCase: bool): StrMatch | null {
-  if (v.kind != J_OBJ) { c.fail(field, "expected an object with one of exact, prefix, suffix", v); return null; }
+  if (v.kind != J_OBJ) {
+    c.fail(field, "expected an object with one of exact, prefix, suffix", v);
+    return null;
+  }
   if (!knownFields(c, v, field + ".", STRMATCH_FIELDS)) return null;
-  if (v.keys.length != 1) { c.fail(field, "expected exactly one of exact, prefix, suffix", v); return null; }
+  if (v.keys.length != 1) {
+    c.fail(field, "expected exactly one of exact, prefix, suffix", v);
+    return null;
+  }
   let k = v.keys[0];
   let val = v.items[0];
   let name = field + "." + k.display(20);
@@ -118,7 +144,10 @@ function parseStrMatch(c: ErrorCollector, v: JValue, field: string, lowerCase: b
     c.fail(name, "regular expressions are not supported (see the plugin README); use exact, prefix or suffix", val);
     return null;
   }
-  if (val.kind != J_STR) { c.fail(name, "expected a string", val); return null; }
+  if (val.kind != J_STR) {
+    c.fail(name, "expected a string", val);
+    return null;
+  }
   let bytes = <ByteBuf>val.s;
   if (lowerCase) bytes = bytes.lower();
   let kind = k.eqStr("exact") ? M_EXACT : k.eqStr("prefix") ? M_PREFIX : M_SUFFIX;
@@ -130,17 +159,27 @@ export function parseConfig(raw: ByteBuf): ConfigResult {
   let c = new ErrorCollector();
   let cfg = parse(c, raw);
   if (cfg === null) {
-    if (c.error.length > 0) res.error = c.error; else res.error = "invalid configuration";
+    if (c.error.length > 0) res.error = c.error;
+    else res.error = "invalid configuration";
   }
   res.config = cfg;
   return res;
 }
 
 function parse(c: ErrorCollector, raw: ByteBuf): Config | null {
-  if (raw.length == 0) { c.fail("pluginConfig", "empty; rateLimitKeys and rateLimitService are required", null); return null; }
+  if (raw.length == 0) {
+    c.fail("pluginConfig", "empty; rateLimitKeys and rateLimitService are required", null);
+    return null;
+  }
   let root = parseJson(raw);
-  if (root === null) { c.fail("pluginConfig", "not valid JSON: " + raw.display(120), null); return null; }
-  if (root.kind != J_OBJ) { c.fail("pluginConfig", "expected a JSON object", root); return null; }
+  if (root === null) {
+    c.fail("pluginConfig", "not valid JSON: " + raw.display(120), null);
+    return null;
+  }
+  if (root.kind != J_OBJ) {
+    c.fail("pluginConfig", "expected a JSON object", root);
+    return null;
+  }
   if (!knownFields(c, root, "", TOP_FIELDS)) return null;
   let cfg = new Config();
   if (!parseMatches(c, root.get("matches"), cfg)) return null;
@@ -198,8 +237,7 @@ function parseKeys(c: ErrorCollector, keys: JValue | null, cfg: Config): bool {
   if (keys === null) return c.fail("rateLimitKeys", "required", null);
   if (keys.kind != J_ARR || keys.items.length == 0) return c.fail("rateLimitKeys", "expected a non-empty array of strings", keys);
   if (keys.items.length > MAX_KEYS) {
-    return c.fail("rateLimitKeys", "at most " + MAX_KEYS.toString() + " key templates (the protocol's bound), got " +
-      keys.items.length.toString(), null);
+    return c.fail("rateLimitKeys", "at most " + MAX_KEYS.toString() + " key templates (the protocol's bound), got " + keys.items.length.toString(), null);
   }
   for (let i = 0; i < keys.items.length; i++) {
     let k = keys.items[i];
@@ -298,7 +336,7 @@ function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool 
   if (rb !== null) {
     if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("openai")) cfg.rejectBody = BODY_OPENAI;
     else if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("text")) cfg.rejectBody = BODY_TEXT;
-    else return c.fail("rejectBody", "expected \"openai\" or \"text\"", rb);
+    else return c.fail("rejectBody", 'expected "openai" or "text"', rb);
   }
   let nr = intField(c, root, "noRetryAboveSeconds", "noRetryAboveSeconds", 0, 31536000, cfg.noRetryAboveSeconds);
   if (nr < 0) return false;
@@ -311,7 +349,7 @@ function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool 
       cfg.onMissingKey = MISSING_DEFAULT;
       cfg.missingDefault = <ByteBuf>mk.items[0].s;
     } else {
-      return c.fail("onMissingKey", "expected \"deny\", \"skip\" or {\"default\": \"<literal>\"}", mk);
+      return c.fail("onMissingKey", 'expected "deny", "skip" or {"default": "<literal>"}', mk);
     }
   }
   return true;
@@ -347,7 +385,7 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
   if (up !== null) {
     if (up.kind == J_STR && (<ByteBuf>up.s).eqStr("refuse")) cfg.upgrades = UPGRADES_REFUSE;
     else if (up.kind == J_STR && (<ByteBuf>up.s).eqStr("unmetered")) cfg.upgrades = UPGRADES_UNMETERED;
-    else return c.fail("upgrades", "expected \"refuse\" or \"unmetered\"", up);
+    else return c.fail("upgrades", 'expected "refuse" or "unmetered"', up);
   }
   return true;
 }

@@ -29,8 +29,17 @@ import { RequestView, requestHeader } from "./request";
 import { requestMatches, MATCH_YES, MATCH_BAD_HOST } from "./match";
 import { renderKeys, resolveEarly } from "./keys";
 import { dispatchCheck, readDecision, Decision, ALLOW, DENY, REFUSED } from "./check";
-import { sendLimited, sendCheckFailed, sendCheckRefused, sendMissingKey, sendBadHost, addBudgetHeaders,
-  sendCompressedRefused, sendUpgradeRefused, sendAmbiguousBody } from "./reply";
+import {
+  sendLimited,
+  sendCheckFailed,
+  sendCheckRefused,
+  sendMissingKey,
+  sendBadHost,
+  addBudgetHeaders,
+  sendCompressedRefused,
+  sendUpgradeRefused,
+  sendAmbiguousBody,
+} from "./reply";
 import { UsageScanner } from "./usage";
 import { JValue } from "./json";
 import { readRequestBody } from "./request-body";
@@ -41,18 +50,18 @@ import { metrics, inc } from "./metrics";
 // Filter return codes (Proxy-Wasm).
 export const CONTINUE = 0;
 export const STOP_ITERATION = 1;
-export const STOP_AND_BUFFER = 1;    // data: keep buffering in Envoy (the body is read at its end)
+export const STOP_AND_BUFFER = 1; // data: keep buffering in Envoy (the body is read at its end)
 export const STOP_AND_WATERMARK = 2; // data: buffer with flow control instead of 413
-export const STOP_NO_BUFFER = 3;     // data: after a local response
+export const STOP_NO_BUFFER = 3; // data: after a local response
 
 const PH_CHECKING = 0;
-const PH_ALLOWED = 1;   // also: check failed and failOpen
-const PH_REJECTED = 2;  // we sent a local response
+const PH_ALLOWED = 1; // also: check failed and failOpen
+const PH_REJECTED = 2; // we sent a local response
 const PH_BUFFERING = 3; // reserve or body keys: collecting the request body, no check yet
 
 // What starting a check did.
 const START_PENDING = 0;
-const START_ALLOWED = 1;  // host refused the call, failOpen
+const START_ALLOWED = 1; // host refused the call, failOpen
 const START_REJECTED = 2; // host refused the call, 503 sent
 
 const ACCEPT_ENCODING = ByteBuf.fromString("accept-encoding");
@@ -78,7 +87,11 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   let m = requestMatches(cfg, req);
   if (m != MATCH_YES) {
     req.reset();
-    if (m == MATCH_BAD_HOST) { inc(metrics.badHost); sendBadHost(cfg); return STOP_ITERATION; }
+    if (m == MATCH_BAD_HOST) {
+      inc(metrics.badHost);
+      sendBadHost(cfg);
+      return STOP_ITERATION;
+    }
     return CONTINUE;
   }
   // A WebSocket session's frames are not an LLM response the plugin can charge (a 101 generated
@@ -104,7 +117,10 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   let keys: ByteBuf[] = [];
   if (!deferKeys) {
     let rk = renderKeys(cfg, req);
-    if (rk.missing !== null) { denyMissingKey(cfg, <string>rk.missing); return STOP_ITERATION; }
+    if (rk.missing !== null) {
+      denyMissingKey(cfg, <string>rk.missing);
+      return STOP_ITERATION;
+    }
     if (rk.keys.length == 0) return CONTINUE; // every key skipped: nothing to limit on
     keys = rk.keys;
   }
@@ -147,7 +163,8 @@ function isUpgrade(req: RequestView): bool {
 
 /** A content-encoding that leaves the body as it is: "identity" or empty. */
 function isIdentity(v: ByteBuf): bool {
-  let a = 0, b = v.length;
+  let a = 0,
+    b = v.length;
   while (a < b && (v.at(a) == 0x20 || v.at(a) == 0x09)) a++;
   while (b > a && (v.at(b - 1) == 0x20 || v.at(b - 1) == 0x09)) b--;
   return b == a || v.slice(a, b).lower().eqStr("identity");
@@ -168,37 +185,41 @@ export class MatchedStream {
   ended: bool = false;
   finished: bool = false;
   reserveMode: bool = false;
-  deferKeys: bool = false;      // keys read the body: rendered at its end, before the check
+  deferKeys: bool = false; // keys read the body: rendered at its end, before the check
   early: Array<Array<ByteBuf | null>> | null = null; // their other placeholders, read at the headers
 
   // request body (step 3)
-  readBody: bool = false;       // the body is read as it passes
+  readBody: bool = false; // the body is read as it passes
   bodyDone: bool = false;
-  mayRewrite: bool = false;     // includeStreamUsage applies to this request's API
+  mayRewrite: bool = false; // includeStreamUsage applies to this request's API
   contentLength: i64 = -1;
-  bodySeen: u32 = 0;            // request body bytes buffered so far
+  bodySeen: u32 = 0; // request body bytes buffered so far
   compressedRequest: bool = false; // a content-encoding, allowed by allowCompressedRequests: never parsed
-  overBound: bool = false;      // the body passed maxRequestBodyBytes: counted, not read
-  passed: i64 = 0;              // then: its bytes so far (buffered at the bound, and every chunk after)
+  overBound: bool = false; // the body passed maxRequestBodyBytes: counted, not read
+  passed: i64 = 0; // then: its bytes so far (buffered at the bound, and every chunk after)
   promptEst: i64 = 0;
   completionEst: i64 = 0;
   bodyJson: JValue | null = null; // the parsed body, kept only until deferred keys are rendered
-  model: ByteBuf | null = null;   // the body's "model", reported with the usage
+  model: ByteBuf | null = null; // the body's "model", reported with the usage
 
   // check (step 2)
-  reserved: i64 = 0;            // what the service said it reserved
+  reserved: i64 = 0; // what the service said it reserved
   reservationId: ByteBuf | null = null;
-  limit: f64 = -1;              // the service's limit and balance for the key closest to its limit
+  limit: f64 = -1; // the service's limit and balance for the key closest to its limit
   remaining: f64 = -1;
 
   // response (steps 4, 5)
   sawResponse: bool = false;
-  status: i32 = 0;              // response :status
+  status: i32 = 0; // response :status
   compressed: bool = false;
   compressedBytes: i64 = 0;
   scanner: UsageScanner | null = null;
 
-  constructor(id: u32, root: Root, config: Config) { this.id = id; this.root = root; this.config = config; }
+  constructor(id: u32, root: Root, config: Config) {
+    this.id = id;
+    this.root = root;
+    this.config = config;
+  }
 
   /** Decides, at the request headers, whether and how the body will be read. */
   prepareBodyRead(req: RequestView): void {
@@ -222,7 +243,11 @@ export class MatchedStream {
     let token = dispatchCheck(cfg, this.keys, reserve);
     if (token < 0) {
       this.root.callRefused();
-      if (cfg.failOpen) { inc(metrics.failOpen); this.phase = PH_ALLOWED; return START_ALLOWED; }
+      if (cfg.failOpen) {
+        inc(metrics.failOpen);
+        this.phase = PH_ALLOWED;
+        return START_ALLOWED;
+      }
       inc(metrics.failClosed);
       this.phase = PH_REJECTED;
       sendCheckFailed(cfg);
@@ -345,7 +370,10 @@ export class MatchedStream {
         return START_REJECTED;
       }
       this.keys = rk.keys;
-      if (rk.keys.length == 0) { this.phase = PH_ALLOWED; return START_ALLOWED; } // every key skipped
+      if (rk.keys.length == 0) {
+        this.phase = PH_ALLOWED;
+        return START_ALLOWED;
+      } // every key skipped
     }
     return this.startCheck(this.reserveMode ? this.reservation() : -1);
   }
@@ -391,7 +419,10 @@ export class MatchedStream {
   readBufferedBody(size: u32): bool {
     let cfg = this.config;
     let est = cfg.estimate;
-    if (<i64>size > <i64>cfg.maxRequestBodyBytes) { this.estimateFromLength(size); return true; }
+    if (<i64>size > <i64>cfg.maxRequestBodyBytes) {
+      this.estimateFromLength(size);
+      return true;
+    }
     this.bodyDone = true;
     if (this.compressedRequest) {
       this.promptFromLength(<i64>size);
@@ -434,8 +465,7 @@ export class MatchedStream {
       inc(metrics.compressedSkipped);
     } else {
       let cfg = this.config;
-      this.scanner = UsageScanner.forContentType(responseHeader(CONTENT_TYPE), cfg.maxBufferBytes,
-        cfg.estimateMissingUsage || this.reserveMode);
+      this.scanner = UsageScanner.forContentType(responseHeader(CONTENT_TYPE), cfg.maxBufferBytes, cfg.estimateMissingUsage || this.reserveMode);
     }
     if (endOfStream) this.finish();
   }

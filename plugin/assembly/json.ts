@@ -26,7 +26,9 @@ export class JValue {
   start: i32 = 0;
   end: i32 = 0;
 
-  constructor(kind: i32) { this.kind = kind; }
+  constructor(kind: i32) {
+    this.kind = kind;
+  }
 
   get(key: string): JValue | null {
     if (this.kind != J_OBJ) return null;
@@ -60,7 +62,8 @@ export class JValue {
  * whose fold sets hold k and s). Other non-ASCII bytes compare exactly.
  */
 export function foldEq(a: ByteBuf, b: ByteBuf): bool {
-  let i = 0, j = 0;
+  let i = 0,
+    j = 0;
   while (i < a.length && j < b.length) {
     let ca = foldedUnit(a, i);
     let cb = foldedUnit(b, j);
@@ -93,12 +96,15 @@ class Parser {
     this.end = src.length;
   }
 
-  @inline peek(): i32 { return this.pos < this.end ? <i32>load<u8>(this.base + <usize>this.pos) : -1; }
+  @inline peek(): i32 {
+    return this.pos < this.end ? <i32>load<u8>(this.base + <usize>this.pos) : -1;
+  }
 
   ws(): void {
     while (this.pos < this.end) {
       let c = <i32>load<u8>(this.base + <usize>this.pos);
-      if (c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d) this.pos++; else break;
+      if (c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d) this.pos++;
+      else break;
     }
   }
 
@@ -112,9 +118,11 @@ class Parser {
     else if (c == 0x5b) v = this.array(depth);
     else if (c == 0x22) {
       let s = this.string();
-      if (s !== null) { v = new JValue(J_STR); v.s = s; }
-    }
-    else if (c == 0x74) v = this.word("true", J_BOOL, true);
+      if (s !== null) {
+        v = new JValue(J_STR);
+        v.s = s;
+      }
+    } else if (c == 0x74) v = this.word("true", J_BOOL, true);
     else if (c == 0x66) v = this.word("false", J_BOOL, false);
     else if (c == 0x6e) v = this.word("null", J_NULL, false);
     else if (c == 0x2d || (c >= 0x30 && c <= 0x39)) v = this.number();
@@ -138,17 +146,22 @@ class Parser {
 
   number(): JValue | null {
     let neg = false;
-    if (this.peek() == 0x2d) { neg = true; this.pos++; }
+    if (this.peek() == 0x2d) {
+      neg = true;
+      this.pos++;
+    }
     let c = this.peek();
     if (c < 0x30 || c > 0x39) return null;
     let mant: f64 = 0;
     let exp10: i32 = 0;
-    if (c == 0x30) { this.pos++; }
-    else {
+    if (c == 0x30) {
+      this.pos++;
+    } else {
       while (true) {
         c = this.peek();
         if (c < 0x30 || c > 0x39) break;
-        if (mant < 1e17) mant = mant * 10 + <f64>(c - 0x30); else exp10++;
+        if (mant < 1e17) mant = mant * 10 + <f64>(c - 0x30);
+        else exp10++;
         this.pos++;
       }
     }
@@ -159,7 +172,10 @@ class Parser {
       while (true) {
         c = this.peek();
         if (c < 0x30 || c > 0x39) break;
-        if (mant < 1e17) { mant = mant * 10 + <f64>(c - 0x30); exp10--; }
+        if (mant < 1e17) {
+          mant = mant * 10 + <f64>(c - 0x30);
+          exp10--;
+        }
         this.pos++;
       }
     }
@@ -168,7 +184,10 @@ class Parser {
       this.pos++;
       let eneg = false;
       c = this.peek();
-      if (c == 0x2b || c == 0x2d) { eneg = c == 0x2d; this.pos++; }
+      if (c == 0x2b || c == 0x2d) {
+        eneg = c == 0x2d;
+        this.pos++;
+      }
       c = this.peek();
       if (c < 0x30 || c > 0x39) return null;
       let e: i32 = 0;
@@ -184,7 +203,7 @@ class Parser {
     if (exp10 > 400) val = mant == 0 ? 0 : Infinity;
     else if (exp10 < -400) val = 0;
     else if (exp10 > 0) val = mant * Math.pow(10, <f64>exp10);
-    else if (exp10 < 0) val = mant / Math.pow(10, <f64>(-exp10));
+    else if (exp10 < 0) val = mant / Math.pow(10, <f64>-exp10);
     let v = new JValue(J_NUM);
     v.n = neg ? -val : val;
     return v;
@@ -197,7 +216,10 @@ class Parser {
     while (true) {
       if (this.pos >= this.end) return null;
       let c = <i32>load<u8>(this.base + <usize>this.pos);
-      if (c == 0x22) { this.pos++; return out; }
+      if (c == 0x22) {
+        this.pos++;
+        return out;
+      }
       if (c < 0x20) return null;
       if (c == 0x5c) {
         this.pos++;
@@ -214,21 +236,26 @@ class Parser {
           if (cp < 0) return null;
           if (cp >= 0xd800 && cp <= 0xdbff) {
             // Surrogate pair, or a lone high surrogate (replaced).
-            if (this.pos + 6 <= this.end && this.peek() == 0x5c &&
-                <i32>load<u8>(this.base + <usize>(this.pos + 1)) == 0x75) {
+            if (this.pos + 6 <= this.end && this.peek() == 0x5c && <i32>load<u8>(this.base + <usize>(this.pos + 1)) == 0x75) {
               let save = this.pos;
               this.pos += 2;
               let lo = this.hex4();
               if (lo >= 0xdc00 && lo <= 0xdfff) cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-              else { this.pos = save; cp = 0xfffd; }
+              else {
+                this.pos = save;
+                cp = 0xfffd;
+              }
             } else cp = 0xfffd;
           } else if (cp >= 0xdc00 && cp <= 0xdfff) cp = 0xfffd;
           appendCodePoint(out, cp);
-        }
-        else return null;
+        } else return null;
         continue;
       }
-      if (c < 0x80) { out.push(c); this.pos++; continue; }
+      if (c < 0x80) {
+        out.push(c);
+        this.pos++;
+        continue;
+      }
       let n = utf8SeqLen(this.base, this.pos, this.end);
       if (n <= 0) return null;
       out.appendRaw(this.base + <usize>this.pos, n);
@@ -252,7 +279,10 @@ class Parser {
     this.pos++;
     let v = new JValue(J_ARR);
     this.ws();
-    if (this.peek() == 0x5d) { this.pos++; return v; }
+    if (this.peek() == 0x5d) {
+      this.pos++;
+      return v;
+    }
     while (true) {
       let item = this.value(depth + 1);
       if (item === null) return null;
@@ -270,7 +300,10 @@ class Parser {
     this.pos++;
     let v = new JValue(J_OBJ);
     this.ws();
-    if (this.peek() == 0x7d) { this.pos++; return v; }
+    if (this.peek() == 0x7d) {
+      this.pos++;
+      return v;
+    }
     while (true) {
       this.ws();
       if (this.peek() != 0x22) return null;
@@ -310,7 +343,8 @@ export function parseJson(src: ByteBuf): JValue | null {
 export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
   let c = <i32>load<u8>(base + <usize>pos);
   let n = 0;
-  let lo = 0x80, hi = 0xbf;
+  let lo = 0x80,
+    hi = 0xbf;
   if (c >= 0xc2 && c <= 0xdf) n = 2;
   else if (c >= 0xe0 && c <= 0xef) {
     n = 3;
@@ -333,10 +367,17 @@ export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
 
 export function appendCodePoint(out: ByteBuf, cp: i32): void {
   if (cp < 0x80) out.push(cp);
-  else if (cp < 0x800) { out.push(0xc0 | (cp >> 6)); out.push(0x80 | (cp & 63)); }
-  else if (cp < 0x10000) { out.push(0xe0 | (cp >> 12)); out.push(0x80 | ((cp >> 6) & 63)); out.push(0x80 | (cp & 63)); }
-  else {
-    out.push(0xf0 | (cp >> 18)); out.push(0x80 | ((cp >> 12) & 63));
-    out.push(0x80 | ((cp >> 6) & 63)); out.push(0x80 | (cp & 63));
+  else if (cp < 0x800) {
+    out.push(0xc0 | (cp >> 6));
+    out.push(0x80 | (cp & 63));
+  } else if (cp < 0x10000) {
+    out.push(0xe0 | (cp >> 12));
+    out.push(0x80 | ((cp >> 6) & 63));
+    out.push(0x80 | (cp & 63));
+  } else {
+    out.push(0xf0 | (cp >> 18));
+    out.push(0x80 | ((cp >> 12) & 63));
+    out.push(0x80 | ((cp >> 6) & 63));
+    out.push(0x80 | (cp & 63));
   }
 }

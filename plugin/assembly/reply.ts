@@ -30,13 +30,13 @@ function send(cfg: Config, status: u32, details: string, message: ByteBuf, type:
     sendLocalResponse(status, details, message, h);
     return;
   }
-  let b = ByteBuf.fromString("{\"error\":{\"message\":");
+  let b = ByteBuf.fromString('{"error":{"message":');
   appendJsonString(b, message);
-  b.appendString(",\"type\":\"");
+  b.appendString(',"type":"');
   b.appendString(type);
-  b.appendString("\",\"param\":null,\"code\":\"");
+  b.appendString('","param":null,"code":"');
   b.appendString(code);
-  b.appendString("\"}}");
+  b.appendString('"}}');
   h.add("content-type", ByteBuf.fromString("application/json"));
   sendLocalResponse(status, details, b, h);
 }
@@ -79,20 +79,33 @@ export function sendLimited(cfg: Config, d: Decision): void {
 
 /** The check failed and failOpen is false. */
 export function sendCheckFailed(cfg: Config): void {
-  send(cfg, 503, "llm_token_rate_limit_check_failed", ByteBuf.fromString("rate limit service unavailable"),
-    "service_unavailable", "rate_limit_service_unavailable", new HeaderList());
+  send(
+    cfg,
+    503,
+    "llm_token_rate_limit_check_failed",
+    ByteBuf.fromString("rate limit service unavailable"),
+    "service_unavailable",
+    "rate_limit_service_unavailable",
+    new HeaderList(),
+  );
 }
 
 /** The service refused the check (a 4xx with a JSON body): the request is refused, not let through. */
 export function sendCheckRefused(cfg: Config): void {
-  send(cfg, 403, "llm_token_rate_limit_check_refused", ByteBuf.fromString("rate limit check refused for this request"),
-    "permission_denied", "rate_limit_check_refused", new HeaderList());
+  send(
+    cfg,
+    403,
+    "llm_token_rate_limit_check_refused",
+    ByteBuf.fromString("rate limit check refused for this request"),
+    "permission_denied",
+    "rate_limit_check_refused",
+    new HeaderList(),
+  );
 }
 
 /** Host matching met a Host that could name another host (userinfo, several values). */
 export function sendBadHost(cfg: Config): void {
-  send(cfg, 400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"),
-    "invalid_request_error", "invalid_host", new HeaderList());
+  send(cfg, 400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"), "invalid_request_error", "invalid_host", new HeaderList());
 }
 
 /** A key placeholder had no value and onMissingKey is "deny". */
@@ -108,23 +121,30 @@ export function sendMissingKey(cfg: Config, template: string): void {
  */
 export function sendCompressedRefused(cfg: Config, encoding: ByteBuf): void {
   let m = ByteBuf.fromString("compressed request bodies are not accepted on this route (content-encoding: ");
-  if (encoding.length > 64) m.appendBuf(encoding.slice(0, 64)); else m.appendBuf(encoding);
+  if (encoding.length > 64) m.appendBuf(encoding.slice(0, 64));
+  else m.appendBuf(encoding);
   m.appendString("); send the body uncompressed");
   send(cfg, 415, "llm_token_rate_limit_compressed_request", m, "invalid_request_error", "unsupported_content_encoding", new HeaderList());
 }
 
 /** A protocol upgrade (WebSocket) on a matched route: its session would never be charged. */
 export function sendUpgradeRefused(cfg: Config): void {
-  send(cfg, 403, "llm_token_rate_limit_upgrade_refused",
-    ByteBuf.fromString("protocol upgrades (WebSocket) are not rate-limited on this route and are refused (plugin setting upgrades: \"refuse\")"),
-    "permission_denied", "upgrade_not_allowed", new HeaderList());
+  send(
+    cfg,
+    403,
+    "llm_token_rate_limit_upgrade_refused",
+    ByteBuf.fromString('protocol upgrades (WebSocket) are not rate-limited on this route and are refused (plugin setting upgrades: "refuse")'),
+    "permission_denied",
+    "upgrade_not_allowed",
+    new HeaderList(),
+  );
 }
 
 /** A body field the plugin reads appears more than once, under any spelling (case folded). */
 export function sendAmbiguousBody(cfg: Config, field: ByteBuf): void {
-  let m = ByteBuf.fromString("request body field \"");
+  let m = ByteBuf.fromString('request body field "');
   m.appendBuf(field);
-  m.appendString("\" appears more than once (names differing only in case count as the same)");
+  m.appendString('" appears more than once (names differing only in case count as the same)');
   send(cfg, 400, "llm_token_rate_limit_ambiguous_body", m, "invalid_request_error", "duplicate_body_field", new HeaderList());
 }
 

@@ -16,16 +16,33 @@ export const MAX_MODEL_BYTES = 128;
 // names case-insensitively (Go's encoding/json: the last spelling wins) may read another one than
 // the plugin (exact, last wins): {"model":"gpt-cheap","Model":"gpt-expensive"}. So each must be
 // spelled exactly and appear once.
-const READ_FIELDS = ["model", "stream", "stream_options", "messages", "prompt", "input", "instructions", "system",
-  "contents", "systemInstruction", "system_instruction", "max_tokens", "max_completion_tokens", "max_output_tokens",
-  "generationConfig", "generation_config", "n", "anthropic_version"];
+const READ_FIELDS = [
+  "model",
+  "stream",
+  "stream_options",
+  "messages",
+  "prompt",
+  "input",
+  "instructions",
+  "system",
+  "contents",
+  "systemInstruction",
+  "system_instruction",
+  "max_tokens",
+  "max_completion_tokens",
+  "max_output_tokens",
+  "generationConfig",
+  "generation_config",
+  "n",
+  "anthropic_version",
+];
 const READ_NAMES: ByteBuf[] = [];
 for (let i = 0; i < READ_FIELDS.length; i++) READ_NAMES.push(ByteBuf.fromString(READ_FIELDS[i]));
 const INCLUDE_USAGE = ByteBuf.fromString("include_usage");
 const STREAM_OPTIONS = ByteBuf.fromString("stream_options");
 
 export class RequestBody {
-  prompt: i64 = 0;     // estimated prompt tokens
+  prompt: i64 = 0; // estimated prompt tokens
   completion: i64 = 0; // estimated completion tokens (the request's bound)
   /** The body with stream_options.include_usage added, when includeStreamUsage applied. */
   rewritten: ByteBuf | null = null;
@@ -67,7 +84,10 @@ function ambiguousName(obj: JValue, name: ByteBuf): bool {
   let keys = obj.keys;
   for (let i = 0; i < keys.length; i++) {
     if (keys[i].length > name.length * 3) continue; // too long to fold to it
-    if (foldEq(keys[i], name)) { n++; if (keys[i].equals(name)) exact = true; }
+    if (foldEq(keys[i], name)) {
+      n++;
+      if (keys[i].equals(name)) exact = true;
+    }
   }
   return n > 1 || (n == 1 && !exact);
 }

@@ -2,7 +2,20 @@
  * Issue 23 in the emulator: compressed request bodies, bodies past the bound without
  * content-length, protocol upgrades, body fields spelt twice; and their configuration.
  */
-import { ProxyWasmHost, newHost, withConfig, reqHeaders, checkedRequest, respond, reports, message, LogLevel, HeaderList, FilterDataStatus, ALLOW } from './helpers';
+import {
+  ProxyWasmHost,
+  newHost,
+  withConfig,
+  reqHeaders,
+  checkedRequest,
+  respond,
+  reports,
+  message,
+  LogLevel,
+  HeaderList,
+  FilterDataStatus,
+  ALLOW,
+} from './helpers';
 
 const UT: HeaderList = [['user-type', 'regular-user']];
 const NO_USAGE_JSON = '{"choices":[{"message":{"content":""}}]}';
@@ -49,7 +62,7 @@ describe('a compressed request body', () => {
     expect(h.httpCalls).toHaveLength(1);
   });
 
-  test('an unmatched host with a compressed body is not the plugin\'s business', () => {
+  test("an unmatched host with a compressed body is not the plugin's business", () => {
     const h = newHost();
     const s = h.newStream();
     expect(s.sendRequestHeaders(reqHeaders([['content-encoding', 'gzip']], 'other.example'))).toBe(0);
@@ -99,11 +112,23 @@ describe('a body past the bound without content-length', () => {
 });
 
 describe('a protocol upgrade on a matched route', () => {
-  const upgrade = (extra: HeaderList, method = 'GET'): HeaderList =>
-    [[':method', method], [':path', '/v1/realtime'], [':authority', 'dashscope.aliyuncs.com'], ...UT, ...extra];
+  const upgrade = (extra: HeaderList, method = 'GET'): HeaderList => [
+    [':method', method],
+    [':path', '/v1/realtime'],
+    [':authority', 'dashscope.aliyuncs.com'],
+    ...UT,
+    ...extra,
+  ];
 
   test.each([
-    ['Upgrade: websocket', upgrade([['upgrade', 'websocket'], ['connection', 'Upgrade']]), 'GET'],
+    [
+      'Upgrade: websocket',
+      upgrade([
+        ['upgrade', 'websocket'],
+        ['connection', 'Upgrade'],
+      ]),
+      'GET',
+    ],
     ['CONNECT', upgrade([], 'CONNECT'), 'CONNECT'],
   ])('%s: 403 naming the setting, no check', (_n, headers) => {
     const h = newHost();

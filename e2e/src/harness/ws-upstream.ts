@@ -39,7 +39,10 @@ export async function startWsUpstream(deltas = 10): Promise<WsUpstream> {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    const accept = crypto.createHash('sha1').update(String(req.headers['sec-websocket-key']) + GUID).digest('base64');
+    const accept = crypto
+      .createHash('sha1')
+      .update(String(req.headers['sec-websocket-key']) + GUID)
+      .digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
     for (let i = 0; i < deltas; i++) socket.write(textFrame(JSON.stringify({ type: 'response.text.delta', delta: DELTA_TEXT })));
     if (req.headers['x-ws-done'] === '1') {
@@ -70,10 +73,15 @@ export interface WsResult {
  */
 export function wsHandshake(port: number, host: string, path: string, headers: Record<string, string> = {}, readMs = 500): Promise<WsResult> {
   return new Promise((resolve) => {
-    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    const extra = Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
     const s = net.connect(port, '127.0.0.1', () =>
-      s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`));
+      s.write(
+        `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+      ),
+    );
     const chunks: Buffer[] = [];
     let done = false;
     const finish = () => {
