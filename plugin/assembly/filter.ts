@@ -396,6 +396,9 @@ export class MatchedStream {
         u.cacheRead = sc.cacheReadTokens();
         u.cacheWrite = sc.cacheWriteTokens();
         u.reasoning = sc.reasoningTokens();
+        // A provisional usage (Anthropic's message_start) or a stream that never completed (a
+        // running total): not the final count. At least the estimate of what was delivered.
+        if (sc.provisional || this.ended) u.atLeast(this.promptEst, this.deliveredTokens(sc));
         return u;
       }
     }
@@ -404,7 +407,7 @@ export class MatchedStream {
     if (this.sawResponse && (this.status < 200 || this.status >= 300)) return u;
     if (!this.config.estimateMissingUsage) return null;
     let completion: i64 = 0;
-    if (sc !== null) completion = tokensFor(sc.text.other, sc.text.cjk, this.config.estimate);
+    if (sc !== null) completion = this.deliveredTokens(sc);
     // A compressed body we cannot read: about one token per compressed byte (gzip packs
     // ~4 characters per byte; tokens are ~4 characters).
     else if (this.compressed) completion = this.compressedBytes;
@@ -415,6 +418,11 @@ export class MatchedStream {
     u.total = u.prompt + u.completion;
     if (u.total > 0) inc(metrics.usageEstimated);
     return u;
+  }
+
+  /** Tokens of the text the response delivered, estimated. */
+  deliveredTokens(sc: UsageScanner): i64 {
+    return tokensFor(sc.text.other, sc.text.cjk, this.config.estimate);
   }
 }
 

@@ -19,6 +19,8 @@ export class QueuedReport {
   body: ByteBuf;
   attempts: i32 = 0;
   dueMs: i64 = 0;
+  /** The same report without its labels (model), for a service that refuses it with them; null if none. */
+  bare: ByteBuf | null = null;
   constructor(body: ByteBuf) { this.body = body; }
 }
 

@@ -3,7 +3,7 @@
 // call survives the end of the stream. A report that fails is kept and retried (outbox.ts).
 //   POST /update_ratelimit_record
 //   {"ratelimit_keys":[...],"prompt_tokens":N,"completion_tokens":N,"total_tokens":N,
-//    "request_id":"..."}, and "model" when the request body named one
+//    "request_id":"..."}, and "model" when the request body named one (non-empty, <= 128 bytes)
 // plus, when known, "cache_read_tokens", "cache_write_tokens", "reasoning_tokens" (parts of
 // the counts above, for pricing), "reserved_tokens":R and "reservation_id" when the check
 // reserved R > 0 (the service charges actual - R), and "estimated":true when the usage is
@@ -16,6 +16,8 @@ import { keysJson, serviceHeaders } from "./service-call";
 import { appendJsonString } from "./encode";
 
 export const REPORT_PATH = "/update_ratelimit_record";
+/** The service's bound on model (and ids): UTF-8 bytes. */
+export const MAX_LABEL_BYTES = 128;
 
 /** What one response cost, as it will be reported. */
 export class UsageReport {
@@ -30,11 +32,30 @@ export class UsageReport {
   estimated: bool = false;              // no usage in the response: our estimate
   model: ByteBuf | null = null;         // the request's "model", for usage records
 
+  /**
+   * A usage that is not final (provisional, or a stream cut before its last usage): charge at
+   * least the estimate. The prompt stays the provider's count when it gave one; the completion
+   * is at least what was delivered. Marked estimated when the estimate raised it.
+   */
+  atLeast(promptEst: i64, completionEst: i64): void {
+    let raised = false;
+    if (this.prompt <= 0 && promptEst > this.prompt) { this.prompt = promptEst; raised = true; }
+    if (completionEst > this.completion) { this.completion = completionEst; raised = true; }
+    if (!raised) return;
+    let sum = this.prompt + this.completion;
+    if (sum > this.total) this.total = sum;
+    this.estimated = true;
+  }
+
   /** Whether reporting it can change a balance. */
   chargesAnything(): bool { return this.total > 0 || this.prompt > 0 || this.completion > 0 || this.reserved > 0; }
 }
 
-export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf): ByteBuf {
+/**
+ * The report's body. `withLabels` false leaves out what only labels it (model): a report the
+ * service refused for a label is sent again without it (root.ts), never lost for it.
+ */
+export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf, withLabels: bool = true): ByteBuf {
   let b = ByteBuf.fromString("{\"ratelimit_keys\":");
   b.appendBuf(keysJson(keys));
   field(b, "prompt_tokens", u.prompt, true);
@@ -53,7 +74,9 @@ export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf):
   }
   if (u.estimated) b.appendString(",\"estimated\":true");
   let model = u.model;
-  if (model !== null) {
+  // Only a model the service accepts (a non-empty string of at most 128 bytes, service
+  // input.ts): {"model":""} must not get the report refused.
+  if (withLabels && model !== null && model.length > 0 && model.length <= MAX_LABEL_BYTES) {
     b.appendString(",\"model\":");
     appendJsonString(b, model);
   }

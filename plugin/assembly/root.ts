@@ -72,7 +72,10 @@ export class Root {
   // ---- 6. report ------------------------------------------------------------------------
 
   report(keys: ByteBuf[], u: UsageReport): void {
-    this.send(new QueuedReport(reportBody(keys, u, nextRequestId())));
+    let id = nextRequestId();
+    let r = new QueuedReport(reportBody(keys, u, id));
+    if (u.model !== null) r.bare = reportBody(keys, u, id, false);
+    this.send(r);
   }
 
   send(r: QueuedReport): void {
@@ -95,6 +98,16 @@ export class Root {
     // No reply, a timeout, a 5xx or 429: the service may take it later. Another 4xx: it never will.
     if (status == 0 || status >= 500 || status == 429) { this.failed(r); return; }
     inc(metrics.reportFailures);
+    // Refused as a bad request: maybe for a label (model), never a reason to lose the counts.
+    // Sent once more without the labels (same request_id: applied once).
+    let bare = r.bare;
+    if (status == 400 && bare !== null) {
+      this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report refused by the rate-limit service (status 400), sent again without its model");
+      let again = new QueuedReport(bare);
+      inc(metrics.reportsRetried);
+      this.send(again);
+      return;
+    }
     inc(metrics.reportsDropped);
     this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report refused by the rate-limit service (status " + status.toString() + "), dropped");
   }

@@ -61,6 +61,8 @@ export class CharCounter {
   }
 
   chars(): i64 { return this.other + this.cjk; }
+
+  reset(): void { this.other = 0; this.cjk = 0; this.cp = 0; this.need = 0; }
 }
 
 export function tokensFor(other: i64, cjk: i64, r: EstimateConfig): i64 {

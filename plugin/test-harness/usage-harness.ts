@@ -29,7 +29,7 @@ export function feed(len: i32): void {
   if (s !== null) s.feed(input.ptr(), len);
 }
 
-/** 0 found, 1 prompt, 2 completion, 3 total, 4 cache read, 5 cache write, 6 reasoning, 7 tooLarge, 8 text chars, 9 mode. */
+/** 0 found, 1 prompt, 2 completion, 3 total, 4 cache read, 5 cache write, 6 reasoning, 7 tooLarge, 8 text chars, 9 mode, 14 provisional. */
 export function get(what: i32): f64 {
   let s = sc;
   if (s === null) return -1;
@@ -43,6 +43,7 @@ export function get(what: i32): f64 {
   if (what == 7) return <f64>s.tooLarge;
   if (what == 8) return <f64>s.text.chars();
   if (what == 9) return <f64>s.mode;
+  if (what == 14) return s.provisional ? 1 : 0;
   let ev = s.events;
   if (ev === null) return -1;
   if (what == 10) return <f64>ev.messages;

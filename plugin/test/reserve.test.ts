@@ -116,7 +116,7 @@ describe('reserve: estimates', () => {
     expect(reservationFor({ contents: [{ role: 'user', parts: [{ text }] }], generationConfig: { maxOutputTokens: 11 } })).toBe(21);
     expect(reservationFor(chatBody(text))).toBe(10 + 1024);
     expect(reservationFor(chatBody(text), { defaultCompletionTokens: 5 })).toBe(15);
-    expect(reservationFor(chatBody(text, { max_tokens: 'many' }))).toBe(10 + 1024); // not a number: default
+    expect(reservationFor(chatBody(text, { max_tokens: 'many' }))).toBe(10 + 1 + 1024); // not a number: default (the string is text)
     expect(reservationFor(chatBody(text, { max_tokens: -3 }))).toBe(10 + 1024);
     expect(reservationFor(chatBody(text, { max_tokens: 100, n: 3 }))).toBe(10 + 300); // n choices
     expect(reservationFor(chatBody(text, { max_tokens: 1e30 }))).toBe(1e9); // capped
@@ -124,7 +124,7 @@ describe('reserve: estimates', () => {
 
   test('where the text is: OpenAI parts, legacy prompt, Responses input and instructions, Anthropic system, Gemini', () => {
     const t = (n: number) => 'x'.repeat(4 * n);
-    expect(reservationFor(chatBody([{ type: 'text', text: t(3) }, { type: 'image_url', image_url: { url: 'https://e/x.png' } }, { type: 'text', text: t(2) }], { max_tokens: 0 }))).toBe(5);
+    expect(reservationFor(chatBody([{ type: 'text', text: t(3) }, { type: 'image_url', image_url: { url: 'https://e/x.png' } }, { type: 'text', text: t(2) }], { max_tokens: 0 }))).toBe(5 + 1600); // an image: 1,600
     expect(reservationFor({ model: 'm', messages: [{ role: 'system', content: t(1) }, { role: 'user', content: t(2) }, { role: 'assistant', content: t(4) }], max_tokens: 0 })).toBe(7);
     expect(reservationFor({ model: 'davinci', prompt: t(6), max_tokens: 0 })).toBe(6);
     expect(reservationFor({ model: 'davinci', prompt: [t(1), t(2)], max_tokens: 0 })).toBe(3);
@@ -134,8 +134,10 @@ describe('reserve: estimates', () => {
   });
 
   test('no text found, or not JSON: the body length at the Latin ratio (plus the default completion)', () => {
-    const noText = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:...' } }] }] });
+    const noText = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [] }] });
     expect(reservationFor(noText)).toBe(Math.ceil(noText.length / 4) + 1024);
+    const imageOnly = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:...' } }] }] });
+    expect(reservationFor(imageOnly)).toBe(1600 + 1024); // an image, no text: the image's fixed cost
     expect(reservationFor('not json at all, 40 bytes long.........')).toBe(10 + 1024);
     const deep = '{"messages":' + '['.repeat(40) + ']'.repeat(40) + '}'; // deeper than the parser's 32 levels
     expect(reservationFor(deep)).toBe(Math.ceil(deep.length / 4) + 1024);
@@ -479,9 +481,12 @@ describe('reserve: generated inputs', () => {
     };
     const h = reserveHost({ includeStreamUsage: true, maxBodyBytes: 2048 });
     const mem = () => (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+    // Memory after a warm-up (1,000 requests: the heap's high-water mark depends on the order of
+    // the allocations, and a page may be added once early on), then 2,000 more: a leak of even a
+    // few bytes per request would grow it.
     let memAt500 = 0;
-    for (let i = 0; i < 1500; i++) {
-      if (i === 500) memAt500 = mem();
+    for (let i = 0; i < 3000; i++) {
+      if (i === 1000) memAt500 = mem();
       const b = Buffer.from(body(), 'latin1');
       const s = h.newStream();
       s.sendRequestHeaders(reqHeaders([...UT, ['content-length', String(b.length)]]));
