@@ -5,7 +5,7 @@
 // to where a list of known fields does not look. Left out: the values of a few labels that are
 // not text the model reads (model, role, type, ids, enums) and of settings (metadata,
 // stream_options, cache_control). Object keys count inside JSON schemas (tool parameters,
-// response formats), where the provider bills property names too. Images, audio, files: a
+// response formats) and tool-call inputs given as objects, where the provider bills them too. Images, audio, files: a
 // fixed MEDIA_TOKENS each, whatever their encoding. Strings count as the characters they
 // decode to (\uXXXX escapes included). A body with no text at all: its length.
 // Completion: the request's own output bound (max_tokens, max_completion_tokens,
@@ -32,9 +32,12 @@ const SETTING_KEYS = ["metadata", "stream_options", "cache_control"];
 // Values that are one media item each (image, audio, file), charged MEDIA_TOKENS.
 const MEDIA_KEYS = ["image_url", "input_audio", "inlineData", "inline_data", "fileData", "file_data",
   "image", "audio", "video", "file", "file_id", "file_url", "image_file", "document"];
-// Values that are JSON schemas: their keys (property names) are billed too.
+// Values whose keys are billed too: JSON schemas (property names) and, when they are objects,
+// tool calls' inputs and results (Anthropic tool_use input, Gemini functionCall args and
+// functionResponse response): a client must not hide text in key names there.
 const SCHEMA_KEYS = ["parameters", "input_schema", "inputSchema", "schema", "json_schema", "parametersJsonSchema",
   "responseSchema", "response_schema", "responseJsonSchema"];
+const FREE_FORM_KEYS = ["input", "args", "response", "arguments"];
 
 function isOneOf(k: ByteBuf, list: string[]): bool {
   for (let i = 0; i < list.length; i++) if (k.eqStr(list[i])) return true;
@@ -69,7 +72,7 @@ function countValue(v: JValue, schema: bool): void {
       if (f.kind == J_STR && isOneOf(k, LABEL_KEYS)) continue;
       if (isOneOf(k, SETTING_KEYS)) continue;
       if (isOneOf(k, MEDIA_KEYS) || (k.eqStr("source") && binarySource(f))) { media++; continue; }
-      countValue(f, schema || isOneOf(k, SCHEMA_KEYS));
+      countValue(f, schema || isOneOf(k, SCHEMA_KEYS) || (f.kind == J_OBJ && isOneOf(k, FREE_FORM_KEYS)));
     }
   }
 }

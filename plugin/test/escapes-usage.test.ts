@@ -63,7 +63,7 @@ describe('1. a stream cut before its final usage is charged at least what it del
     expect(reports(h)).toEqual([{ ...CHARGED, reserved_tokens: 101, reservation_id: 'r-1' }]);
   });
 
-  test('a stream that completes keeps the provider\'s counts, even when the client resets after message_delta', () => {
+  test('reset after message_delta but before message_stop: the stream did not complete, so at least the estimate; completed: the provider\'s counts', () => {
     const done = Buffer.concat([CUT, Buffer.from('event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":450}}\n\n')]);
     const h = newHost();
     cutResponse(checkedRequest(h, ALLOW), 'text/event-stream', [done]);
@@ -114,6 +114,14 @@ describe('4. the prompt estimate counts every billed string', () => {
   test('a property name in a tool schema is billed: it counts', () => {
     const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { [x(8000)]: { type: 'string' } } } } }] };
     expect(promptCharged(body)).toBe(Math.ceil((2 + 1 + 4 + 10 + 8000 + 4) / 4));
+  });
+
+  test('key names of a tool call\'s input (Anthropic tool_use, Gemini functionCall args) are billed: they count', () => {
+    const keys = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`k${String(i).padStart(3, '0')}${x(16)}`, 1])); // 400 keys of 20 characters
+    expect(promptCharged({ model: 'claude', max_tokens: 5, messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 't', input: keys }] }, { role: 'user', content: 'hi' }] }, '/v1/messages'))
+      .toBe(Math.ceil((1 + 8000 + 2) / 4));
+    expect(promptCharged({ contents: [{ role: 'model', parts: [{ functionCall: { name: 't', args: keys } }] }, { role: 'user', parts: [{ text: 'hi' }] }] }))
+      .toBe(Math.ceil((1 + 8000 + 2) / 4));
   });
 
   test('Anthropic system and tools, Responses instructions and input, Gemini systemInstruction and function declarations', () => {
