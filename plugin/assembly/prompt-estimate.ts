@@ -28,7 +28,7 @@ const LABEL_KEYS = ["model", "role", "type", "id", "object", "tool_call_id", "ca
   "service_tier", "reasoning_effort", "prompt_cache_key", "safety_identifier", "previous_response_id",
   "mime_type", "mimeType", "media_type", "detail", "encoding_format", "voice", "truncation", "status"];
 // Values that are settings, never sent to the model (left out whatever they hold).
-const SETTING_KEYS = ["metadata", "stream_options", "cache_control"];
+const SETTING_KEYS = ["metadata", "stream_options", "cache_control", "modalities", "include"];
 // Values that are one media item each (image, audio, file), charged MEDIA_TOKENS.
 const MEDIA_KEYS = ["image_url", "input_audio", "inlineData", "inline_data", "fileData", "file_data",
   "image", "audio", "video", "file", "file_id", "file_url", "image_file", "document"];
@@ -58,7 +58,8 @@ function binarySource(v: JValue): bool {
   return !(ts.eqStr("text") || ts.eqStr("content"));
 }
 
-function countValue(v: JValue, schema: bool): void {
+/** `top`: v is the body itself (its "audio" is OpenAI's output-audio setting, not an input clip). */
+function countValue(v: JValue, schema: bool, top: bool = false): void {
   if (v.kind == J_STR) {
     let s = v.s;
     if (s !== null) chars.bytes(s.ptr(), s.length);
@@ -70,7 +71,7 @@ function countValue(v: JValue, schema: bool): void {
       let f = v.items[i];
       if (schema) chars.bytes(k.ptr(), k.length);
       if (f.kind == J_STR && isOneOf(k, LABEL_KEYS)) continue;
-      if (isOneOf(k, SETTING_KEYS)) continue;
+      if (isOneOf(k, SETTING_KEYS) || (top && k.eqStr("audio"))) continue;
       if (isOneOf(k, MEDIA_KEYS) || (k.eqStr("source") && binarySource(f))) { media++; continue; }
       countValue(f, schema || isOneOf(k, SCHEMA_KEYS) || (f.kind == J_OBJ && isOneOf(k, FREE_FORM_KEYS)));
     }
@@ -114,7 +115,7 @@ export function completionBound(root: JValue, dflt: i64): i64 {
 @inline export function promptTokens(root: JValue, bodyLength: i32, r: EstimateConfig): i64 {
   chars.reset();
   media = 0;
-  countValue(root, false);
+  countValue(root, false, true);
   if (chars.chars() == 0 && media == 0) return lengthTokens(bodyLength, r);
   let t = tokensFor(chars.other, chars.cjk, r) + media * MEDIA_TOKENS;
   return t > MAX_ESTIMATE ? MAX_ESTIMATE : t;

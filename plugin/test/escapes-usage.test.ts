@@ -148,6 +148,8 @@ describe('4. the prompt estimate counts every billed string', () => {
 
   test('labels and settings are not text: model, role, ids, metadata do not count', () => {
     expect(promptCharged({ model: x(100), user: x(100), metadata: { a: x(4000) }, messages: [{ role: 'user', content: x(400) }] })).toBe(100);
+    // OpenAI's output-audio settings are no input clip.
+    expect(promptCharged({ model: 'gpt-4o-audio-preview', modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' }, messages: [{ role: 'user', content: x(400) }] })).toBe(100);
   });
 });
 
