@@ -138,7 +138,7 @@ function dominates(e: Envoy, id: TargetId): string {
           ? `side by side, Envoy CPU per request over plain Envoy: no-op filter ${signed(e.side_by_side.summary.noop.added_us_over.baseline, 1)} µs, reading \`:authority\` ${signed(e.side_by_side.summary.readhost.added_us_over.baseline, 1)} µs, the plugin ${signed(e.side_by_side.summary.unmatched.added_us_over.baseline, 1)} µs`
           : '',
         `the plugin's middle half of rounds: ${iqr(tp.unmatched)}`,
-        tp.scoped ? `with the plugin scoped to the LLM host by Envoy (plugin/README.md), other hosts: ratio ${f3(tp.scoped.rps_ratio)}` : '',
+        tp.scoped ? `with the plugin scoped to the LLM host by Envoy (docs/operations.md), other hosts: ratio ${f3(tp.scoped.rps_ratio)}` : '',
       ]
         .filter(Boolean)
         .join('; ');
@@ -418,7 +418,7 @@ spends it; the CPU columns above give C per process.
       ? `
   When unmatched traffic is a large share of what a proxy carries, keep it out of the Wasm VM altogether: the "scoped" row runs
   the same plugin with Envoy disabling the filter on every virtual host but the LLM's (\`typed_per_filter_config\` with
-  \`FilterConfig.disabled\`, see plugin/README.md). Requests for other hosts then cost what they cost without the plugin: ratio
+  \`FilterConfig.disabled\`, see docs/operations.md). Requests for other hosts then cost what they cost without the plugin: ratio
   ${f3(tp.scoped.rps_ratio)} (middle half ${iqr(tp.scoped)}), Envoy CPU ${int(tp.scoped.cpu_us_per_request.envoy)} µs per request.`
       : ''
   }

@@ -1,5 +1,5 @@
 /**
- * Envoy-level scoping (docs: plugin/README.md, "Keep other traffic out of the plugin"): with the
+ * Envoy-level scoping (docs: docs/operations.md, "Keep other traffic out of the plugin"): with the
  * Wasm filter disabled on the catch-all virtual host, requests for other hosts never enter the VM,
  * while requests for the LLM host are limited as usual.
  */

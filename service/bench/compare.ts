@@ -60,7 +60,7 @@ const median = (xs: number[]) => {
 
 async function main(): Promise<void> {
   const baseMain = resolve(BASE, 'service/dist/main.js');
-  if (!BASE || !existsSync(baseMain)) throw new Error(`BENCH_BASE must be a built checkout (no ${baseMain}); see service/README.md`);
+  if (!BASE || !existsSync(baseMain)) throw new Error(`BENCH_BASE must be a built checkout (no ${baseMain}); see docs/performance.md`);
   if (!haveWrk()) throw new Error('wrk not found: apt-get install -y wrk (make bench-tools does it)');
   const redis = await startRedis();
   const procs: ChildProcess[] = [];

@@ -1,6 +1,6 @@
 /**
  * Usage records (USAGE_RECORDS=stdout or a file path): one JSON line per applied update, a
- * stable format for billing and analysis pipelines (service/README.md, "Usage records").
+ * stable format for billing and analysis pipelines (docs/operations.md, "Usage records").
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { AppliedCharge } from './limiter/limiter';

@@ -514,3 +514,28 @@ describe('shutdown', () => {
     svc = undefined;
   });
 });
+
+describe('request targets', () => {
+  beforeEach(() => start());
+
+  test('the absolute form (RFC 9112 §3.2.2: a server must accept it) is the same request as its path', async () => {
+    const upd = updateBody('regular-abs', 30);
+    const x = await exchange(
+      [
+        `GET http://ratelimit.example${checkPath('regular-abs')} HTTP/1.1\r\nHost: ratelimit.example\r\n\r\n`,
+        `POST HTTP://ratelimit.example/update_ratelimit_record HTTP/1.1\r\nHost: ratelimit.example\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(upd)}\r\n\r\n${upd}`,
+        'GET https://ratelimit.example?x=1 HTTP/1.1\r\nHost: x\r\n\r\n',
+        'GET http://ratelimit.example/healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+      ],
+      4,
+      20,
+    );
+    const [check, update, root, health] = replies(x.text);
+    expect(json(check)).toMatchObject({ allow: true, key: 'regular-abs', remaining: 200 });
+    expect(update.status).toBe(200);
+    expect(await balance('regular-abs')).toBe(170);
+    expect(root.status).toBe(404); // path "/" with a query
+    expect(json(health)).toEqual({ status: 'ok' });
+    x.socket.destroy();
+  });
+});
