@@ -46,11 +46,9 @@ function run(name: string, n: number, matched: boolean, body: Buffer | null, con
     if (matched) h.reply(h.pendingCalls()[0].token, ALLOW);
     s.sendRequestBody('{"messages":[{"role":"user","content":"hi"}]}', true);
     s.sendResponseHeaders([[':status', '200'], ['content-type', contentType]]);
-    const b0 = process.hrtime.bigint();
     const hb0 = h.hostNs;
     const cb0 = h.callNs;
     for (let i = 0; i < parts.length; i++) s.sendResponseBody(parts[i], i === parts.length - 1);
-    const b1 = process.hrtime.bigint();
     const bodyWasm = (h.callNs - cb0) - (h.hostNs - hb0);
     s.end();
     if (matched) {

@@ -6,7 +6,7 @@ export function jsonBody(size: number): Buffer {
   const head = '{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"';
   const fill = Math.max(0, size - head.length - tail.length);
   const unit = 'Hello, \\"world\\" 通义千问 ';
-  let content = unit.repeat(Math.ceil(fill / Buffer.byteLength(unit)));
+  const content = unit.repeat(Math.ceil(fill / Buffer.byteLength(unit)));
   let b = Buffer.from(head + content + tail);
   if (b.length > size) b = Buffer.concat([b.subarray(0, head.length + fill), Buffer.from(tail)]);
   return b;

@@ -127,7 +127,7 @@ export abstract class HostFunctions {
 
   /** The import object for `module`: every function it imports, counted (and timed with timeHostCalls). */
   protected importTable(module: WebAssembly.Module): WebAssembly.Imports {
-    const env: Record<string, Function> = {
+    const env: Record<string, (...args: any[]) => unknown> = {
       proxy_log: (level: number, ptr: number, len: number) => {
         if (level >= (this.options.logLevel ?? 0)) this.logs.push({ level, message: this.read(ptr, len).toString('utf8') });
         return WasmResult.Ok;
@@ -307,7 +307,7 @@ export abstract class HostFunctions {
       },
       proxy_done: () => WasmResult.Ok,
     };
-    const imports: Record<string, Record<string, Function>> = {
+    const imports: Record<string, Record<string, (...args: any[]) => unknown>> = {
       env: {},
       wasi_unstable: {
         proc_exit: (code: number) => {

@@ -4,7 +4,7 @@
  * estimates when the response carries no usage, and the retry queue for reports.
  */
 import {
-  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, respond, reports, reportCalls,
+  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, SEED_CONFIG, respond, reports, reportCalls,
   ProxyWasmHost, LogLevel, HeaderList, FilterDataStatus, REQUEST_ID, message,
 } from './helpers';
 

@@ -1,5 +1,5 @@
 // Generated inputs (seeded, reproducible): nothing may trap the VM.
-import { newHost, withConfig, ProxyWasmHost, reqHeaders, ALLOW, prng, SEED_CONFIG, HeaderList, utf8 } from './helpers';
+import { newHost, withConfig, ProxyWasmHost, reqHeaders, ALLOW, prng, HeaderList, utf8 } from './helpers';
 
 const SEED = 20261127;
 const ALPHABET = Buffer.from('{}[]":,\\ \n\r\t0123456789eE+-.abcdeflnrstuUx/\u0000');

@@ -83,6 +83,7 @@ export class Metrics {
     const o: MetricsOptions = typeof options === 'boolean' ? { defaultMetrics: options } : options;
     const defaultMetrics = o.defaultMetrics ?? false;
     const registers = [this.registry];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the gauge as `this`
     const self = this;
     this.topKeyTokens = new Gauge({
       name: 'llmrl_top_key_tokens',

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startService } from '../src/start';
-import { ADMIN_TOKEN, adminFetch } from './support/admin';
+import { adminFetch } from './support/admin';
 import type { BucketStore } from '../src/store/types';
 import { builtMain } from './support/build';
 import { runMain, type Proc } from './support/proc';

@@ -117,6 +117,7 @@ export class Limiter {
     const { rules, pending } = this.runPerKey(keys, 'check', 0);
     let results: (BucketResult | null)[];
     try {
+      // eslint-disable-next-line @typescript-eslint/await-thenable -- null for a key without a rule, a promise otherwise
       results = await Promise.all(pending);
     } catch (err) {
       this.metrics.storeErrors.inc({ op: 'check' });
@@ -178,6 +179,7 @@ export class Limiter {
     const count = keys.length;
     const extra: RunExtra = { reservationId: randomUUID(), reservationTtlMs: this.reservationTtlMs };
     const { rules, pending } = this.runPerKey(keys, 'reserve', n, extra);
+    // eslint-disable-next-line @typescript-eslint/await-thenable -- null for a key without a rule, a promise otherwise
     const settled = await Promise.allSettled(pending);
     let failure: unknown;
     let refused = -1;

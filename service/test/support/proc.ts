@@ -25,7 +25,7 @@ export function runMain(main: string, env: Record<string, string>): Promise<Proc
       const l = lines().find((x) => x.msg === 'listening');
       if (l) resolve({ child, port: l.port, adminPort: l.admin_port, lines, stderr: () => err, exited });
     });
-    exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
+    void exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
   });
 }
 
