@@ -81,6 +81,7 @@ function serviceOptions(settings: Settings, rules: Rule[], configText: string, s
       reservationTtlMs: settings.reservationTtlMs,
       requestWindowMs: settings.requestWindowMs,
       acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+      maxUpdateTokens: settings.maxUpdateTokens,
     },
   };
 }
