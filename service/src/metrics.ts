@@ -158,7 +158,7 @@ export class Metrics {
     });
     this.storeFull = new Counter({
       name: 'llmrl_store_full_total',
-      help: 'New keys refused by the embedded store because every record holds a balance below full, by operation (check: denied; update: 503).',
+      help: 'New keys refused by the embedded store at MEMORY_MAX_KEYS because every record examined is at or below zero (a debt or an exhausted bucket), by operation (check: denied; update: 503).',
       labelNames: ['op'],
       registers,
     });

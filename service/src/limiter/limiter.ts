@@ -347,7 +347,7 @@ export class Limiter {
       this.metrics.spend(key, rule, cost);
     }
     if (applied.length > 0 && opts.onApplied) opts.onApplied(applied);
-    if (full) throw new StoreError('embedded store full: no record can be dropped without forgetting a balance');
+    if (full) throw new StoreError('embedded store full: every record examined is at or below zero: none can be dropped without forgetting a debt');
     return charged.length;
   }
 
