@@ -76,6 +76,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     reservationTtlMs: settings.reservationTtlMs,
     requestWindowMs: settings.requestWindowMs,
     acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+    maxUpdateTokens: settings.maxUpdateTokens,
   });
   // The primary's rules serve /buckets; each worker watches the file itself.
   let watcher: ConfigWatcher | undefined;

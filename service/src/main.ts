@@ -32,7 +32,7 @@ export async function openStore(settings: Settings, log: Logger): Promise<Bucket
       // At most one line per 10 s: a flood of new keys must not flood the log.
       if (Date.now() - lastFullLog < 10_000) return;
       lastFullLog = Date.now();
-      log.error('embedded store full: new keys refused (checks denied, updates 503) rather than forget a balance', {
+      log.error('embedded store full of balances at or below zero: new keys refused (checks denied, updates 503) rather than forget a debt', {
         max_keys: settings.memoryMaxKeys,
         hint: 'raise MEMORY_MAX_KEYS or use Redis',
       });
@@ -81,6 +81,7 @@ function serviceOptions(settings: Settings, rules: Rule[], configText: string, s
       reservationTtlMs: settings.reservationTtlMs,
       requestWindowMs: settings.requestWindowMs,
       acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+      maxUpdateTokens: settings.maxUpdateTokens,
     },
   };
 }

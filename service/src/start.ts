@@ -112,7 +112,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   const logger = opts.logger ?? silentLogger;
   const metrics = opts.metrics ?? new Metrics();
   const store = opts.store ?? new MemoryStore();
-  const limiter = createLimiter(opts.rules, store, metrics, opts.limiter);
+  const limiter = createLimiter(opts.rules, store, metrics, { logger, ...opts.limiter });
   const setRules = (rules: Rule[]) => limiter.setRules(new RuleSet(rules));
 
   let watcher: ConfigWatcher | undefined;

@@ -32,6 +32,7 @@ export function usageRecord(body: UpdateBody, charges: AppliedCharge[], now = ne
   if (body.requestId !== undefined) rec.request_id = body.requestId;
   if (body.reservationId !== undefined) rec.reservation_id = body.reservationId;
   if (body.model !== undefined) rec.model = body.model;
+  if (body.metadataErrors.length > 0) rec.metadata_errors = body.metadataErrors.map((e) => `${e.field}: ${e.error}`);
   return rec;
 }
 

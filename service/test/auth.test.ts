@@ -122,7 +122,7 @@ describe('HTTP edges (no token configured: open, as the reference)', () => {
     expect((await fetch(`${svc.url}/ratelimit`, { method: 'PUT' })).status).toBe(405);
   });
 
-  test('update: new usage parts and ids are validated; they do not change the charge', async () => {
+  test('update: new usage parts and ids are validated; they do not change the charge; bad ids are left out, the counts charged', async () => {
     const send = (body: unknown) =>
       fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const ok = await send({ ratelimit_keys: ['regular-user'], total_tokens: 10, cache_read_tokens: 5, cache_write_tokens: 0, reasoning_tokens: 3, request_id: 'x'.repeat(128) });
@@ -132,14 +132,16 @@ describe('HTTP edges (no token configured: open, as the reference)', () => {
       [{ cache_read_tokens: -1 }, 'cache_read_tokens'],
       [{ cache_write_tokens: 1.5 }, 'cache_write_tokens'],
       [{ reasoning_tokens: '3' }, 'reasoning_tokens'],
-      [{ request_id: 'x'.repeat(129) }, 'request_id'],
-      [{ request_id: 5 }, 'request_id'],
-      [{ reservation_id: '' }, 'reservation_id'],
     ] as const) {
       const r = await send({ ratelimit_keys: ['regular-user'], total_tokens: 10, ...body });
       expect(r.status).toBe(400);
       expect((await r.json()).error).toContain(field);
     }
     expect((await svc.limiter.peek('regular-user')).balance).toBe(190);
+    for (const body of [{ request_id: 'x'.repeat(129) }, { request_id: 5 }, { reservation_id: '' }]) {
+      const r = await send({ ratelimit_keys: ['regular-user'], total_tokens: 10, ...body });
+      expect(r.status).toBe(200);
+    }
+    expect((await svc.limiter.peek('regular-user')).balance).toBe(160);
   });
 });

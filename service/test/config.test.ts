@@ -89,6 +89,11 @@ describe('environment', () => {
     expect(() => settingsFromEnv({})).toThrow(/RATE_LIMIT_CONFIG/);
     expect(() => settingsFromEnv({ RATE_LIMIT_CONFIG: R, PORT: 'x' })).toThrow(/PORT/);
     expect(() => settingsFromEnv({ RATE_LIMIT_CONFIG: R, RATE_LIMIT_CONFIG_FILE: '/x' })).toThrow(/only one/);
+    expect(settingsFromEnv({ RATE_LIMIT_CONFIG: R }).maxUpdateTokens).toBe(1_000_000);
+    expect(settingsFromEnv({ RATE_LIMIT_CONFIG: R, MAX_UPDATE_TOKENS: '5000' }).maxUpdateTokens).toBe(5000);
+    for (const v of ['0', '-1', '1.5', 'lots', '1e16']) {
+      expect(() => settingsFromEnv({ RATE_LIMIT_CONFIG: R, MAX_UPDATE_TOKENS: v })).toThrow(`MAX_UPDATE_TOKENS=${JSON.stringify(v)}: must be an integer`);
+    }
   });
 });
 

@@ -139,6 +139,7 @@ test('tokens from SERVICE_TOKENS and SERVICE_TOKENS_FILE (a mounted Secret); bad
     [{ SERVICE_TOKENS_FILE: join(dir, 'missing') }, /SERVICE_TOKENS_FILE=".*missing": cannot read/],
     [{ ADMIN_PORT: '70000' }, /ADMIN_PORT=70000: must be <= 65535/],
     [{ RESERVATION_TTL_SECONDS: '0' }, /RESERVATION_TTL_SECONDS="0": must be an integer >= 1/],
+    [{ MAX_UPDATE_TOKENS: 'a million' }, /MAX_UPDATE_TOKENS="a million": must be an integer >= 1/],
   ] as const) {
     const e = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), ...env }).then(() => null, (x) => x);
     expect(e.code).toBe(2);

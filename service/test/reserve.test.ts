@@ -219,7 +219,8 @@ describe('update with reserved_tokens', () => {
   ];
   test.each(bad)('%s: 400, nothing charged', async (_n, v) => {
     expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 5, reserved_tokens: v })).toBe(400);
-    expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 5, estimated: 'yes' })).toBe(400);
+    // A bad count is refused even beside bad metadata (which alone would be left out, the counts charged).
+    expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 5, reserved_tokens: v, estimated: 'yes' })).toBe(400);
     expect(store.size).toBe(0);
   });
 

@@ -68,9 +68,8 @@ test('a reserved request: every field of its record, the charge after the refund
 test('an estimated report without ids: optional fields absent, full charge; no record for unruled keys or refused bodies', async () => {
   expect((await update({ ratelimit_keys: ['user-b'], prompt_tokens: 10, completion_tokens: 20, estimated: true, cache_write_tokens: 3 })).status).toBe(200);
   expect((await update({ ratelimit_keys: ['nobody'], total_tokens: 99 })).status).toBe(200);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, model: 42 })).status).toBe(400);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, model: 'm'.repeat(129) })).status).toBe(400);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, model: '' })).status).toBe(400);
+  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: -5, model: 'qwen' })).status).toBe(400);
+  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, cache_read_tokens: 1.5 })).status).toBe(400);
   const recs = records();
   expect(recs).toHaveLength(1);
   expect(recs[0]).toEqual({
@@ -78,10 +77,28 @@ test('an estimated report without ids: optional fields absent, full charge; no r
     prompt_tokens: 10, completion_tokens: 20, total_tokens: 30, cache_write_tokens: 3,
     charge: { 'user-b': 30 }, estimated: true,
   });
-  // A model of exactly 128 bytes is accepted (multi-byte characters counted in bytes).
+  // A model of exactly 128 bytes is kept (multi-byte characters counted in bytes); one more byte is left out.
   expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 1, model: 'é'.repeat(64) })).status).toBe(200);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 1, model: 'é'.repeat(64) + 'x' })).status).toBe(400);
+  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 1, model: 'é'.repeat(64) + 'x' })).status).toBe(200);
   expect(records()[1].model).toBe('é'.repeat(64));
+  expect(records()[2].model).toBeUndefined();
+  expect(records()[2].metadata_errors).toEqual(['model: 129 bytes, more than 128']);
+});
+
+test('a bad field that is not a count: the update is charged, the field left out, and the record says why', async () => {
+  const body = { ratelimit_keys: ['user-c'], total_tokens: 5, model: '', request_id: 'r'.repeat(129), reservation_id: 7, reserved_tokens: 50, estimated: 'no' };
+  expect((await update(body)).status).toBe(200);
+  expect((await update(body)).status).toBe(200); // no usable request_id: each report is charged
+  const recs = records();
+  expect(recs).toHaveLength(2);
+  expect(recs[0]).toEqual({
+    record: 'usage', v: 1, time: recs[0].time, keys: ['user-c'],
+    prompt_tokens: 0, completion_tokens: 0, total_tokens: 5,
+    // No usable reservation_id: nothing refunded.
+    charge: { 'user-c': 5 }, estimated: false, reserved_tokens: 50,
+    metadata_errors: ['estimated: must be a boolean, got "no"', 'reservation_id: must be a non-empty string, got 7', 'request_id: 129 bytes, more than 128', 'model: must be a non-empty string, got ""'],
+  });
+  expect((await (await fetch(`${svc.url}/ratelimit?ratelimit_keys=%5B%22user-c%22%5D`)).json()).remaining).toBe(990);
 });
 
 describe('the process', () => {

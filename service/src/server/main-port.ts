@@ -72,7 +72,10 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
         throw new BadRequest(`Content-Type must be application/json, got ${JSON.stringify(ct.slice(0, 100))}`);
       }
       const body = parseUpdateBody(await readBody(req, MAX_BODY_BYTES));
-      const { keys, usage, reserved, estimated, reservationId, requestId } = body;
+      const { keys, usage, reserved, estimated, reservationId, requestId, metadataErrors } = body;
+      for (const e of metadataErrors) deps.metrics.metadataErrors.inc({ field: e.field });
+      // Field names only: no body value or key in the log.
+      if (metadataErrors.length > 0) logger.debug('update charged without its bad metadata', { fields: metadataErrors.map((e) => e.field) });
       const recorder = deps.usage;
       const onApplied = recorder ? (charges: AppliedCharge[]) => recorder.record(body, charges) : undefined;
       const charged = await limiter.update(keys, usage, { reserved, estimated, reservationId, requestId, onApplied });
