@@ -17,8 +17,16 @@ const unused = ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', cau
 export default tseslint.config(
   {
     ignores: [
-      '**/node_modules/**', '**/dist/**', 'plugin/build/**', '.venv/**', '.tools/**', '.run/**',
-      'test-results/**', 'docs/bench/**', 'istio/tools/**', 'coverage/**',
+      '**/node_modules/**',
+      '**/dist/**',
+      'plugin/build/**',
+      '.venv/**',
+      '.tools/**',
+      '.run/**',
+      'test-results/**',
+      'docs/bench/**',
+      'istio/tools/**',
+      'coverage/**',
       ...AS_UNPARSABLE,
     ],
   },
@@ -47,6 +55,8 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { args: 'none', varsIgnorePattern: '^_', caughtErrors: 'none' }],
       '@typescript-eslint/no-explicit-any': 'off',
       'no-undef': 'off',
+      // AssemblyScript locals are declared with a value (its typed zero) before a branch assigns them.
+      'no-useless-assignment': 'off',
       '@typescript-eslint/no-inferrable-types': 'off',
       '@typescript-eslint/no-namespace': 'off',
     },
@@ -58,6 +68,19 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
-    languageOptions: { globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly', fetch: 'readonly' } },
+    languageOptions: {
+      globals: {
+        require: 'readonly',
+        module: 'writable',
+        process: 'readonly',
+        console: 'readonly',
+        __dirname: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        URL: 'readonly',
+        fetch: 'readonly',
+      },
+    },
   },
 );

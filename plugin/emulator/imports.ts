@@ -229,8 +229,7 @@ export abstract class HostFunctions {
         return WasmResult.Ok;
       },
       proxy_close_stream: () => WasmResult.Ok,
-      proxy_send_local_response: (status: number, dPtr: number, dLen: number, bPtr: number, bLen: number,
-        hPtr: number, hLen: number, _grpc: number) => {
+      proxy_send_local_response: (status: number, dPtr: number, dLen: number, bPtr: number, bLen: number, hPtr: number, hLen: number, _grpc: number) => {
         const c = this.ctxState();
         if (!c || !c.alive || c.rootId === 0) return WasmResult.BadArgument;
         c.localResponse = {
@@ -241,8 +240,18 @@ export abstract class HostFunctions {
         };
         return WasmResult.Ok;
       },
-      proxy_http_call: (cPtr: number, cLen: number, hPtr: number, hLen: number, bPtr: number, bLen: number,
-        _tPtr: number, _tLen: number, timeout: number, tokenPtr: number) => {
+      proxy_http_call: (
+        cPtr: number,
+        cLen: number,
+        hPtr: number,
+        hLen: number,
+        bPtr: number,
+        bLen: number,
+        _tPtr: number,
+        _tLen: number,
+        timeout: number,
+        tokenPtr: number,
+      ) => {
         const cluster = this.read(cPtr, cLen).toString('utf8');
         const headers = parseHeaders(this.read(hPtr, hLen));
         const has = (n: string) => headers.some(([k]) => k === n);
@@ -250,8 +259,14 @@ export abstract class HostFunctions {
         if (this.options.clusters && !this.options.clusters.includes(cluster)) return WasmResult.BadArgument;
         const token = this.nextToken++;
         const call: HttpCall = {
-          token, rootId: this.rootId, contextId: this.effective, cluster, headers,
-          body: this.read(bPtr, bLen), timeoutMs: timeout >>> 0, answered: false,
+          token,
+          rootId: this.rootId,
+          contextId: this.effective,
+          cluster,
+          headers,
+          body: this.read(bPtr, bLen),
+          timeoutMs: timeout >>> 0,
+          answered: false,
         };
         this.httpCalls.push(call);
         this.callsByToken.set(token, call);

@@ -7,8 +7,20 @@ import { newHost, checkedRequest, respond, reports, prng, ALLOW, ProxyWasmHost }
 import { buildEventStream, binPath } from './eventstream';
 
 const DIR = path.join(__dirname, 'fixtures');
-interface Expected { prompt: number; completion: number; total: number; cacheRead: number; cacheWrite: number; reasoning: number }
-interface Fixture { file: string; contentType: string; source: string; expected: Expected | null }
+interface Expected {
+  prompt: number;
+  completion: number;
+  total: number;
+  cacheRead: number;
+  cacheWrite: number;
+  reasoning: number;
+}
+interface Fixture {
+  file: string;
+  contentType: string;
+  source: string;
+  expected: Expected | null;
+}
 const FIXTURES: Fixture[] = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8'));
 
 export function fixtureBody(f: Fixture): Buffer {
@@ -80,7 +92,13 @@ describe('fixture corpus', () => {
 
   test.each(FIXTURES.map((f) => [f.file, f] as [string, Fixture]))('%s: byte by byte', (_n, f) => {
     const body = fixtureBody(f);
-    expect(report(newHost(), f.contentType, [...body].map((x) => Buffer.from([x])))).toEqual(want(f.expected));
+    expect(
+      report(
+        newHost(),
+        f.contentType,
+        [...body].map((x) => Buffer.from([x])),
+      ),
+    ).toEqual(want(f.expected));
   });
 
   test('CRLF line ends in every SSE fixture', () => {

@@ -74,8 +74,7 @@ async function main(): Promise<void> {
     procs.push(head.child);
     const sides = { base: { port: base.port, pid: base.child.pid! }, head: { port: head.port, pid: head.child.pid! } };
     const seconds = Number(process.env.BENCH_SECONDS ?? 6);
-    const measure = async (s: (typeof sides)['base'], mode: 'check' | 'update') =>
-      (await phase(s.port, mode, seconds, [s.pid], redis.pid, token)) as Measured;
+    const measure = async (s: (typeof sides)['base'], mode: 'check' | 'update') => (await phase(s.port, mode, seconds, [s.pid], redis.pid, token)) as Measured;
     // Warm-up both (JIT, connections, script cache, key → rule cache).
     for (const s of Object.values(sides)) {
       await wrk(s.port, 'check', 3, token);
@@ -102,7 +101,13 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       base: BASE,
-      setup: { load: 'wrk -t2 (bench/service.lua)', connections: Number(process.env.BENCH_CONNECTIONS ?? 32), seconds_per_phase: seconds, workers: 1, token: !!token },
+      setup: {
+        load: 'wrk -t2 (bench/service.lua)',
+        connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
+        seconds_per_phase: seconds,
+        workers: 1,
+        token: !!token,
+      },
       rounds,
       median_rps: {
         base: { check: median(rounds.map((x) => x.base.check.rps)), update: median(rounds.map((x) => x.base.update.rps)) },

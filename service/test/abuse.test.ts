@@ -156,8 +156,11 @@ describe.each(stores)('%s', (_name, makeStore) => {
   test('9. MAX_UPDATE_TOKENS: one update charges a key at most the cap, one check reserves at most the cap; logged by rule, never by key', async () => {
     const lines: string[] = [];
     const capped = await startService({
-      rules: RULES, store: await makeStore(), adminTokens: [ADMIN_TOKEN],
-      limiter: { maxUpdateTokens: 1000 }, logger: createLogger('info', (l) => lines.push(l)),
+      rules: RULES,
+      store: await makeStore(),
+      adminTokens: [ADMIN_TOKEN],
+      limiter: { maxUpdateTokens: 1000 },
+      logger: createLogger('info', (l) => lines.push(l)),
     });
     try {
       expect(await update(capped, { ratelimit_keys: ['regular-user-forged'], total_tokens: 1500 })).toBe(200);
@@ -231,7 +234,11 @@ test('6 (Redis). an update that timed out (503) is still applied when Redis resu
     const body = { ratelimit_keys: ['regular-user-retry'], total_tokens: 105, request_id: 'plugin-report-1' };
     const c = await directClient(redis.url);
     await c.sendCommand(['CLIENT', 'PAUSE', '700', 'ALL']);
-    const first = await fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const first = await fetch(`${svc.url}/update_ratelimit_record`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     expect(first.status).toBe(503);
     expect(await first.json()).toEqual({ error: 'rate-limit store unavailable' });
     // Redis runs the queued script once the pause ends: the first attempt was applied after all.
@@ -323,7 +330,11 @@ test('5. Redis maxmemory: an evicting policy is reported at start and on /readyz
     for (let i = 0; i < 50_000 && !failed; i += 32) {
       const rs = await Promise.all(
         Array.from({ length: 32 }, (_, j) =>
-          fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ratelimit_keys: [`regular-user-flood-${i + j}`], total_tokens: 105 }) }),
+          fetch(`${svc.url}/update_ratelimit_record`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ ratelimit_keys: [`regular-user-flood-${i + j}`], total_tokens: 105 }),
+          }),
         ),
       );
       for (const r of rs) {

@@ -79,13 +79,7 @@ function deduct(balance: number, cost: number, maxDebt: number): number {
   return balance - cost;
 }
 
-export function applyBucket(
-  state: BucketState | undefined,
-  p: BucketParams,
-  nowUs: number,
-  op: BucketOp,
-  cost: number,
-): BucketApplied {
+export function applyBucket(state: BucketState | undefined, p: BucketParams, nowUs: number, op: BucketOp, cost: number): BucketApplied {
   let balance: number;
   let last: number;
   if (state) {

@@ -71,7 +71,10 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number
 function tokens(env: NodeJS.ProcessEnv, name: string): string[] {
   const out: string[] = [];
   const add = (text: string, from: string) => {
-    const parts = text.split(/[,\r\n]+/).map((t) => t.trim()).filter((t) => t !== '');
+    const parts = text
+      .split(/[,\r\n]+/)
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
     parts.forEach((t, i) => {
       if (t.length < 16) throw new EnvError(`${from}: token ${i + 1} is shorter than 16 characters`);
       if (/[^\x21-\x7e]/.test(t)) throw new EnvError(`${from}: token ${i + 1} has characters outside printable ASCII (no spaces)`);
@@ -121,7 +124,15 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () =
   const database = int(env, 'REDIS_DB_INDEX', 0);
   const password = env.REDIS_PASSWORD || undefined;
   if (env.REDIS_URL) {
-    redis = { urls: env.REDIS_URL.split(',').map((s) => s.trim()).filter(Boolean), cluster, password, database, commandTimeoutMs };
+    redis = {
+      urls: env.REDIS_URL.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      cluster,
+      password,
+      database,
+      commandTimeoutMs,
+    };
   } else if (env.REDIS_ADDRESS) {
     const urls = env.REDIS_ADDRESS.split(',').map((a) => `redis://${a.trim()}`);
     redis = { urls, cluster, password, database, commandTimeoutMs };

@@ -122,7 +122,10 @@ export class Limiter {
     if (now - this.lastCapLog < CAP_LOG_INTERVAL_MS) return;
     this.lastCapLog = now;
     this.logger.warn('charge above MAX_UPDATE_TOKENS: the cap was charged instead (a forged or runaway report?)', {
-      rule, op, tokens: asked, max_update_tokens: this.maxUpdateTokens,
+      rule,
+      op,
+      tokens: asked,
+      max_update_tokens: this.maxUpdateTokens,
     });
   }
 
@@ -387,8 +390,12 @@ export class Limiter {
  * The allowed reply: for the ruled key closest to its limit (the lowest balance), its limit and
  * balance. No key with a rule: the bare reference reply (and nothing was reserved).
  */
-function allowed(keys: readonly string[], rules: (CompiledRule | null)[], results: (BucketResult | null)[],
-  reservation: { reserved?: number; reservation_id?: string }): CheckResult {
+function allowed(
+  keys: readonly string[],
+  rules: (CompiledRule | null)[],
+  results: (BucketResult | null)[],
+  reservation: { reserved?: number; reservation_id?: string },
+): CheckResult {
   let best = -1;
   for (let i = 0; i < keys.length; i++) {
     const res = results[i];
