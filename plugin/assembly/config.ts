@@ -2,7 +2,7 @@
 // configuration fail with an error naming the field and the offending value.
 
 import { ByteBuf } from "./bytes";
-import { parseJson, JValue, J_OBJ, J_ARR, J_STR, J_NUM, J_BOOL } from "./json";
+import { parseJson, JValue, J_OBJ, J_ARR, J_STR, J_BOOL } from "./json";
 import { Template, parseTemplate } from "./template";
 import { ErrorCollector, knownFields, str, intIn, nonEmptyString, intField, boolField, ratioField } from "./config-fields";
 
@@ -13,13 +13,16 @@ export const M_SUFFIX = 2;
 export class StrMatch {
   kind: i32;
   value: ByteBuf;
-  constructor(kind: i32, value: ByteBuf) { this.kind = kind; this.value = value; }
+  constructor(kind: i32, value: ByteBuf) {
+    this.kind = kind;
+    this.value = value;
+  }
 }
 
 export class MatchRule {
   host: StrMatch | null = null;
   path: StrMatch | null = null;
-  route: StrMatch | null = null;   // Envoy's route name (xds.route_name): a client cannot spell it otherwise
+  route: StrMatch | null = null; // Envoy's route name (xds.route_name): a client cannot spell it otherwise
   cluster: StrMatch | null = null; // Envoy's upstream cluster name (xds.cluster_name)
 }
 
@@ -59,19 +62,19 @@ export class EstimateConfig {
 
 export class Config {
   estimate: EstimateConfig = new EstimateConfig();
-  reserve: bool = false;      // reserve.enabled: the check reserves the request's estimated cost
+  reserve: bool = false; // reserve.enabled: the check reserves the request's estimated cost
   matches: MatchRule[] = [];
   keys: Template[] = [];
   keysNeedBody: bool = false; // a key template reads the request body: the check waits for it
   cluster: ByteBuf = new ByteBuf(0);
   authority: ByteBuf = new ByteBuf(0);
-  token: ByteBuf | null = null;  // sent as "authorization: Bearer <token>" to the service
+  token: ByteBuf | null = null; // sent as "authorization: Bearer <token>" to the service
   timeoutMs: u32 = DEFAULT_TIMEOUT_MS;
   failOpen: bool = true;
   rejectStatus: u32 = DEFAULT_REJECT_STATUS;
   rejectBody: i32 = BODY_OPENAI;
   noRetryAboveSeconds: i32 = DEFAULT_NO_RETRY_ABOVE_SECONDS;
-  budgetHeaders: bool = true;    // allowed responses say the limit and what was left (reply.ts)
+  budgetHeaders: bool = true; // allowed responses say the limit and what was left (reply.ts)
   onMissingKey: i32 = MISSING_DENY;
   missingDefault: ByteBuf = new ByteBuf(0);
   maxBufferBytes: i32 = DEFAULT_MAX_BUFFER_BYTES;
@@ -87,61 +90,96 @@ export class ConfigResult {
   error: string = "";
 }
 
-const TOP_FIELDS = ["matches", "rateLimitKeys", "rateLimitService", "failOpen", "fallOpen",
-  "rejectStatus", "onMissingKey", "maxBufferBytes", "maxKeyBytes", "reserve", "estimate", "includeStreamUsage",
-  "estimateMissingUsage", "maxRequestBodyBytes", "maxQueuedReports", "rejectBody", "noRetryAboveSeconds", "budgetHeaders"];
+const TOP_FIELDS = [
+  "matches",
+  "rateLimitKeys",
+  "rateLimitService",
+  "failOpen",
+  "fallOpen",
+  "rejectStatus",
+  "onMissingKey",
+  "maxBufferBytes",
+  "maxKeyBytes",
+  "reserve",
+  "estimate",
+  "includeStreamUsage",
+  "estimateMissingUsage",
+  "maxRequestBodyBytes",
+  "maxQueuedReports",
+  "rejectBody",
+  "noRetryAboveSeconds",
+  "budgetHeaders",
+];
 // reserve.maxBodyBytes and reserve.includeStreamUsage: earlier names of the top-level settings.
-const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens",
-  "includeStreamUsage"];
+const RESERVE_FIELDS = ["enabled", "maxBodyBytes", "charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens", "includeStreamUsage"];
 const ESTIMATE_FIELDS = ["charsPerToken", "cjkCharsPerToken", "defaultCompletionTokens"];
 const SERVICE_FIELDS = ["service", "port", "cluster", "timeoutMs", "authority", "token"];
 const MATCH_FIELDS = ["host", "path", "route", "cluster"];
 const STRMATCH_FIELDS = ["exact", "prefix", "suffix", "regex"];
 
 function parseStrMatch(c: ErrorCollector, v: JValue, field: string, lowerCase: bool): StrMatch | null {
-  if (v.kind != J_OBJ) { c.fail(field, "expected an object with one of exact, prefix, suffix", v); return null; }
+  if (v.kind != J_OBJ) {
+    c.fail(field, "expected an object with one of exact, prefix, suffix", v);
+    return null;
+  }
   if (!knownFields(c, v, field + ".", STRMATCH_FIELDS)) return null;
-  if (v.keys.length != 1) { c.fail(field, "expected exactly one of exact, prefix, suffix", v); return null; }
-  let k = v.keys[0];
-  let val = v.items[0];
-  let name = field + "." + k.display(20);
+  if (v.keys.length != 1) {
+    c.fail(field, "expected exactly one of exact, prefix, suffix", v);
+    return null;
+  }
+  const k = v.keys[0];
+  const val = v.items[0];
+  const name = field + "." + k.display(20);
   if (k.eqStr("regex")) {
     c.fail(name, "regular expressions are not supported (see the plugin README); use exact, prefix or suffix", val);
     return null;
   }
-  if (val.kind != J_STR) { c.fail(name, "expected a string", val); return null; }
+  if (val.kind != J_STR) {
+    c.fail(name, "expected a string", val);
+    return null;
+  }
   let bytes = <ByteBuf>val.s;
   if (lowerCase) bytes = bytes.lower();
-  let kind = k.eqStr("exact") ? M_EXACT : k.eqStr("prefix") ? M_PREFIX : M_SUFFIX;
+  const kind = k.eqStr("exact") ? M_EXACT : k.eqStr("prefix") ? M_PREFIX : M_SUFFIX;
   return new StrMatch(kind, bytes);
 }
 
 export function parseConfig(raw: ByteBuf): ConfigResult {
-  let res = new ConfigResult();
-  let c = new ErrorCollector();
-  let cfg = parse(c, raw);
+  const res = new ConfigResult();
+  const c = new ErrorCollector();
+  const cfg = parse(c, raw);
   if (cfg === null) {
-    if (c.error.length > 0) res.error = c.error; else res.error = "invalid configuration";
+    if (c.error.length > 0) res.error = c.error;
+    else res.error = "invalid configuration";
   }
   res.config = cfg;
   return res;
 }
 
 function parse(c: ErrorCollector, raw: ByteBuf): Config | null {
-  if (raw.length == 0) { c.fail("pluginConfig", "empty; rateLimitKeys and rateLimitService are required", null); return null; }
-  let root = parseJson(raw);
-  if (root === null) { c.fail("pluginConfig", "not valid JSON: " + raw.display(120), null); return null; }
-  if (root.kind != J_OBJ) { c.fail("pluginConfig", "expected a JSON object", root); return null; }
+  if (raw.length == 0) {
+    c.fail("pluginConfig", "empty; rateLimitKeys and rateLimitService are required", null);
+    return null;
+  }
+  const root = parseJson(raw);
+  if (root === null) {
+    c.fail("pluginConfig", "not valid JSON: " + raw.display(120), null);
+    return null;
+  }
+  if (root.kind != J_OBJ) {
+    c.fail("pluginConfig", "expected a JSON object", root);
+    return null;
+  }
   if (!knownFields(c, root, "", TOP_FIELDS)) return null;
-  let cfg = new Config();
+  const cfg = new Config();
   if (!parseMatches(c, root.get("matches"), cfg)) return null;
   if (!parseKeys(c, root.get("rateLimitKeys"), cfg)) return null;
   if (!parseService(c, root.get("rateLimitService"), cfg)) return null;
   if (!parseFailurePolicy(c, root, cfg)) return null;
   if (!parseLimits(c, root, cfg)) return null;
-  let rv = root.get("reserve");
+  const rv = root.get("reserve");
   if (rv !== null && !parseReserve(c, rv, cfg)) return null;
-  let ev = root.get("estimate");
+  const ev = root.get("estimate");
   if (ev !== null && !parseEstimate(c, ev, cfg.estimate)) return null;
   return cfg;
 }
@@ -151,31 +189,31 @@ function parseMatches(c: ErrorCollector, m: JValue | null, cfg: Config): bool {
   if (m === null) return true;
   if (m.kind != J_ARR) return c.fail("matches", "expected an array", m);
   for (let i = 0; i < m.items.length; i++) {
-    let e = m.items[i];
-    let f = "matches[" + i.toString() + "]";
+    const e = m.items[i];
+    const f = "matches[" + i.toString() + "]";
     if (e.kind != J_OBJ) return c.fail(f, "expected an object with host, path, route and/or cluster", e);
     if (!knownFields(c, e, f + ".", MATCH_FIELDS)) return false;
-    let rule = new MatchRule();
-    let h = e.get("host");
+    const rule = new MatchRule();
+    const h = e.get("host");
     if (h !== null) {
-      let hm = parseStrMatch(c, h, f + ".host", true);
+      const hm = parseStrMatch(c, h, f + ".host", true);
       if (hm === null) return false;
       // Hosts compare without a trailing dot (as request hosts do): "a.com." = "a.com".
-      let v = hm.value;
+      const v = hm.value;
       while (v.length > 0 && v.at(v.length - 1) == 0x2e && hm.kind != M_PREFIX) v.length--;
       rule.host = hm;
     }
-    let p = e.get("path");
+    const p = e.get("path");
     if (p !== null) {
       rule.path = parseStrMatch(c, p, f + ".path", false);
       if (rule.path === null) return false;
     }
-    let r = e.get("route");
+    const r = e.get("route");
     if (r !== null) {
       rule.route = parseStrMatch(c, r, f + ".route", false);
       if (rule.route === null) return false;
     }
-    let cl = e.get("cluster");
+    const cl = e.get("cluster");
     if (cl !== null) {
       rule.cluster = parseStrMatch(c, cl, f + ".cluster", false);
       if (rule.cluster === null) return false;
@@ -189,16 +227,15 @@ function parseKeys(c: ErrorCollector, keys: JValue | null, cfg: Config): bool {
   if (keys === null) return c.fail("rateLimitKeys", "required", null);
   if (keys.kind != J_ARR || keys.items.length == 0) return c.fail("rateLimitKeys", "expected a non-empty array of strings", keys);
   if (keys.items.length > MAX_KEYS) {
-    return c.fail("rateLimitKeys", "at most " + MAX_KEYS.toString() + " key templates (the protocol's bound), got " +
-      keys.items.length.toString(), null);
+    return c.fail("rateLimitKeys", "at most " + MAX_KEYS.toString() + " key templates (the protocol's bound), got " + keys.items.length.toString(), null);
   }
   for (let i = 0; i < keys.items.length; i++) {
-    let k = keys.items[i];
-    let f = "rateLimitKeys[" + i.toString() + "]";
+    const k = keys.items[i];
+    const f = "rateLimitKeys[" + i.toString() + "]";
     if (!nonEmptyString(c, k, f)) return false;
-    let t = parseTemplate(str(k));
+    const t = parseTemplate(str(k));
     if (t.template === null) return c.fail(f, t.error, k);
-    let tpl = <Template>t.template;
+    const tpl = <Template>t.template;
     if (tpl.needsBody) cfg.keysNeedBody = true;
     cfg.keys.push(tpl);
   }
@@ -209,9 +246,9 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
   if (svc === null) return c.fail("rateLimitService", "required", null);
   if (svc.kind != J_OBJ) return c.fail("rateLimitService", "expected an object", svc);
   if (!knownFields(c, svc, "rateLimitService.", SERVICE_FIELDS)) return false;
-  let service = svc.get("service");
-  let port = svc.get("port");
-  let cluster = svc.get("cluster");
+  const service = svc.get("service");
+  const port = svc.get("port");
+  const cluster = svc.get("cluster");
   let serviceName = "";
   if (service !== null) {
     if (!nonEmptyString(c, service, "rateLimitService.service")) return false;
@@ -231,7 +268,7 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
     // Istio's sidecar names the outbound cluster of a service port like this.
     cfg.cluster = ByteBuf.fromString("outbound|" + portNum.toString() + "||" + serviceName);
   }
-  let auth = svc.get("authority");
+  const auth = svc.get("authority");
   if (auth !== null) {
     if (!nonEmptyString(c, auth, "rateLimitService.authority")) return false;
     cfg.authority = <ByteBuf>auth.s;
@@ -240,21 +277,21 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
   } else {
     cfg.authority = cfg.cluster;
   }
-  let timeout = svc.get("timeoutMs");
+  const timeout = svc.get("timeoutMs");
   if (timeout !== null) {
-    let t = intIn(c, timeout, "rateLimitService.timeoutMs", 1, 60000);
+    const t = intIn(c, timeout, "rateLimitService.timeoutMs", 1, 60000);
     if (t < 0) return false;
     cfg.timeoutMs = <u32>t;
   }
-  let token = svc.get("token");
+  const token = svc.get("token");
   if (token !== null) {
     // The value is a secret: errors never print it.
     if (token.kind != J_STR || token.s === null || (<ByteBuf>token.s).length == 0) {
       return c.fail("rateLimitService.token", "expected a non-empty string", null);
     }
-    let tb = <ByteBuf>token.s;
+    const tb = <ByteBuf>token.s;
     for (let i = 0; i < tb.length; i++) {
-      let ch = tb.at(i);
+      const ch = tb.at(i);
       if (ch <= 0x20 || ch >= 0x7f) return c.fail("rateLimitService.token", "must be printable ASCII without spaces", null);
     }
     cfg.token = tb;
@@ -263,8 +300,8 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
 }
 
 function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool {
-  let failOpen = root.get("failOpen");
-  let fallOpen = root.get("fallOpen"); // the reference README's spelling
+  const failOpen = root.get("failOpen");
+  const fallOpen = root.get("fallOpen"); // the reference README's spelling
   if (failOpen !== null && fallOpen !== null && (failOpen.kind != fallOpen.kind || failOpen.b != fallOpen.b)) {
     return c.fail("fallOpen", "conflicts with failOpen (set only one)", fallOpen);
   }
@@ -276,22 +313,22 @@ function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool 
     if (fallOpen.kind != J_BOOL) return c.fail("fallOpen", "expected true or false", fallOpen);
     cfg.failOpen = fallOpen.b;
   }
-  let rs = root.get("rejectStatus");
+  const rs = root.get("rejectStatus");
   if (rs !== null) {
-    let s = intIn(c, rs, "rejectStatus", 400, 599);
+    const s = intIn(c, rs, "rejectStatus", 400, 599);
     if (s < 0) return false;
     cfg.rejectStatus = <u32>s;
   }
-  let rb = root.get("rejectBody");
+  const rb = root.get("rejectBody");
   if (rb !== null) {
     if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("openai")) cfg.rejectBody = BODY_OPENAI;
     else if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("text")) cfg.rejectBody = BODY_TEXT;
-    else return c.fail("rejectBody", "expected \"openai\" or \"text\"", rb);
+    else return c.fail("rejectBody", 'expected "openai" or "text"', rb);
   }
-  let nr = intField(c, root, "noRetryAboveSeconds", "noRetryAboveSeconds", 0, 31536000, cfg.noRetryAboveSeconds);
+  const nr = intField(c, root, "noRetryAboveSeconds", "noRetryAboveSeconds", 0, 31536000, cfg.noRetryAboveSeconds);
   if (nr < 0) return false;
   cfg.noRetryAboveSeconds = nr;
-  let mk = root.get("onMissingKey");
+  const mk = root.get("onMissingKey");
   if (mk !== null) {
     if (mk.kind == J_STR && (<ByteBuf>mk.s).eqStr("deny")) cfg.onMissingKey = MISSING_DENY;
     else if (mk.kind == J_STR && (<ByteBuf>mk.s).eqStr("skip")) cfg.onMissingKey = MISSING_SKIP;
@@ -299,7 +336,7 @@ function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool 
       cfg.onMissingKey = MISSING_DEFAULT;
       cfg.missingDefault = <ByteBuf>mk.items[0].s;
     } else {
-      return c.fail("onMissingKey", "expected \"deny\", \"skip\" or {\"default\": \"<literal>\"}", mk);
+      return c.fail("onMissingKey", 'expected "deny", "skip" or {"default": "<literal>"}', mk);
     }
   }
   return true;
@@ -334,13 +371,13 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
 function parseReserve(c: ErrorCollector, v: JValue, cfg: Config): bool {
   if (v.kind != J_OBJ) return c.fail("reserve", "expected an object", v);
   if (!knownFields(c, v, "reserve.", RESERVE_FIELDS)) return false;
-  let en = boolField(c, v, "enabled", "reserve.enabled", false);
+  const en = boolField(c, v, "enabled", "reserve.enabled", false);
   if (en < 0) return false;
   cfg.reserve = en == 1;
-  let mb = intField(c, v, "maxBodyBytes", "reserve.maxBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
+  const mb = intField(c, v, "maxBodyBytes", "reserve.maxBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
   if (mb < 0) return false;
   cfg.maxRequestBodyBytes = mb;
-  let isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", cfg.includeStreamUsage);
+  const isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", cfg.includeStreamUsage);
   if (isu < 0) return false;
   cfg.includeStreamUsage = isu == 1;
   return parseEstimateFields(c, v, "reserve.", cfg.estimate);
@@ -353,13 +390,13 @@ function parseEstimate(c: ErrorCollector, v: JValue, r: EstimateConfig): bool {
 }
 
 function parseEstimateFields(c: ErrorCollector, v: JValue, prefix: string, r: EstimateConfig): bool {
-  let cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
+  const cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
   if (cpt < 0) return false;
   r.charsPerToken = cpt;
-  let cjk = ratioField(c, v, "cjkCharsPerToken", prefix + "cjkCharsPerToken", r.cjkCharsPerToken);
+  const cjk = ratioField(c, v, "cjkCharsPerToken", prefix + "cjkCharsPerToken", r.cjkCharsPerToken);
   if (cjk < 0) return false;
   r.cjkCharsPerToken = cjk;
-  let dc = intField(c, v, "defaultCompletionTokens", prefix + "defaultCompletionTokens", 0, 1000000, r.defaultCompletionTokens);
+  const dc = intField(c, v, "defaultCompletionTokens", prefix + "defaultCompletionTokens", 0, 1000000, r.defaultCompletionTokens);
   if (dc < 0) return false;
   r.defaultCompletionTokens = dc;
   return true;

@@ -40,18 +40,18 @@ import { metrics, inc } from "./metrics";
 // Filter return codes (Proxy-Wasm).
 export const CONTINUE = 0;
 export const STOP_ITERATION = 1;
-export const STOP_AND_BUFFER = 1;    // data: keep buffering in Envoy (the body is read at its end)
+export const STOP_AND_BUFFER = 1; // data: keep buffering in Envoy (the body is read at its end)
 export const STOP_AND_WATERMARK = 2; // data: buffer with flow control instead of 413
-export const STOP_NO_BUFFER = 3;     // data: after a local response
+export const STOP_NO_BUFFER = 3; // data: after a local response
 
 const PH_CHECKING = 0;
-const PH_ALLOWED = 1;   // also: check failed and failOpen
-const PH_REJECTED = 2;  // we sent a local response
+const PH_ALLOWED = 1; // also: check failed and failOpen
+const PH_REJECTED = 2; // we sent a local response
 const PH_BUFFERING = 3; // reserve or body keys: collecting the request body, no check yet
 
 // What starting a check did.
 const START_PENDING = 0;
-const START_ALLOWED = 1;  // host refused the call, failOpen
+const START_ALLOWED = 1; // host refused the call, failOpen
 const START_REJECTED = 2; // host refused the call, 503 sent
 
 const ACCEPT_ENCODING = ByteBuf.fromString("accept-encoding");
@@ -69,28 +69,35 @@ const streams = new Map<u32, MatchedStream>();
 const view = new RequestView();
 
 export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
-  let cfg = root.config;
+  const cfg = root.config;
   if (cfg === null) return CONTINUE;
-  let req = view;
+  const req = view;
   req.reset();
-  let m = requestMatches(cfg, req);
+  const m = requestMatches(cfg, req);
   if (m != MATCH_YES) {
     req.reset();
-    if (m == MATCH_BAD_HOST) { inc(metrics.badHost); sendBadHost(cfg); return STOP_ITERATION; }
+    if (m == MATCH_BAD_HOST) {
+      inc(metrics.badHost);
+      sendBadHost(cfg);
+      return STOP_ITERATION;
+    }
     return CONTINUE;
   }
 
   // Keys that read the body are rendered at its end, and the check waits for them.
-  let deferKeys = cfg.keysNeedBody && !endOfStream;
+  const deferKeys = cfg.keysNeedBody && !endOfStream;
   let keys: ByteBuf[] = [];
   if (!deferKeys) {
-    let rk = renderKeys(cfg, req);
-    if (rk.missing !== null) { denyMissingKey(cfg, <string>rk.missing); return STOP_ITERATION; }
+    const rk = renderKeys(cfg, req);
+    if (rk.missing !== null) {
+      denyMissingKey(cfg, <string>rk.missing);
+      return STOP_ITERATION;
+    }
     if (rk.keys.length == 0) return CONTINUE; // every key skipped: nothing to limit on
     keys = rk.keys;
   }
 
-  let s = new MatchedStream(id, root, cfg);
+  const s = new MatchedStream(id, root, cfg);
   s.keys = keys;
   s.deferKeys = deferKeys;
   if (deferKeys) s.early = resolveEarly(cfg, req);
@@ -132,45 +139,49 @@ export class MatchedStream {
   ended: bool = false;
   finished: bool = false;
   reserveMode: bool = false;
-  deferKeys: bool = false;      // keys read the body: rendered at its end, before the check
+  deferKeys: bool = false; // keys read the body: rendered at its end, before the check
   early: Array<Array<ByteBuf | null>> | null = null; // their other placeholders, read at the headers
 
   // request body (step 3)
-  readBody: bool = false;       // the body is read as it passes
+  readBody: bool = false; // the body is read as it passes
   bodyDone: bool = false;
-  mayRewrite: bool = false;     // includeStreamUsage applies to this request's API
+  mayRewrite: bool = false; // includeStreamUsage applies to this request's API
   contentLength: i64 = -1;
-  bodySeen: u32 = 0;            // request body bytes buffered so far
+  bodySeen: u32 = 0; // request body bytes buffered so far
   promptEst: i64 = 0;
   completionEst: i64 = 0;
   bodyJson: JValue | null = null; // the parsed body, kept only until deferred keys are rendered
-  model: ByteBuf | null = null;   // the body's "model", reported with the usage
+  model: ByteBuf | null = null; // the body's "model", reported with the usage
 
   // check (step 2)
-  reserved: i64 = 0;            // what the service said it reserved
+  reserved: i64 = 0; // what the service said it reserved
   reservationId: ByteBuf | null = null;
-  limit: f64 = -1;              // the service's limit and balance for the key closest to its limit
+  limit: f64 = -1; // the service's limit and balance for the key closest to its limit
   remaining: f64 = -1;
 
   // response (steps 4, 5)
   sawResponse: bool = false;
-  status: i32 = 0;              // response :status
+  status: i32 = 0; // response :status
   compressed: bool = false;
   compressedBytes: i64 = 0;
   scanner: UsageScanner | null = null;
 
-  constructor(id: u32, root: Root, config: Config) { this.id = id; this.root = root; this.config = config; }
+  constructor(id: u32, root: Root, config: Config) {
+    this.id = id;
+    this.root = root;
+    this.config = config;
+  }
 
   /** Decides, at the request headers, whether and how the body will be read. */
   prepareBodyRead(req: RequestView): void {
-    let cfg = this.config;
+    const cfg = this.config;
     this.readBody = cfg.reserve || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
     if (!this.readBody) return;
-    let cl = requestHeader(CONTENT_LENGTH);
+    const cl = requestHeader(CONTENT_LENGTH);
     if (cl !== null) this.contentLength = parseDecimal(cl, 1e15 as i64);
     if (cfg.includeStreamUsage) {
       // Anthropic's Messages API streams usage anyway and rejects unknown fields.
-      let p = req.path();
+      const p = req.path();
       this.mayRewrite = p === null || !endsWithStr(p, "/messages");
       // The body may change length: let Envoy frame it (chunked / recomputed).
       if (this.mayRewrite) abi.removeHeader(abi.MAP_REQUEST_HEADERS, CONTENT_LENGTH);
@@ -179,11 +190,15 @@ export class MatchedStream {
 
   /** Sends the check (reserve >= 0: with a reservation). */
   startCheck(reserve: i64): i32 {
-    let cfg = this.config;
-    let token = dispatchCheck(cfg, this.keys, reserve);
+    const cfg = this.config;
+    const token = dispatchCheck(cfg, this.keys, reserve);
     if (token < 0) {
       this.root.callRefused();
-      if (cfg.failOpen) { inc(metrics.failOpen); this.phase = PH_ALLOWED; return START_ALLOWED; }
+      if (cfg.failOpen) {
+        inc(metrics.failOpen);
+        this.phase = PH_ALLOWED;
+        return START_ALLOWED;
+      }
       inc(metrics.failClosed);
       this.phase = PH_REJECTED;
       sendCheckFailed(cfg);
@@ -191,7 +206,7 @@ export class MatchedStream {
     }
     this.root.callDispatched();
     this.phase = PH_CHECKING;
-    let call = new CheckCall(this, reserve >= 0);
+    const call = new CheckCall(this, reserve >= 0);
     this.root.calls.set(<u32>token, call);
     return START_PENDING;
   }
@@ -279,10 +294,10 @@ export class MatchedStream {
   /** The body is read (or passed the bound): render the keys that waited for it, then check. */
   checkAfterBody(): i32 {
     if (this.deferKeys) {
-      let req = view;
+      const req = view;
       req.reset();
       req.body = this.bodyJson; // null when not JSON or over the bound: body fields are missing
-      let rk = renderKeys(this.config, req, this.early);
+      const rk = renderKeys(this.config, req, this.early);
       req.reset();
       this.bodyJson = null;
       this.early = null;
@@ -292,7 +307,10 @@ export class MatchedStream {
         return START_REJECTED;
       }
       this.keys = rk.keys;
-      if (rk.keys.length == 0) { this.phase = PH_ALLOWED; return START_ALLOWED; } // every key skipped
+      if (rk.keys.length == 0) {
+        this.phase = PH_ALLOWED;
+        return START_ALLOWED;
+      } // every key skipped
     }
     return this.startCheck(this.reserveMode ? this.reservation() : -1);
   }
@@ -314,22 +332,25 @@ export class MatchedStream {
 
   /** The whole body is buffered (size bytes): read it (request-body.ts), and rewrite it if includeStreamUsage applies. */
   readBufferedBody(size: u32): void {
-    let cfg = this.config;
-    let est = cfg.estimate;
-    if (<i64>size > <i64>cfg.maxRequestBodyBytes) { this.estimateFromLength(size); return; }
+    const cfg = this.config;
+    const est = cfg.estimate;
+    if (<i64>size > <i64>cfg.maxRequestBodyBytes) {
+      this.estimateFromLength(size);
+      return;
+    }
     this.bodyDone = true;
     if (size == 0 || !bodyChunk.buffer(abi.BUFFER_REQUEST_BODY, 0, size)) {
       this.promptEst = lengthTokens(<i64>size, est);
       this.completionEst = est.defaultCompletionTokens;
       return;
     }
-    let body = bodyChunk.toBuf();
-    let e = readRequestBody(body, est, this.mayRewrite);
+    const body = bodyChunk.toBuf();
+    const e = readRequestBody(body, est, this.mayRewrite);
     this.promptEst = e.prompt;
     this.completionEst = e.completion;
     this.model = e.model;
     if (this.deferKeys) this.bodyJson = e.json;
-    let nb = e.rewritten;
+    const nb = e.rewritten;
     if (nb !== null) abi.setBuffer(abi.BUFFER_REQUEST_BODY, 0, size, nb);
   }
 
@@ -340,21 +361,20 @@ export class MatchedStream {
     this.sawResponse = true;
     this.status = responseStatus();
     if (this.config.budgetHeaders && (this.limit >= 0 || this.remaining >= 0)) addBudgetHeaders(this.limit, this.remaining);
-    let enc = responseHeader(CONTENT_ENCODING);
+    const enc = responseHeader(CONTENT_ENCODING);
     if (enc !== null && enc.length > 0 && !enc.lower().eqStr("identity")) {
       this.compressed = true;
       inc(metrics.compressedSkipped);
     } else {
-      let cfg = this.config;
-      this.scanner = UsageScanner.forContentType(responseHeader(CONTENT_TYPE), cfg.maxBufferBytes,
-        cfg.estimateMissingUsage || this.reserveMode);
+      const cfg = this.config;
+      this.scanner = UsageScanner.forContentType(responseHeader(CONTENT_TYPE), cfg.maxBufferBytes, cfg.estimateMissingUsage || this.reserveMode);
     }
     if (endOfStream) this.finish();
   }
 
   onResponseBody(size: u32, endOfStream: bool): void {
     if (this.compressed) this.compressedBytes += <i64>size;
-    let sc = this.scanner;
+    const sc = this.scanner;
     if (sc !== null && !this.finished && size > 0) {
       if (bodyChunk.buffer(abi.BUFFER_RESPONSE_BODY, 0, size)) {
         sc.feed(bodyChunk.ptr, bodyChunk.len);
@@ -371,7 +391,7 @@ export class MatchedStream {
     if (this.finished) return;
     this.finished = true;
     if (this.phase != PH_ALLOWED || this.keys.length == 0) return;
-    let u = this.usageReport();
+    const u = this.usageReport();
     if (u !== null && u.chargesAnything()) this.root.report(this.keys, u);
   }
 
@@ -382,11 +402,11 @@ export class MatchedStream {
    * delivered. Null: report nothing (estimates off: a reservation then stays as the charge).
    */
   usageReport(): UsageReport | null {
-    let u = new UsageReport();
+    const u = new UsageReport();
     u.reserved = this.reserved;
     u.reservationId = this.reservationId;
     u.model = this.model;
-    let sc = this.scanner;
+    const sc = this.scanner;
     if (sc !== null) {
       if (sc.tooLarge > 0) inc(metrics.usageTooLarge);
       if (sc.found()) {
@@ -438,8 +458,8 @@ class CheckCall extends PendingCall {
 
   onReply(nHeaders: u32, bodySize: u32): void {
     // Read the reply while the root context is effective, before touching the stream.
-    let d = readDecision(nHeaders, bodySize);
-    let s = this.stream;
+    const d = readDecision(nHeaders, bodySize);
+    const s = this.stream;
     // The stream is over (proxy_on_done: it is no longer in `streams` either) or past the
     // check: touch nothing of it, only give back a reservation.
     if (s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
@@ -452,10 +472,10 @@ class CheckCall extends PendingCall {
   /** A reservation granted after its stream ended (client gone while the check was pending): give it all back. */
   refundUnused(d: Decision): void {
     if (d.outcome != ALLOW || d.reserved <= 0 || !this.reserving) return;
-    let u = new UsageReport();
+    const u = new UsageReport();
     u.reserved = d.reserved;
     u.reservationId = d.reservationId;
-    let s = this.stream;
+    const s = this.stream;
     s.root.report(s.keys, u);
   }
 }
@@ -471,7 +491,7 @@ function dataStatus(start: i32, pending: i32): i32 {
 }
 
 function responseStatus(): i32 {
-  let v = responseHeader(STATUS);
+  const v = responseHeader(STATUS);
   if (v === null) return 0;
   return <i32>parseDecimal(v, 999);
 }
@@ -493,35 +513,35 @@ export function streamOf(id: u32): MatchedStream | null {
 // ---- entry points for the other callbacks (index.ts) --------------------------------------
 
 export function onRequestData(id: u32, size: u32, endOfStream: bool): i32 {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s === null) return CONTINUE;
   return s.onRequestBody(size, endOfStream);
 }
 
 export function onRequestTrailers(id: u32): i32 {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s === null) return CONTINUE;
   return s.onRequestTrailers();
 }
 
 export function onResponseHeaders(id: u32, endOfStream: bool): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s !== null) s.onResponseHeaders(endOfStream);
 }
 
 export function onResponseBody(id: u32, size: u32, endOfStream: bool): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s !== null) s.onResponseBody(size, endOfStream);
 }
 
 export function onResponseTrailers(id: u32): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s !== null) s.finish();
 }
 
 /** proxy_on_done: the stream is over, whatever happened (a client that hung up included). */
 export function onStreamEnd(id: u32): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s === null) return;
   s.ended = true;
   s.finish();

@@ -26,7 +26,9 @@ export class JValue {
   start: i32 = 0;
   end: i32 = 0;
 
-  constructor(kind: i32) { this.kind = kind; }
+  constructor(kind: i32) {
+    this.kind = kind;
+  }
 
   get(key: string): JValue | null {
     if (this.kind != J_OBJ) return null;
@@ -48,7 +50,7 @@ export class JValue {
 
   /** Raw JSON text of this value, made printable. */
   display(): string {
-    let src = this.src;
+    const src = this.src;
     if (src === null) return "?";
     return src.slice(this.start, this.end).display(120);
   }
@@ -67,28 +69,33 @@ class Parser {
     this.end = src.length;
   }
 
-  @inline peek(): i32 { return this.pos < this.end ? <i32>load<u8>(this.base + <usize>this.pos) : -1; }
+  @inline peek(): i32 {
+    return this.pos < this.end ? <i32>load<u8>(this.base + <usize>this.pos) : -1;
+  }
 
   ws(): void {
     while (this.pos < this.end) {
-      let c = <i32>load<u8>(this.base + <usize>this.pos);
-      if (c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d) this.pos++; else break;
+      const c = <i32>load<u8>(this.base + <usize>this.pos);
+      if (c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d) this.pos++;
+      else break;
     }
   }
 
   value(depth: i32): JValue | null {
     if (depth > MAX_DEPTH) return null;
     this.ws();
-    let start = this.pos;
-    let c = this.peek();
+    const start = this.pos;
+    const c = this.peek();
     let v: JValue | null = null;
     if (c == 0x7b) v = this.object(depth);
     else if (c == 0x5b) v = this.array(depth);
     else if (c == 0x22) {
-      let s = this.string();
-      if (s !== null) { v = new JValue(J_STR); v.s = s; }
-    }
-    else if (c == 0x74) v = this.word("true", J_BOOL, true);
+      const s = this.string();
+      if (s !== null) {
+        v = new JValue(J_STR);
+        v.s = s;
+      }
+    } else if (c == 0x74) v = this.word("true", J_BOOL, true);
     else if (c == 0x66) v = this.word("false", J_BOOL, false);
     else if (c == 0x6e) v = this.word("null", J_NULL, false);
     else if (c == 0x2d || (c >= 0x30 && c <= 0x39)) v = this.number();
@@ -105,24 +112,29 @@ class Parser {
       if (<i32>load<u8>(this.base + <usize>(this.pos + i)) != w.charCodeAt(i)) return null;
     }
     this.pos += w.length;
-    let v = new JValue(kind);
+    const v = new JValue(kind);
     v.b = b;
     return v;
   }
 
   number(): JValue | null {
     let neg = false;
-    if (this.peek() == 0x2d) { neg = true; this.pos++; }
+    if (this.peek() == 0x2d) {
+      neg = true;
+      this.pos++;
+    }
     let c = this.peek();
     if (c < 0x30 || c > 0x39) return null;
     let mant: f64 = 0;
     let exp10: i32 = 0;
-    if (c == 0x30) { this.pos++; }
-    else {
+    if (c == 0x30) {
+      this.pos++;
+    } else {
       while (true) {
         c = this.peek();
         if (c < 0x30 || c > 0x39) break;
-        if (mant < 1e17) mant = mant * 10 + <f64>(c - 0x30); else exp10++;
+        if (mant < 1e17) mant = mant * 10 + <f64>(c - 0x30);
+        else exp10++;
         this.pos++;
       }
     }
@@ -133,7 +145,10 @@ class Parser {
       while (true) {
         c = this.peek();
         if (c < 0x30 || c > 0x39) break;
-        if (mant < 1e17) { mant = mant * 10 + <f64>(c - 0x30); exp10--; }
+        if (mant < 1e17) {
+          mant = mant * 10 + <f64>(c - 0x30);
+          exp10--;
+        }
         this.pos++;
       }
     }
@@ -142,7 +157,10 @@ class Parser {
       this.pos++;
       let eneg = false;
       c = this.peek();
-      if (c == 0x2b || c == 0x2d) { eneg = c == 0x2d; this.pos++; }
+      if (c == 0x2b || c == 0x2d) {
+        eneg = c == 0x2d;
+        this.pos++;
+      }
       c = this.peek();
       if (c < 0x30 || c > 0x39) return null;
       let e: i32 = 0;
@@ -158,8 +176,8 @@ class Parser {
     if (exp10 > 400) val = mant == 0 ? 0 : Infinity;
     else if (exp10 < -400) val = 0;
     else if (exp10 > 0) val = mant * Math.pow(10, <f64>exp10);
-    else if (exp10 < 0) val = mant / Math.pow(10, <f64>(-exp10));
-    let v = new JValue(J_NUM);
+    else if (exp10 < 0) val = mant / Math.pow(10, <f64>-exp10);
+    const v = new JValue(J_NUM);
     v.n = neg ? -val : val;
     return v;
   }
@@ -167,15 +185,18 @@ class Parser {
   /** Parses a string literal at pos (on the opening quote) into UTF-8 bytes; validates UTF-8. */
   string(): ByteBuf | null {
     this.pos++; // opening quote
-    let out = new ByteBuf(16);
+    const out = new ByteBuf(16);
     while (true) {
       if (this.pos >= this.end) return null;
-      let c = <i32>load<u8>(this.base + <usize>this.pos);
-      if (c == 0x22) { this.pos++; return out; }
+      const c = <i32>load<u8>(this.base + <usize>this.pos);
+      if (c == 0x22) {
+        this.pos++;
+        return out;
+      }
       if (c < 0x20) return null;
       if (c == 0x5c) {
         this.pos++;
-        let e = this.peek();
+        const e = this.peek();
         this.pos++;
         if (e == 0x22 || e == 0x5c || e == 0x2f) out.push(e);
         else if (e == 0x62) out.push(8);
@@ -188,22 +209,27 @@ class Parser {
           if (cp < 0) return null;
           if (cp >= 0xd800 && cp <= 0xdbff) {
             // Surrogate pair, or a lone high surrogate (replaced).
-            if (this.pos + 6 <= this.end && this.peek() == 0x5c &&
-                <i32>load<u8>(this.base + <usize>(this.pos + 1)) == 0x75) {
-              let save = this.pos;
+            if (this.pos + 6 <= this.end && this.peek() == 0x5c && <i32>load<u8>(this.base + <usize>(this.pos + 1)) == 0x75) {
+              const save = this.pos;
               this.pos += 2;
-              let lo = this.hex4();
+              const lo = this.hex4();
               if (lo >= 0xdc00 && lo <= 0xdfff) cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-              else { this.pos = save; cp = 0xfffd; }
+              else {
+                this.pos = save;
+                cp = 0xfffd;
+              }
             } else cp = 0xfffd;
           } else if (cp >= 0xdc00 && cp <= 0xdfff) cp = 0xfffd;
           appendCodePoint(out, cp);
-        }
-        else return null;
+        } else return null;
         continue;
       }
-      if (c < 0x80) { out.push(c); this.pos++; continue; }
-      let n = utf8SeqLen(this.base, this.pos, this.end);
+      if (c < 0x80) {
+        out.push(c);
+        this.pos++;
+        continue;
+      }
+      const n = utf8SeqLen(this.base, this.pos, this.end);
       if (n <= 0) return null;
       out.appendRaw(this.base + <usize>this.pos, n);
       this.pos += n;
@@ -214,7 +240,7 @@ class Parser {
     if (this.pos + 4 > this.end) return -1;
     let v = 0;
     for (let i = 0; i < 4; i++) {
-      let h = hexVal(<i32>load<u8>(this.base + <usize>(this.pos + i)));
+      const h = hexVal(<i32>load<u8>(this.base + <usize>(this.pos + i)));
       if (h < 0) return -1;
       v = (v << 4) | h;
     }
@@ -224,15 +250,18 @@ class Parser {
 
   array(depth: i32): JValue | null {
     this.pos++;
-    let v = new JValue(J_ARR);
+    const v = new JValue(J_ARR);
     this.ws();
-    if (this.peek() == 0x5d) { this.pos++; return v; }
+    if (this.peek() == 0x5d) {
+      this.pos++;
+      return v;
+    }
     while (true) {
-      let item = this.value(depth + 1);
+      const item = this.value(depth + 1);
       if (item === null) return null;
       v.items.push(item);
       this.ws();
-      let c = this.peek();
+      const c = this.peek();
       this.pos++;
       if (c == 0x2c) continue;
       if (c == 0x5d) return v;
@@ -242,23 +271,26 @@ class Parser {
 
   object(depth: i32): JValue | null {
     this.pos++;
-    let v = new JValue(J_OBJ);
+    const v = new JValue(J_OBJ);
     this.ws();
-    if (this.peek() == 0x7d) { this.pos++; return v; }
+    if (this.peek() == 0x7d) {
+      this.pos++;
+      return v;
+    }
     while (true) {
       this.ws();
       if (this.peek() != 0x22) return null;
-      let k = this.string();
+      const k = this.string();
       if (k === null) return null;
       this.ws();
       if (this.peek() != 0x3a) return null;
       this.pos++;
-      let item = this.value(depth + 1);
+      const item = this.value(depth + 1);
       if (item === null) return null;
       v.keys.push(k);
       v.items.push(item);
       this.ws();
-      let c = this.peek();
+      const c = this.peek();
       this.pos++;
       if (c == 0x2c) continue;
       if (c == 0x7d) return v;
@@ -269,8 +301,8 @@ class Parser {
 
 /** Parses a complete JSON document; null on any error. */
 export function parseJson(src: ByteBuf): JValue | null {
-  let p = new Parser(src);
-  let v = p.value(0);
+  const p = new Parser(src);
+  const v = p.value(0);
   if (v === null) return null;
   p.ws();
   if (p.pos != p.end) return null;
@@ -282,9 +314,10 @@ export function parseJson(src: ByteBuf): JValue | null {
  * or 0 if invalid/truncated. Rejects overlongs, surrogates and > U+10FFFF.
  */
 export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
-  let c = <i32>load<u8>(base + <usize>pos);
+  const c = <i32>load<u8>(base + <usize>pos);
   let n = 0;
-  let lo = 0x80, hi = 0xbf;
+  let lo = 0x80,
+    hi = 0xbf;
   if (c >= 0xc2 && c <= 0xdf) n = 2;
   else if (c >= 0xe0 && c <= 0xef) {
     n = 3;
@@ -296,10 +329,10 @@ export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
     else if (c == 0xf4) hi = 0x8f;
   } else return 0;
   if (pos + n > end) return 0;
-  let c1 = <i32>load<u8>(base + <usize>(pos + 1));
+  const c1 = <i32>load<u8>(base + <usize>(pos + 1));
   if (c1 < lo || c1 > hi) return 0;
   for (let i = 2; i < n; i++) {
-    let ci = <i32>load<u8>(base + <usize>(pos + i));
+    const ci = <i32>load<u8>(base + <usize>(pos + i));
     if (ci < 0x80 || ci > 0xbf) return 0;
   }
   return n;
@@ -307,10 +340,17 @@ export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
 
 export function appendCodePoint(out: ByteBuf, cp: i32): void {
   if (cp < 0x80) out.push(cp);
-  else if (cp < 0x800) { out.push(0xc0 | (cp >> 6)); out.push(0x80 | (cp & 63)); }
-  else if (cp < 0x10000) { out.push(0xe0 | (cp >> 12)); out.push(0x80 | ((cp >> 6) & 63)); out.push(0x80 | (cp & 63)); }
-  else {
-    out.push(0xf0 | (cp >> 18)); out.push(0x80 | ((cp >> 12) & 63));
-    out.push(0x80 | ((cp >> 6) & 63)); out.push(0x80 | (cp & 63));
+  else if (cp < 0x800) {
+    out.push(0xc0 | (cp >> 6));
+    out.push(0x80 | (cp & 63));
+  } else if (cp < 0x10000) {
+    out.push(0xe0 | (cp >> 12));
+    out.push(0x80 | ((cp >> 6) & 63));
+    out.push(0x80 | (cp & 63));
+  } else {
+    out.push(0xf0 | (cp >> 18));
+    out.push(0x80 | ((cp >> 12) & 63));
+    out.push(0x80 | ((cp >> 6) & 63));
+    out.push(0x80 | (cp & 63));
   }
 }

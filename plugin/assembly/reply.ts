@@ -17,8 +17,8 @@ import { appendJsonString } from "./encode";
 const MAX_HEADER_NUMBER: f64 = 1e15;
 
 function number(v: f64, roundUp: bool): ByteBuf {
-  let b = new ByteBuf(20);
-  let x = v > MAX_HEADER_NUMBER ? MAX_HEADER_NUMBER : v;
+  const b = new ByteBuf(20);
+  const x = v > MAX_HEADER_NUMBER ? MAX_HEADER_NUMBER : v;
   b.appendU64(<u64>(roundUp ? Math.ceil(x) : Math.floor(x)));
   return b;
 }
@@ -30,20 +30,20 @@ function send(cfg: Config, status: u32, details: string, message: ByteBuf, type:
     sendLocalResponse(status, details, message, h);
     return;
   }
-  let b = ByteBuf.fromString("{\"error\":{\"message\":");
+  const b = ByteBuf.fromString('{"error":{"message":');
   appendJsonString(b, message);
-  b.appendString(",\"type\":\"");
+  b.appendString(',"type":"');
   b.appendString(type);
-  b.appendString("\",\"param\":null,\"code\":\"");
+  b.appendString('","param":null,"code":"');
   b.appendString(code);
-  b.appendString("\"}}");
+  b.appendString('"}}');
   h.add("content-type", ByteBuf.fromString("application/json"));
   sendLocalResponse(status, details, b, h);
 }
 
 /** The service said no: rejectStatus with its description and any numbers it gave. */
 export function sendLimited(cfg: Config, d: Decision): void {
-  let h = new HeaderList();
+  const h = new HeaderList();
   if (d.retryAfter >= 0) {
     h.add("retry-after", number(d.retryAfter, true));
     if (d.retryAfter > <f64>cfg.noRetryAboveSeconds) h.add("x-should-retry", ByteBuf.fromString("false"));
@@ -79,25 +79,38 @@ export function sendLimited(cfg: Config, d: Decision): void {
 
 /** The check failed and failOpen is false. */
 export function sendCheckFailed(cfg: Config): void {
-  send(cfg, 503, "llm_token_rate_limit_check_failed", ByteBuf.fromString("rate limit service unavailable"),
-    "service_unavailable", "rate_limit_service_unavailable", new HeaderList());
+  send(
+    cfg,
+    503,
+    "llm_token_rate_limit_check_failed",
+    ByteBuf.fromString("rate limit service unavailable"),
+    "service_unavailable",
+    "rate_limit_service_unavailable",
+    new HeaderList(),
+  );
 }
 
 /** The service refused the check (a 4xx with a JSON body): the request is refused, not let through. */
 export function sendCheckRefused(cfg: Config): void {
-  send(cfg, 403, "llm_token_rate_limit_check_refused", ByteBuf.fromString("rate limit check refused for this request"),
-    "permission_denied", "rate_limit_check_refused", new HeaderList());
+  send(
+    cfg,
+    403,
+    "llm_token_rate_limit_check_refused",
+    ByteBuf.fromString("rate limit check refused for this request"),
+    "permission_denied",
+    "rate_limit_check_refused",
+    new HeaderList(),
+  );
 }
 
 /** Host matching met a Host that could name another host (userinfo, several values). */
 export function sendBadHost(cfg: Config): void {
-  send(cfg, 400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"),
-    "invalid_request_error", "invalid_host", new HeaderList());
+  send(cfg, 400, "llm_token_rate_limit_bad_host", ByteBuf.fromString("invalid Host header"), "invalid_request_error", "invalid_host", new HeaderList());
 }
 
 /** A key placeholder had no value and onMissingKey is "deny". */
 export function sendMissingKey(cfg: Config, template: string): void {
-  let body = ByteBuf.fromString("missing rate limit key attribute: ");
+  const body = ByteBuf.fromString("missing rate limit key attribute: ");
   body.appendString(template);
   send(cfg, 403, "llm_token_rate_limit_key_missing", body, "permission_denied", "rate_limit_key_missing", new HeaderList());
 }

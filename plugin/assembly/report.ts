@@ -27,10 +27,10 @@ export class UsageReport {
   cacheRead: i64 = 0;
   cacheWrite: i64 = 0;
   reasoning: i64 = 0;
-  reserved: i64 = 0;                    // tokens the check reserved for this request
+  reserved: i64 = 0; // tokens the check reserved for this request
   reservationId: ByteBuf | null = null; // the service's name for that reservation
-  estimated: bool = false;              // no usage in the response: our estimate
-  model: ByteBuf | null = null;         // the request's "model", for usage records
+  estimated: bool = false; // no usage in the response: our estimate
+  model: ByteBuf | null = null; // the request's "model", for usage records
 
   /**
    * A usage that is not final (provisional, or a stream cut before its last usage): charge at
@@ -48,7 +48,9 @@ export class UsageReport {
   }
 
   /** Whether reporting it can change a balance. */
-  chargesAnything(): bool { return this.total > 0 || this.prompt > 0 || this.completion > 0 || this.reserved > 0; }
+  chargesAnything(): bool {
+    return this.total > 0 || this.prompt > 0 || this.completion > 0 || this.reserved > 0;
+  }
 }
 
 /**
@@ -66,9 +68,9 @@ export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf, 
   field(b, "reasoning_tokens", u.reasoning, false);
   if (u.reserved > 0) {
     field(b, "reserved_tokens", u.reserved, true);
-    let rid = u.reservationId;
+    const rid = u.reservationId;
     if (rid !== null) {
-      b.appendString(",\"reservation_id\":");
+      b.appendString(',"reservation_id":');
       appendJsonString(b, rid);
     }
   }
@@ -80,7 +82,7 @@ export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf, 
     b.appendString(",\"model\":");
     appendJsonString(b, model);
   }
-  b.appendString(",\"request_id\":");
+  b.appendString(',"request_id":');
   appendJsonString(b, requestId);
   b.push(0x7d);
   return b;
@@ -88,16 +90,15 @@ export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf, 
 
 function field(b: ByteBuf, name: string, v: i64, always: bool): void {
   if (!always && v <= 0) return;
-  b.appendString(",\"");
+  b.appendString(',"');
   b.appendString(name);
-  b.appendString("\":");
+  b.appendString('":');
   b.appendU64(<u64>(v > 0 ? v : 0));
 }
 
 /** Returns the call token, -1 if the host refused the call. */
 export function dispatchReport(cfg: Config, body: ByteBuf): i64 {
-  let headers = serviceHeaders(cfg, "POST", ByteBuf.fromString(REPORT_PATH))
-    .add("content-type", ByteBuf.fromString("application/json"));
+  const headers = serviceHeaders(cfg, "POST", ByteBuf.fromString(REPORT_PATH)).add("content-type", ByteBuf.fromString("application/json"));
   return httpCall(cfg.cluster, headers, body, cfg.timeoutMs);
 }
 
@@ -111,18 +112,21 @@ let idCounter: u64 = 0;
 export function nextRequestId(): ByteBuf {
   let p = idPrefix;
   if (p === null) {
-    let raw = new ByteBuf(16);
+    const raw = new ByteBuf(16);
     if (!randomBytes(raw, 12)) {
       // No entropy from the host: the clock in ns-ish resolution, which still differs per VM.
-      let t = <u64>nowMs();
-      for (let i = 0; i < 12; i++) raw.push(<i32>((t >> (<u64>(i % 8) * 8)) & 0xff) ^ (i * 37));
+      const t = <u64>nowMs();
+      for (let i = 0; i < 12; i++) raw.push((<i32>((t >> (<u64>(i % 8) * 8)) & 0xff)) ^ (i * 37));
     }
     p = new ByteBuf(26);
-    for (let i = 0; i < raw.length; i++) { p.push(hexDigit(raw.at(i) >> 4)); p.push(hexDigit(raw.at(i))); }
+    for (let i = 0; i < raw.length; i++) {
+      p.push(hexDigit(raw.at(i) >> 4));
+      p.push(hexDigit(raw.at(i)));
+    }
     p.push(0x2d);
     idPrefix = p;
   }
-  let id = new ByteBuf(p.length + 12);
+  const id = new ByteBuf(p.length + 12);
   id.appendBuf(p);
   idCounter++;
   id.appendU64(idCounter);

@@ -13,7 +13,7 @@ import { withStreamUsage } from "./body-rewrite";
 export const MAX_MODEL_BYTES = 128;
 
 export class RequestBody {
-  prompt: i64 = 0;     // estimated prompt tokens
+  prompt: i64 = 0; // estimated prompt tokens
   completion: i64 = 0; // estimated completion tokens (the request's bound)
   /** The body with stream_options.include_usage added, when includeStreamUsage applied. */
   rewritten: ByteBuf | null = null;
@@ -28,15 +28,15 @@ export class RequestBody {
  * not for an API that rejects stream_options (see filter.ts).
  */
 export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bool): RequestBody {
-  let e = new RequestBody();
-  let root = parseJson(body);
+  const e = new RequestBody();
+  const root = parseJson(body);
   e.json = root;
   if (root === null || root.kind != J_OBJ) {
     e.prompt = lengthTokens(body.length, r);
     e.completion = r.defaultCompletionTokens;
     return e;
   }
-  let m = root.get("model");
+  const m = root.get("model");
   if (m !== null && m.kind == J_STR && m.s !== null && (<ByteBuf>m.s).length <= MAX_MODEL_BYTES) e.model = m.s;
   e.prompt = promptTokens(root, body.length, r);
   e.completion = completionBound(root, r.defaultCompletionTokens);

@@ -82,7 +82,13 @@ describe('fixture corpus', () => {
 
   test.each(FIXTURES.map((f) => [f.file, f] as [string, Fixture]))('%s: byte by byte', (_n, f) => {
     const body = fixtureBody(f);
-    expect(report(newHost(), f.contentType, [...body].map((x) => Buffer.from([x])))).toEqual(want(f.expected));
+    expect(
+      report(
+        newHost(),
+        f.contentType,
+        [...body].map((x) => Buffer.from([x])),
+      ),
+    ).toEqual(want(f.expected));
   });
 
   test('CRLF line ends in every SSE fixture', () => {

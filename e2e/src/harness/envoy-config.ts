@@ -63,7 +63,9 @@ function cluster(name: string, ep: Endpoint) {
 
 function virtualHosts(o: EnvoyConfigOptions): object[] {
   // Named, so that match rules can use the route a request took (xds.route_name) instead of its Host.
-  const routes = [{ name: LLM_ROUTE, match: { prefix: '/' }, route: { cluster: LLM_CLUSTER, timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } }];
+  const routes = [
+    { name: LLM_ROUTE, match: { prefix: '/' }, route: { cluster: LLM_CLUSTER, timeout: '120s', ...(o.llm.tls ? { host_rewrite_literal: o.llm.host } : {}) } },
+  ];
   const hosts = o.pluginOnlyForHosts;
   if (!hosts?.length) return [{ name: 'all', domains: ['*'], routes }];
   return [
