@@ -71,14 +71,32 @@ function answerFor(req: http.IncomingMessage): string {
 }
 
 /** An Anthropic Messages API answer (JSON, or its event stream). */
-async function anthropic(res: http.ServerResponse, parsed: { stream?: boolean; model?: string }, answer: string,
-  u: { prompt_tokens: number; completion_tokens: number }, req: http.IncomingMessage, pauseBeforeUsage: number, seq: number): Promise<void> {
+async function anthropic(
+  res: http.ServerResponse,
+  parsed: { stream?: boolean; model?: string },
+  answer: string,
+  u: { prompt_tokens: number; completion_tokens: number },
+  req: http.IncomingMessage,
+  pauseBeforeUsage: number,
+  seq: number,
+): Promise<void> {
   const id = `msg_mock_${seq}`;
   const model = parsed.model ?? 'claude-sonnet-4-5';
   const usage = { input_tokens: u.prompt_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: u.completion_tokens };
   if (!parsed.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.write(JSON.stringify({ id, type: 'message', role: 'assistant', model, content: [{ type: 'text', text: answer }], stop_reason: 'end_turn', stop_sequence: null, usage }));
+    res.write(
+      JSON.stringify({
+        id,
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [{ type: 'text', text: answer }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage,
+      }),
+    );
     res.end();
     return;
   }
@@ -87,7 +105,9 @@ async function anthropic(res: http.ServerResponse, parsed: { stream?: boolean; m
   const n = Math.max(1, num(req.headers['x-mock-chunks'], 5));
   const delay = num(req.headers['x-mock-chunk-delay-ms'], 0);
   const piece = Math.ceil(answer.length / n);
-  event('message_start', { message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } });
+  event('message_start', {
+    message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } },
+  });
   event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
   event('ping', {});
   for (let i = 0; i < n; i++) {

@@ -30,29 +30,52 @@ interface Cut {
  * A streaming POST that the client resets (destroys its socket) as soon as `resetAt` says so
  * for the events received so far: an attacker who hangs up before the usage arrives.
  */
-function streamAndReset(port: number, path: string, headers: Record<string, string>, body: object, resetAt: (events: Record<string, any>[]) => boolean): Promise<Cut> {
+function streamAndReset(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  body: object,
+  resetAt: (events: Record<string, any>[]) => boolean,
+): Promise<Cut> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path, agent: false,
-      headers: { host: HOST, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...headers } }, (res) => {
-      let buf = '';
-      const events: Record<string, any>[] = [];
-      let done = false;
-      const finish = () => { if (!done) { done = true; resolve({ status: res.statusCode ?? 0, events }); } };
-      res.on('data', (c: Buffer) => {
-        buf += c.toString('utf8');
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const data = ev.split('\n').find((l) => l.startsWith('data: {'));
-          if (data) events.push(JSON.parse(data.slice(6)));
-        }
-        if (!done && resetAt(events)) { req.destroy(); finish(); }
-      });
-      res.on('end', finish);
-      res.on('error', () => undefined);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path,
+        agent: false,
+        headers: { host: HOST, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...headers },
+      },
+      (res) => {
+        let buf = '';
+        const events: Record<string, any>[] = [];
+        let done = false;
+        const finish = () => {
+          if (!done) {
+            done = true;
+            resolve({ status: res.statusCode ?? 0, events });
+          }
+        };
+        res.on('data', (c: Buffer) => {
+          buf += c.toString('utf8');
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const ev = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const data = ev.split('\n').find((l) => l.startsWith('data: {'));
+            if (data) events.push(JSON.parse(data.slice(6)));
+          }
+          if (!done && resetAt(events)) {
+            req.destroy();
+            finish();
+          }
+        });
+        res.on('end', finish);
+        res.on('error', () => undefined);
+      },
+    );
     req.on('error', (e) => (e.message.includes('socket hang up') || (e as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(e)));
     req.end(payload);
   });
@@ -62,13 +85,17 @@ function streamAndReset(port: number, path: string, headers: Record<string, stri
 async function settledSpent(stack: Stack, key: string, reportsBefore: number): Promise<number> {
   await waitFor('the usage report', async () => ((await reportsSent(stack)) > reportsBefore ? true : undefined), 5000);
   let last = NaN;
-  return waitFor(`a settled balance on ${key}`, async () => {
-    await new Promise((r) => setTimeout(r, 250));
-    const b = (await bucketOf(stack.service.port, key)).balance ?? CAPACITY;
-    if (b === last) return CAPACITY - b;
-    last = b;
-    return undefined;
-  }, 5000);
+  return waitFor(
+    `a settled balance on ${key}`,
+    async () => {
+      await new Promise((r) => setTimeout(r, 250));
+      const b = (await bucketOf(stack.service.port, key)).balance ?? CAPACITY;
+      if (b === last) return CAPACITY - b;
+      last = b;
+      return undefined;
+    },
+    5000,
+  );
 }
 
 async function reportsSent(stack: Stack): Promise<number> {
@@ -78,18 +105,24 @@ async function reportsSent(stack: Stack): Promise<number> {
 /** Anthropic: the client resets as the last content_block_delta arrives, before message_delta. */
 async function anthropicCut(stack: Stack, key: string): Promise<{ spent: number; delivered: number }> {
   const before = await reportsSent(stack);
-  const r = await streamAndReset(stack.envoy.port, '/v1/messages',
+  const r = await streamAndReset(
+    stack.envoy.port,
+    '/v1/messages',
     { 'user-type': key, 'x-mock-usage': '106,450', 'x-mock-answer-chars': '2000', 'x-mock-chunks': '4', 'x-mock-pause-before-usage-ms': '1500' },
     { model: 'claude-sonnet-4-5', max_tokens: 1024, stream: true, messages: [{ role: 'user', content: 'Tell me about foxes.' }] },
-    (evs) => evs.filter((e) => e.type === 'content_block_delta').length === 4);
+    (evs) => evs.filter((e) => e.type === 'content_block_delta').length === 4,
+  );
   expect(r.status).toBe(200);
   expect(r.events[0].message.usage).toMatchObject({ input_tokens: 106, output_tokens: 1 }); // the placeholder
   expect(r.events.some((e) => e.type === 'message_delta')).toBe(false);
-  const delivered = r.events.filter((e) => e.type === 'content_block_delta').map((e) => e.delta.text).join('').length;
+  const delivered = r.events
+    .filter((e) => e.type === 'content_block_delta')
+    .map((e) => e.delta.text)
+    .join('').length;
   return { spent: await settledSpent(stack, key, before), delivered };
 }
 
-describe('1. an Anthropic stream cut before message_delta is charged what it delivered, not message_start\'s placeholder', () => {
+describe("1. an Anthropic stream cut before message_delta is charged what it delivered, not message_start's placeholder", () => {
   let stack: Stack;
   let reserving: Stack;
   beforeAll(async () => {
@@ -113,15 +146,39 @@ describe('1. an Anthropic stream cut before message_delta is charged what it del
     expect(spent).toBe(106 + 500);
   });
 
-  test('a stream that completes is charged its final usage (message_delta\'s output_tokens)', async () => {
-    const { result, spent } = await withCharge(stack.service.port, 'free-anthropic-3', CAPACITY, () => new Promise<number>((resolve, reject) => {
-      const payload = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 1024, stream: true, messages: [{ role: 'user', content: 'hi' }] });
-      const req = http.request({ host: '127.0.0.1', port: stack.envoy.port, method: 'POST', path: '/v1/messages', agent: false,
-        headers: { host: HOST, 'user-type': 'free-anthropic-3', 'x-mock-usage': '106,450', 'x-mock-answer-chars': '2000', 'content-type': 'application/json', 'content-length': String(payload.length) } },
-      (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
-      req.on('error', reject);
-      req.end(payload);
-    }));
+  test("a stream that completes is charged its final usage (message_delta's output_tokens)", async () => {
+    const { result, spent } = await withCharge(
+      stack.service.port,
+      'free-anthropic-3',
+      CAPACITY,
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const payload = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 1024, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port: stack.envoy.port,
+              method: 'POST',
+              path: '/v1/messages',
+              agent: false,
+              headers: {
+                host: HOST,
+                'user-type': 'free-anthropic-3',
+                'x-mock-usage': '106,450',
+                'x-mock-answer-chars': '2000',
+                'content-type': 'application/json',
+                'content-length': String(payload.length),
+              },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            },
+          );
+          req.on('error', reject);
+          req.end(payload);
+        }),
+    );
     expect(result).toBe(200);
     expect(spent).toBe(106 + 450);
   });
@@ -137,8 +194,11 @@ describe('4. the prompt estimate counts the text the provider bills', () => {
   test('20,000 characters of tool description and 20,000 of tool-call arguments, user "hi", cut before the usage chunk: ~10,000 charged', async () => {
     const words = (n: number) => 'lorem ipsum dolor sit amet '.repeat(Math.ceil(n / 27)).slice(0, n);
     const body = {
-      model: 'gpt-4o', stream: true,
-      tools: [{ type: 'function', function: { name: 'lookup', description: words(20000), parameters: { type: 'object', properties: { q: { type: 'string' } } } } }],
+      model: 'gpt-4o',
+      stream: true,
+      tools: [
+        { type: 'function', function: { name: 'lookup', description: words(20000), parameters: { type: 'object', properties: { q: { type: 'string' } } } } },
+      ],
       messages: [
         { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'lookup', arguments: words(20000) } }] },
         { role: 'tool', tool_call_id: 'call_1', content: 'ok' },
@@ -146,8 +206,13 @@ describe('4. the prompt estimate counts the text the provider bills', () => {
       ],
     };
     const before = await reportsSent(stack);
-    const r = await streamAndReset(stack.envoy.port, '/v1/chat/completions', { 'user-type': 'free-tools', 'x-mock-pause-before-usage-ms': '1500' }, body,
-      (evs) => evs.some((e) => e.choices?.[0]?.finish_reason === 'stop'));
+    const r = await streamAndReset(
+      stack.envoy.port,
+      '/v1/chat/completions',
+      { 'user-type': 'free-tools', 'x-mock-pause-before-usage-ms': '1500' },
+      body,
+      (evs) => evs.some((e) => e.choices?.[0]?.finish_reason === 'stop'),
+    );
     expect(r.status).toBe(200);
     expect(r.events.some((e) => e.usage)).toBe(false); // hung up before the usage chunk
     const delivered = [...r.events.map((e) => e.choices?.[0]?.delta?.content ?? '').join('')].length; // CJK: a token each
@@ -166,7 +231,8 @@ describe('5. a usage report is never lost for a field that is not a count', () =
 
   test('{"model":""} (accepted by some self-hosted servers): the 601 tokens are charged', async () => {
     const { result, spent } = await withCharge(stack.service.port, 'free-model', CAPACITY, () =>
-      chat(stack.envoy.port, HOST, { 'user-type': 'free-model', 'x-mock-usage': '5,596' }, { model: '', messages: [{ role: 'user', content: 'hi' }] }));
+      chat(stack.envoy.port, HOST, { 'user-type': 'free-model', 'x-mock-usage': '5,596' }, { model: '', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(result.status).toBe(200);
     expect(JSON.parse(result.body).model).toBe('');
     expect(spent).toBe(601);

@@ -21,7 +21,9 @@ export class QueuedReport {
   dueMs: i64 = 0;
   /** The same report without its labels (model), for a service that refuses it with them; null if none. */
   bare: ByteBuf | null = null;
-  constructor(body: ByteBuf) { this.body = body; }
+  constructor(body: ByteBuf) {
+    this.body = body;
+  }
 }
 
 export class Outbox {

@@ -39,10 +39,16 @@ export class UsageReport {
    */
   atLeast(promptEst: i64, completionEst: i64): void {
     let raised = false;
-    if (this.prompt <= 0 && promptEst > this.prompt) { this.prompt = promptEst; raised = true; }
-    if (completionEst > this.completion) { this.completion = completionEst; raised = true; }
+    if (this.prompt <= 0 && promptEst > this.prompt) {
+      this.prompt = promptEst;
+      raised = true;
+    }
+    if (completionEst > this.completion) {
+      this.completion = completionEst;
+      raised = true;
+    }
     if (!raised) return;
-    let sum = this.prompt + this.completion;
+    const sum = this.prompt + this.completion;
     if (sum > this.total) this.total = sum;
     this.estimated = true;
   }
@@ -58,7 +64,7 @@ export class UsageReport {
  * service refused for a label is sent again without it (root.ts), never lost for it.
  */
 export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf, withLabels: bool = true): ByteBuf {
-  let b = ByteBuf.fromString("{\"ratelimit_keys\":");
+  const b = ByteBuf.fromString('{"ratelimit_keys":');
   b.appendBuf(keysJson(keys));
   field(b, "prompt_tokens", u.prompt, true);
   field(b, "completion_tokens", u.completion, true);
@@ -74,12 +80,12 @@ export function reportBody(keys: ByteBuf[], u: UsageReport, requestId: ByteBuf, 
       appendJsonString(b, rid);
     }
   }
-  if (u.estimated) b.appendString(",\"estimated\":true");
-  let model = u.model;
+  if (u.estimated) b.appendString(',"estimated":true');
+  const model = u.model;
   // Only a model the service accepts (a non-empty string of at most 128 bytes, service
   // input.ts): {"model":""} must not get the report refused.
   if (withLabels && model !== null && model.length > 0 && model.length <= MAX_LABEL_BYTES) {
-    b.appendString(",\"model\":");
+    b.appendString(',"model":');
     appendJsonString(b, model);
   }
   b.appendString(',"request_id":');

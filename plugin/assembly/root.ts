@@ -97,8 +97,8 @@ export class Root {
   // ---- 6. report ------------------------------------------------------------------------
 
   report(keys: ByteBuf[], u: UsageReport): void {
-    let id = nextRequestId();
-    let r = new QueuedReport(reportBody(keys, u, id));
+    const id = nextRequestId();
+    const r = new QueuedReport(reportBody(keys, u, id));
     if (u.model !== null) r.bare = reportBody(keys, u, id, false);
     this.send(r);
   }
@@ -128,10 +128,10 @@ export class Root {
     inc(metrics.reportFailures);
     // Refused as a bad request: maybe for a label (model), never a reason to lose the counts.
     // Sent once more without the labels (same request_id: applied once).
-    let bare = r.bare;
+    const bare = r.bare;
     if (status == 400 && bare !== null) {
       this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report refused by the rate-limit service (status 400), sent again without its model");
-      let again = new QueuedReport(bare);
+      const again = new QueuedReport(bare);
       inc(metrics.reportsRetried);
       this.send(again);
       return;

@@ -72,9 +72,16 @@ export class CharCounter {
     else this.other++;
   }
 
-  chars(): i64 { return this.other + this.cjk; }
+  chars(): i64 {
+    return this.other + this.cjk;
+  }
 
-  reset(): void { this.other = 0; this.cjk = 0; this.cp = 0; this.need = 0; }
+  reset(): void {
+    this.other = 0;
+    this.cjk = 0;
+    this.cp = 0;
+    this.need = 0;
+  }
 }
 
 export function tokensFor(other: i64, cjk: i64, r: EstimateConfig): i64 {

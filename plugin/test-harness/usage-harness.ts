@@ -44,7 +44,7 @@ export function get(what: i32): f64 {
   if (what == 8) return <f64>s.text.chars();
   if (what == 9) return <f64>s.mode;
   if (what == 14) return s.provisional ? 1 : 0;
-  let ev = s.events;
+  const ev = s.events;
   if (ev === null) return -1;
   if (what == 10) return <f64>ev.messages;
   if (what == 11) return <f64>ev.badCrc;

@@ -24,7 +24,10 @@ function withBody(h: ProxyWasmHost, body: object | string, p = '/v1/chat/complet
 
 /** Sends `chunks` of a response and then ends the stream: the client reset it (no end of stream). */
 function cutResponse(s: Stream, contentType: string, chunks: Buffer[]): void {
-  s.sendResponseHeaders([[':status', '200'], ['content-type', contentType]]);
+  s.sendResponseHeaders([
+    [':status', '200'],
+    ['content-type', contentType],
+  ]);
   for (const c of chunks) s.sendResponseBody(c, false);
   s.end();
 }
@@ -63,22 +66,29 @@ describe('1. a stream cut before its final usage is charged at least what it del
     expect(reports(h)).toEqual([{ ...CHARGED, reserved_tokens: 101, reservation_id: 'r-1' }]);
   });
 
-  test('reset after message_delta but before message_stop: the stream did not complete, so at least the estimate; completed: the provider\'s counts', () => {
-    const done = Buffer.concat([CUT, Buffer.from('event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":450}}\n\n')]);
+  test("reset after message_delta but before message_stop: the stream did not complete, so at least the estimate; completed: the provider's counts", () => {
+    const done = Buffer.concat([
+      CUT,
+      Buffer.from('event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":450}}\n\n'),
+    ]);
     const h = newHost();
     cutResponse(checkedRequest(h, ALLOW), 'text/event-stream', [done]);
     // Cut before message_stop: the usage is final, but the stream did not complete: at least the estimate.
     expect(reports(h)).toEqual([{ ...CHARGED, completion_tokens: 500, total_tokens: 606 }]);
     const h2 = newHost();
     const s = checkedRequest(h2, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     s.sendResponseBody(Buffer.concat([done, Buffer.from('event: message_stop\ndata: {"type":"message_stop"}\n\n')]), true);
     s.end();
     expect(reports(h2)).toEqual([{ ratelimit_keys: ['regular-user'], prompt_tokens: 106, completion_tokens: 450, total_tokens: 556 }]);
   });
 
   test('a running total (DashScope, Gemini: usage in every event) cut mid-stream: at least what was delivered', () => {
-    const ev = (text: string, out: number) => `data: ${JSON.stringify({ choices: [{ delta: { content: text } }], usage: { prompt_tokens: 10, completion_tokens: out, total_tokens: 10 + out } })}\n\n`;
+    const ev = (text: string, out: number) =>
+      `data: ${JSON.stringify({ choices: [{ delta: { content: text } }], usage: { prompt_tokens: 10, completion_tokens: out, total_tokens: 10 + out } })}\n\n`;
     const h = newHost();
     cutResponse(checkedRequest(h, ALLOW), 'text/event-stream', [Buffer.from(ev('a'.repeat(400), 1) + ev('b'.repeat(400), 2))]);
     expect(reports(h)).toEqual([{ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 200, total_tokens: 210, estimated: true }]);
@@ -99,7 +109,8 @@ describe('4. the prompt estimate counts every billed string', () => {
 
   test('tools[].function.description and tool_calls[].arguments (20,000 characters each), user message "hi"', () => {
     const body = {
-      model: 'gpt-4o', stream: true,
+      model: 'gpt-4o',
+      stream: true,
       tools: [{ type: 'function', function: { name: 'lookup', description: x(20000), parameters: { type: 'object', properties: { q: { type: 'string' } } } } }],
       messages: [
         { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'lookup', arguments: x(20000) } }] },
@@ -112,24 +123,60 @@ describe('4. the prompt estimate counts every billed string', () => {
   });
 
   test('a property name in a tool schema is billed: it counts', () => {
-    const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { [x(8000)]: { type: 'string' } } } } }] };
+    const body = {
+      model: 'm',
+      messages: [{ role: 'user', content: 'hi' }],
+      tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { [x(8000)]: { type: 'string' } } } } }],
+    };
     expect(promptCharged(body)).toBe(Math.ceil((2 + 1 + 4 + 10 + 8000 + 4) / 4));
   });
 
-  test('key names of a tool call\'s input (Anthropic tool_use, Gemini functionCall args) are billed: they count', () => {
+  test("key names of a tool call's input (Anthropic tool_use, Gemini functionCall args) are billed: they count", () => {
     const keys = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`k${String(i).padStart(3, '0')}${x(16)}`, 1])); // 400 keys of 20 characters
-    expect(promptCharged({ model: 'claude', max_tokens: 5, messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 't', input: keys }] }, { role: 'user', content: 'hi' }] }, '/v1/messages'))
-      .toBe(Math.ceil((1 + 8000 + 2) / 4));
-    expect(promptCharged({ contents: [{ role: 'model', parts: [{ functionCall: { name: 't', args: keys } }] }, { role: 'user', parts: [{ text: 'hi' }] }] }))
-      .toBe(Math.ceil((1 + 8000 + 2) / 4));
+    expect(
+      promptCharged(
+        {
+          model: 'claude',
+          max_tokens: 5,
+          messages: [
+            { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 't', input: keys }] },
+            { role: 'user', content: 'hi' },
+          ],
+        },
+        '/v1/messages',
+      ),
+    ).toBe(Math.ceil((1 + 8000 + 2) / 4));
+    expect(
+      promptCharged({
+        contents: [
+          { role: 'model', parts: [{ functionCall: { name: 't', args: keys } }] },
+          { role: 'user', parts: [{ text: 'hi' }] },
+        ],
+      }),
+    ).toBe(Math.ceil((1 + 8000 + 2) / 4));
   });
 
   test('Anthropic system and tools, Responses instructions and input, Gemini systemInstruction and function declarations', () => {
-    expect(promptCharged({ model: 'claude', system: x(4000), tools: [{ name: 't', description: x(4000), input_schema: { type: 'object' } }], messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }, '/v1/messages'))
-      .toBe(Math.ceil((4000 + 1 + 4000 + 4 + 2) / 4)); // input_schema's key "type" counts
+    expect(
+      promptCharged(
+        {
+          model: 'claude',
+          system: x(4000),
+          tools: [{ name: 't', description: x(4000), input_schema: { type: 'object' } }],
+          messages: [{ role: 'user', content: 'hi' }],
+          max_tokens: 5,
+        },
+        '/v1/messages',
+      ),
+    ).toBe(Math.ceil((4000 + 1 + 4000 + 4 + 2) / 4)); // input_schema's key "type" counts
     expect(promptCharged({ model: 'gpt-4.1', instructions: x(4000), input: [{ type: 'function_call_output', call_id: 'c', output: x(4000) }] })).toBe(2000);
-    expect(promptCharged({ systemInstruction: { parts: [{ text: x(4000) }] }, tools: [{ functionDeclarations: [{ name: 'f', description: x(3999) }] }], contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }))
-      .toBe(Math.ceil(8002 / 4));
+    expect(
+      promptCharged({
+        systemInstruction: { parts: [{ text: x(4000) }] },
+        tools: [{ functionDeclarations: [{ name: 'f', description: x(3999) }] }],
+        contents: [{ role: 'user', parts: [{ text: 'hi' }] }],
+      }),
+    ).toBe(Math.ceil(8002 / 4));
   });
 
   test('\\u escapes count as the characters they decode to: no smaller than the text itself', () => {
@@ -140,16 +187,54 @@ describe('4. the prompt estimate counts every billed string', () => {
   });
 
   test('images and audio: 1,600 tokens each, whatever the encoding (data URL, base64 source, inlineData)', () => {
-    expect(promptCharged({ model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,' + 'A'.repeat(100000) } }] }] })).toBe(1 + 1600);
-    expect(promptCharged({ model: 'm', messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }, { type: 'image', source: { type: 'url', url: 'https://e/x.png' } }] }] }, '/v1/messages')).toBe(3200);
+    expect(
+      promptCharged({
+        model: 'm',
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'hi' },
+              { type: 'image_url', image_url: { url: 'data:image/png;base64,' + 'A'.repeat(100000) } },
+            ],
+          },
+        ],
+      }),
+    ).toBe(1 + 1600);
+    expect(
+      promptCharged(
+        {
+          model: 'm',
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } },
+                { type: 'image', source: { type: 'url', url: 'https://e/x.png' } },
+              ],
+            },
+          ],
+        },
+        '/v1/messages',
+      ),
+    ).toBe(3200);
     expect(promptCharged({ contents: [{ role: 'user', parts: [{ inlineData: { mimeType: 'audio/wav', data: 'AAAA' } }] }] })).toBe(1600);
-    expect(promptCharged({ model: 'm', messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] })).toBe(1600);
+    expect(promptCharged({ model: 'm', messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] })).toBe(
+      1600,
+    );
   });
 
   test('labels and settings are not text: model, role, ids, metadata do not count', () => {
     expect(promptCharged({ model: x(100), user: x(100), metadata: { a: x(4000) }, messages: [{ role: 'user', content: x(400) }] })).toBe(100);
     // OpenAI's output-audio settings are no input clip.
-    expect(promptCharged({ model: 'gpt-4o-audio-preview', modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' }, messages: [{ role: 'user', content: x(400) }] })).toBe(100);
+    expect(
+      promptCharged({
+        model: 'gpt-4o-audio-preview',
+        modalities: ['text', 'audio'],
+        audio: { voice: 'alloy', format: 'wav' },
+        messages: [{ role: 'user', content: x(400) }],
+      }),
+    ).toBe(100);
   });
 });
 
@@ -157,7 +242,9 @@ describe('5. a report is never lost for a field that is not a count', () => {
   test('{"model":""}: the report carries no model (the service refuses an empty one)', () => {
     const h = newHost();
     const s = withBody(h, { model: '', messages: [{ role: 'user', content: 'hi' }] });
-    cutResponse(s, 'application/json', [Buffer.from('{"choices":[{"message":{"content":"hello"}}],"usage":{"prompt_tokens":5,"completion_tokens":596,"total_tokens":601}}')]);
+    cutResponse(s, 'application/json', [
+      Buffer.from('{"choices":[{"message":{"content":"hello"}}],"usage":{"prompt_tokens":5,"completion_tokens":596,"total_tokens":601}}'),
+    ]);
     const r = reportCalls(h);
     expect(r).toHaveLength(1);
     expect(r[0]).not.toHaveProperty('model');

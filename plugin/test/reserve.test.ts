@@ -146,8 +146,29 @@ describe('reserve: estimates', () => {
 
   test('where the text is: OpenAI parts, legacy prompt, Responses input and instructions, Anthropic system, Gemini', () => {
     const t = (n: number) => 'x'.repeat(4 * n);
-    expect(reservationFor(chatBody([{ type: 'text', text: t(3) }, { type: 'image_url', image_url: { url: 'https://e/x.png' } }, { type: 'text', text: t(2) }], { max_tokens: 0 }))).toBe(5 + 1600); // an image: 1,600
-    expect(reservationFor({ model: 'm', messages: [{ role: 'system', content: t(1) }, { role: 'user', content: t(2) }, { role: 'assistant', content: t(4) }], max_tokens: 0 })).toBe(7);
+    expect(
+      reservationFor(
+        chatBody(
+          [
+            { type: 'text', text: t(3) },
+            { type: 'image_url', image_url: { url: 'https://e/x.png' } },
+            { type: 'text', text: t(2) },
+          ],
+          { max_tokens: 0 },
+        ),
+      ),
+    ).toBe(5 + 1600); // an image: 1,600
+    expect(
+      reservationFor({
+        model: 'm',
+        messages: [
+          { role: 'system', content: t(1) },
+          { role: 'user', content: t(2) },
+          { role: 'assistant', content: t(4) },
+        ],
+        max_tokens: 0,
+      }),
+    ).toBe(7);
     expect(reservationFor({ model: 'davinci', prompt: t(6), max_tokens: 0 })).toBe(6);
     expect(reservationFor({ model: 'davinci', prompt: [t(1), t(2)], max_tokens: 0 })).toBe(3);
     expect(

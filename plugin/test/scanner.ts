@@ -20,8 +20,17 @@ export function compileHarness(): WebAssembly.Module {
 }
 
 export interface Parts {
-  found: boolean; prompt: number; completion: number; total: number;
-  cacheRead: number; cacheWrite: number; reasoning: number; tooLarge: number; textChars: number; mode: number; provisional: boolean;
+  found: boolean;
+  prompt: number;
+  completion: number;
+  total: number;
+  cacheRead: number;
+  cacheWrite: number;
+  reasoning: number;
+  tooLarge: number;
+  textChars: number;
+  mode: number;
+  provisional: boolean;
 }
 
 export class Scanner {
@@ -71,8 +80,19 @@ export class Scanner {
   }
   parts(): Parts {
     const g = (i: number) => this.ex.get(i);
-    return { found: g(0) === 1, prompt: g(1), completion: g(2), total: g(3), cacheRead: g(4), cacheWrite: g(5),
-      reasoning: g(6), tooLarge: g(7), textChars: g(8), mode: g(9), provisional: g(14) === 1 };
+    return {
+      found: g(0) === 1,
+      prompt: g(1),
+      completion: g(2),
+      total: g(3),
+      cacheRead: g(4),
+      cacheWrite: g(5),
+      reasoning: g(6),
+      tooLarge: g(7),
+      textChars: g(8),
+      mode: g(9),
+      provisional: g(14) === 1,
+    };
   }
   decoder(): { messages: number; badCrc: number; oversized: number; resyncBytes: number } {
     return { messages: this.get(10), badCrc: this.get(11), oversized: this.get(12), resyncBytes: this.get(13) };

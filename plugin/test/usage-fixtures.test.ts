@@ -8,8 +8,21 @@ import { buildEventStream, binPath } from './eventstream';
 
 const DIR = path.join(__dirname, 'fixtures');
 // estimated: a stream cut before its final usage (issue 23), charged at least the estimate of what it delivered.
-interface Expected { prompt: number; completion: number; total: number; cacheRead: number; cacheWrite: number; reasoning: number; estimated?: boolean }
-interface Fixture { file: string; contentType: string; source: string; expected: Expected | null }
+interface Expected {
+  prompt: number;
+  completion: number;
+  total: number;
+  cacheRead: number;
+  cacheWrite: number;
+  reasoning: number;
+  estimated?: boolean;
+}
+interface Fixture {
+  file: string;
+  contentType: string;
+  source: string;
+  expected: Expected | null;
+}
 const FIXTURES: Fixture[] = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8'));
 
 export function fixtureBody(f: Fixture): Buffer {

@@ -31,13 +31,20 @@ describe('billed parts of every fixture', () => {
       const s = scanner().begin(f.contentType);
       for (const c of chunks) s.feed(c);
       const p = s.parts();
-      if (f.expected === null) { expect(p.found).toBe(false); continue; }
+      if (f.expected === null) {
+        expect(p.found).toBe(false);
+        continue;
+      }
       // Cut before the final usage: the scanner has message_start's provisional usage (the
       // filter raises it to the estimate, usage-fixtures.test.ts); every other fixture is final.
       expect(p.provisional).toBe(f.expected.estimated === true);
-      if (f.expected.estimated) { expect([p.prompt, p.completion]).toEqual([f.expected.prompt, 1]); continue; }
-      expect({ prompt: p.prompt, completion: p.completion, total: p.total, cacheRead: p.cacheRead, cacheWrite: p.cacheWrite, reasoning: p.reasoning })
-        .toEqual(f.expected);
+      if (f.expected.estimated) {
+        expect([p.prompt, p.completion]).toEqual([f.expected.prompt, 1]);
+        continue;
+      }
+      expect({ prompt: p.prompt, completion: p.completion, total: p.total, cacheRead: p.cacheRead, cacheWrite: p.cacheWrite, reasoning: p.reasoning }).toEqual(
+        f.expected,
+      );
     }
   });
 });
