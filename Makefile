@@ -10,7 +10,7 @@ export ENVOY_BIN
 
 JEST := node_modules/.bin/jest
 
-.PHONY: all install build plugin service e2e-build envoy pyclients helm test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
+.PHONY: all install build plugin service e2e-build envoy pyclients helm lint format test test-unit e2e demo up down bench bench-tools bench-envoy bench-doc bench-service bench-plugin bench-accuracy image clean
 
 all: build
 
@@ -63,6 +63,17 @@ helm:
 	  mkdir -p $(TOOLS_BIN) && GOBIN=$(TOOLS_BIN) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) && \
 	  echo "helm: installed $(TOOLS_BIN)/helm"; \
 	fi
+
+# ESLint (type-aware on the Node TypeScript), Prettier's check, and no tracked file over 1 MiB.
+# CI runs it before the tests; `make format` rewrites what Prettier would change.
+lint: node_modules
+	node_modules/.bin/eslint --max-warnings 0 .
+	node_modules/.bin/prettier --check --log-level warn .
+	bash .ci/tracked-sizes.sh
+
+format: node_modules
+	node_modules/.bin/prettier --write --log-level warn .
+	node_modules/.bin/eslint --fix .
 
 # Every test (unit, emulator, service with real Redis, e2e through real Envoy, manifests).
 # Results also go to test-results/jest.json, from which .ci/run prints its summary line.

@@ -50,31 +50,45 @@ export async function startEnvoy(bootstrap: object, o: { concurrency?: number; l
   const proc = startProcess('llmrl-envoy', bin, (dir) => {
     writeFileSync(join(dir, 'envoy.json'), JSON.stringify(bootstrap));
     return [
-      '-c', join(dir, 'envoy.json'),
+      '-c',
+      join(dir, 'envoy.json'),
       '--disable-hot-restart',
-      '--concurrency', String(o.concurrency ?? 1),
-      '-l', o.logLevel ?? 'warning',
-      '--admin-address-path', join(dir, 'admin-address'),
+      '--concurrency',
+      String(o.concurrency ?? 1),
+      '-l',
+      o.logLevel ?? 'warning',
+      '--admin-address-path',
+      join(dir, 'admin-address'),
     ];
   });
   try {
-    const adminPort = await waitFor('Envoy\'s admin address', async () => {
-      const m = /:(\d+)\s*$/.exec(readIfThere(join(proc.dir, 'admin-address')));
-      return m ? Number(m[1]) : undefined;
-    }, 30_000, proc);
-    const ports = await waitFor('Envoy to be ready', async () => {
-      if ((await adminGet(adminPort, '/ready')).status !== 200) return undefined;
-      const { listener_statuses = [] } = (await (await adminGet(adminPort, '/listeners?format=json')).json()) as {
-        listener_statuses?: { name: string; local_address?: { socket_address?: { port_value?: number } } }[];
-      };
-      const out: Record<string, number> = {};
-      for (const l of listener_statuses) {
-        const port = l.local_address?.socket_address?.port_value;
-        if (!port) return undefined; // not bound yet
-        out[l.name] = port;
-      }
-      return out;
-    }, 30_000, proc);
+    const adminPort = await waitFor(
+      "Envoy's admin address",
+      async () => {
+        const m = /:(\d+)\s*$/.exec(readIfThere(join(proc.dir, 'admin-address')));
+        return m ? Number(m[1]) : undefined;
+      },
+      30_000,
+      proc,
+    );
+    const ports = await waitFor(
+      'Envoy to be ready',
+      async () => {
+        if ((await adminGet(adminPort, '/ready')).status !== 200) return undefined;
+        const { listener_statuses = [] } = (await (await adminGet(adminPort, '/listeners?format=json')).json()) as {
+          listener_statuses?: { name: string; local_address?: { socket_address?: { port_value?: number } } }[];
+        };
+        const out: Record<string, number> = {};
+        for (const l of listener_statuses) {
+          const port = l.local_address?.socket_address?.port_value;
+          if (!port) return undefined; // not bound yet
+          out[l.name] = port;
+        }
+        return out;
+      },
+      30_000,
+      proc,
+    );
     return { pid: proc.pid, adminPort, ports, output: proc.output, stop: proc.stop };
   } catch (e) {
     await proc.stop();

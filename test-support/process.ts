@@ -85,7 +85,11 @@ export function startProcess(name: string, bin: string, args: (dir: string) => s
 
 /** The process ended while it was waited for; `output` is the end of what it wrote. */
 export class Exited extends Error {
-  constructor(what: string, readonly output: string, code: number | string) {
+  constructor(
+    what: string,
+    readonly output: string,
+    code: number | string,
+  ) {
     super(`${what}: process exited (${code}):\n${output.slice(-3000)}`);
   }
 }

@@ -65,7 +65,19 @@ async function startNode(port: number | undefined, what: string, extra: () => Pr
   for (let attempt = 1; ; attempt++) {
     const p = port ?? (await freePort());
     const more = await extra();
-    const proc = startProcess('llmrl-redis', bin, (dir) => ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...more]);
+    const proc = startProcess('llmrl-redis', bin, (dir) => [
+      '--port',
+      String(p),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      ...more,
+    ]);
     try {
       await waitFor(`${what} on ${p}`, async () => ((await rawCommand(p, 'PING', 300)).startsWith('+PONG') ? true : undefined), 10_000, proc);
       return { port: p, pid: proc.pid, stop: proc.stop };
@@ -92,22 +104,31 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
   };
   try {
     for (let i = 0; i < masters; i++) {
-      nodes.push(await startNode(undefined, 'cluster node', async () => [
-        '--cluster-enabled', 'yes',
-        '--cluster-config-file', 'nodes.conf', // in its --dir
-        '--cluster-node-timeout', '2000',
-        // A bus port of its own: the default (port + 10000) is nobody's, and past 65535 for ports above 55535.
-        '--cluster-port', String(await freePort()),
-      ]));
+      nodes.push(
+        await startNode(undefined, 'cluster node', async () => [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf', // in its --dir
+          '--cluster-node-timeout',
+          '2000',
+          // A bus port of its own: the default (port + 10000) is nobody's, and past 65535 for ports above 55535.
+          '--cluster-port',
+          String(await freePort()),
+        ]),
+      );
     }
-    const create = spawnSync(
-      cli,
-      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-      { encoding: 'utf8', timeout: 30_000 },
-    );
+    const create = spawnSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stderr || create.stdout}`);
     for (const n of nodes) {
-      await waitFor(`cluster node ${n.port}`, async () => ((await rawCommand(n.port, 'CLUSTER INFO', 500)).includes('cluster_state:ok') ? true : undefined), 15_000);
+      await waitFor(
+        `cluster node ${n.port}`,
+        async () => ((await rawCommand(n.port, 'CLUSTER INFO', 500)).includes('cluster_state:ok') ? true : undefined),
+        15_000,
+      );
     }
   } catch (e) {
     await stopAll();

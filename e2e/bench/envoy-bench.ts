@@ -32,8 +32,28 @@ import { checkEnvoys, fixedRate, log, memory, sideBySide, throughput } from './p
 import { report, targets } from './report';
 import type { EnvoyBenchResult, RunInfo } from './result';
 import {
-  CONNECTIONS, ENVOY_CONCURRENCY, ENVOY_CPUS, FIXED_ROUNDS, FIXED_SECONDS, KEYS, MATCHED_HOST, MEMORY_FIRST, MEMORY_TOTAL, OTHER_CPUS, OUT, PIN,
-  RATE, ROUNDS, RULES, SECONDS, SIDE_CONNECTIONS, SIDE_RATE, SIDE_ROUNDS, SIDE_SECONDS, UNMATCHED_HOST, WARMUP_SECONDS,
+  CONNECTIONS,
+  ENVOY_CONCURRENCY,
+  ENVOY_CPUS,
+  FIXED_ROUNDS,
+  FIXED_SECONDS,
+  KEYS,
+  MATCHED_HOST,
+  MEMORY_FIRST,
+  MEMORY_TOTAL,
+  OTHER_CPUS,
+  OUT,
+  PIN,
+  RATE,
+  ROUNDS,
+  RULES,
+  SECONDS,
+  SIDE_CONNECTIONS,
+  SIDE_RATE,
+  SIDE_ROUNDS,
+  SIDE_SECONDS,
+  UNMATCHED_HOST,
+  WARMUP_SECONDS,
 } from './settings';
 import { Modules, startSharedEnvoys, startStack } from './stack';
 import { r3 } from './stats';
@@ -43,7 +63,8 @@ import { killWrk } from './wrk';
 function preflight(): void {
   requireBuilt(PLUGIN_WASM, 'make plugin');
   if (spawnSync('wrk', ['-v'], { stdio: 'ignore' }).error) throw new Error('wrk not found: apt-get install -y wrk (make bench does it)');
-  if (PIN && spawnSync('taskset', ['-V'], { stdio: 'ignore' }).error) throw new Error('taskset not found: apt-get install -y util-linux (or BENCH_PIN=0 to run unpinned)');
+  if (PIN && spawnSync('taskset', ['-V'], { stdio: 'ignore' }).error)
+    throw new Error('taskset not found: apt-get install -y util-linux (or BENCH_PIN=0 to run unpinned)');
 }
 
 /** A private copy of plugin.wasm and the two no-op filters, built into `dir`. */
@@ -53,15 +74,33 @@ function modules(dir: string): Modules {
   const noop = path.join(dir, 'noop.wasm');
   const readHost = path.join(dir, 'read-host.wasm');
   log('building e2e/bench/noop-filter/index.ts and read-host.ts (Wasm filters that do nothing, or read one header)');
-  for (const [src, out] of [['index.ts', noop], ['read-host.ts', readHost]]) {
-    execFileSync(path.join(REPO, 'node_modules/.bin/asc'), [path.join(__dirname, 'noop-filter', src), '-b', out, '--use', 'abort=', '-O3', '--runtime', 'full'], { stdio: 'inherit' });
+  for (const [src, out] of [
+    ['index.ts', noop],
+    ['read-host.ts', readHost],
+  ]) {
+    execFileSync(
+      path.join(REPO, 'node_modules/.bin/asc'),
+      [path.join(__dirname, 'noop-filter', src), '-b', out, '--use', 'abort=', '-O3', '--runtime', 'full'],
+      { stdio: 'inherit' },
+    );
   }
   // Envoy calls only the callbacks a module exports: the no-op row is Envoy's Wasm floor for the
   // plugin only if both export the same ones.
   const wasmApi = (globalThis as unknown as { WebAssembly: { Module: { new (b: Buffer): object; exports(m: object): { name: string }[] } } }).WebAssembly;
-  const callbacks = (f: string) => wasmApi.Module.exports(new wasmApi.Module(fs.readFileSync(f))).map((x) => x.name).filter((n) => n.startsWith('proxy_')).sort().join(' ');
-  for (const [f, src] of [[noop, 'index.ts'], [readHost, 'read-host.ts']]) {
-    if (callbacks(f) !== callbacks(plugin)) throw new Error(`e2e/bench/noop-filter/${src} exports ${callbacks(f)}\nbut the plugin exports ${callbacks(plugin)}: make them export the same proxy_* functions`);
+  const callbacks = (f: string) =>
+    wasmApi.Module.exports(new wasmApi.Module(fs.readFileSync(f)))
+      .map((x) => x.name)
+      .filter((n) => n.startsWith('proxy_'))
+      .sort()
+      .join(' ');
+  for (const [f, src] of [
+    [noop, 'index.ts'],
+    [readHost, 'read-host.ts'],
+  ]) {
+    if (callbacks(f) !== callbacks(plugin))
+      throw new Error(
+        `e2e/bench/noop-filter/${src} exports ${callbacks(f)}\nbut the plugin exports ${callbacks(plugin)}: make them export the same proxy_* functions`,
+      );
   }
   return { plugin, noop, readHost };
 }
@@ -86,7 +125,12 @@ function versions(): RunInfo['versions'] {
 
 function machine(): RunInfo['machine'] {
   const cpus = os.cpus();
-  return { cores: cpus.length, cpu_model: cpus[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30), load_average_at_start: os.loadavg().map(r3) };
+  return {
+    cores: cpus.length,
+    cpu_model: cpus[0]?.model ?? 'unknown',
+    memory_gib: Math.round(os.totalmem() / 2 ** 30),
+    load_average_at_start: os.loadavg().map(r3),
+  };
 }
 
 async function main() {
@@ -162,7 +206,7 @@ async function main() {
 main().then(
   () => process.exit(0),
   (e) => {
-    console.error(e instanceof Error ? e.stack ?? e.message : e);
+    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
     process.exit(1);
   },
 );

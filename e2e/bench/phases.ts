@@ -2,10 +2,34 @@
 import { Envoy } from '../src/harness/envoy';
 import { request } from '../src/harness/http';
 import { cpuNs, cpuOf, machineCpu, rssKiB } from './proc';
-import type { Config, FixedRateConfig, Measured, MemoryResult, MemorySnapshot, SideBySide, SideBySideConfig, SideBySideRound, Summaries, ThroughputConfig, WrkRun } from './result';
+import type {
+  Config,
+  FixedRateConfig,
+  Measured,
+  MemoryResult,
+  MemorySnapshot,
+  SideBySide,
+  SideBySideConfig,
+  SideBySideRound,
+  Summaries,
+  ThroughputConfig,
+  WrkRun,
+} from './result';
 import {
-  CONNECTIONS, FIXED_ROUNDS, FIXED_SECONDS, MATCHED_HOST, MEMORY_FIRST, MEMORY_TOTAL, RATE, ROUNDS, SECONDS, SIDE_CONNECTIONS, SIDE_RATE, SIDE_ROUNDS,
-  SIDE_SECONDS, WARMUP_SECONDS,
+  CONNECTIONS,
+  FIXED_ROUNDS,
+  FIXED_SECONDS,
+  MATCHED_HOST,
+  MEMORY_FIRST,
+  MEMORY_TOTAL,
+  RATE,
+  ROUNDS,
+  SECONDS,
+  SIDE_CONNECTIONS,
+  SIDE_RATE,
+  SIDE_ROUNDS,
+  SIDE_SECONDS,
+  WARMUP_SECONDS,
 } from './settings';
 import { counters, hostOf, SharedEnvoys, Stack } from './stack';
 import { r3 } from './stats';
@@ -64,11 +88,17 @@ export async function checkEnvoys(stack: Stack, envoys: SharedEnvoys): Promise<v
   // The scoped Envoy still limits its own host: one matched request is one check and one report.
   const scoped = envoys.scoped!;
   const s0 = await counters(scoped);
-  const one = await request(scoped.port, { method: 'POST', path: '/', headers: { host: MATCHED_HOST, 'content-type': 'application/json', 'user-type': 'bench-scoped' }, body: '{"messages":[]}' });
+  const one = await request(scoped.port, {
+    method: 'POST',
+    path: '/',
+    headers: { host: MATCHED_HOST, 'content-type': 'application/json', 'user-type': 'bench-scoped' },
+    body: '{"messages":[]}',
+  });
   const deadline = Date.now() + 5000;
   while ((await counters(scoped)).rls - s0.rls < 2 && Date.now() < deadline) await sleep(50);
   const calls = (await counters(scoped)).rls - s0.rls;
-  if (one.status !== 200 || calls !== 2) throw new Error(`scoped Envoy: a matched request got ${one.status} and made ${calls} service calls (expected 200 and 2)`);
+  if (one.status !== 200 || calls !== 2)
+    throw new Error(`scoped Envoy: a matched request got ${one.status} and made ${calls} service calls (expected 200 and 2)`);
 
   for (const c of [...THROUGHPUT, 'bodykey' as const]) {
     const w = await measure(stack, envoys, c, 0, { seconds: WARMUP_SECONDS });
@@ -87,7 +117,9 @@ export async function throughput(stack: Stack, envoys: SharedEnvoys): Promise<{ 
     for (const c of rotated(THROUGHPUT, round)) {
       const m = await measure(stack, envoys, c, round, { seconds: SECONDS });
       runs.push(m);
-      log(`throughput round ${round} ${c}: ${m.rps} req/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.errors} errors, machine busy ${Math.round(m.machine_busy * 100)}%`);
+      log(
+        `throughput round ${round} ${c}: ${m.rps} req/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.errors} errors, machine busy ${Math.round(m.machine_busy * 100)}%`,
+      );
     }
   }
   return { summary: summarize(runs, THROUGHPUT), runs };
@@ -117,7 +149,10 @@ export async function sideBySide(stack: Stack): Promise<SideBySide> {
   const envoys: Envoy[] = [];
   try {
     for (const c of SIDE_BY_SIDE) envoys.push(await stack.startEnvoy(c));
-    return await sideBySideRounds(stack, SIDE_BY_SIDE.map((c, i) => ({ c, envoy: envoys[i], host: hostOf(c) })));
+    return await sideBySideRounds(
+      stack,
+      SIDE_BY_SIDE.map((c, i) => ({ c, envoy: envoys[i], host: hostOf(c) })),
+    );
   } finally {
     for (const e of envoys) await e.stop();
   }
@@ -135,9 +170,21 @@ async function sideBySideRounds(stack: Stack, targets: { c: SideBySideConfig; en
       rounds.push({ round, config: t.c, rps: runs[i].rps, errors: runs[i].errors, envoy_cpu_us_per_request: Math.round(us * 100) / 100 });
     });
     stack.mock.requests.length = 0;
-    log(`side by side round ${round}: ` + rounds.filter((r) => r.round === round).map((r) => `${r.config} ${r.rps} req/s ${r.envoy_cpu_us_per_request} µs`).join(', '));
+    log(
+      `side by side round ${round}: ` +
+        rounds
+          .filter((r) => r.round === round)
+          .map((r) => `${r.config} ${r.rps} req/s ${r.envoy_cpu_us_per_request} µs`)
+          .join(', '),
+    );
   }
-  return { summary: summarizeSideBySide(rounds, targets.map((t) => t.c)), rounds };
+  return {
+    summary: summarizeSideBySide(
+      rounds,
+      targets.map((t) => t.c),
+    ),
+    rounds,
+  };
 }
 
 /** A fresh Envoy + plugin: VmRSS and admin /memory after MEMORY_FIRST and MEMORY_TOTAL matched requests, each with its own key. */
@@ -161,17 +208,34 @@ export async function memory(stack: Stack): Promise<MemoryResult> {
     // Every request its own key (100,000 distinct keys): growth per key would show too.
     stack.mock.requests.length = 0;
     const reached = (n: number) => async () => (await counters(envoy)).upstream >= n;
-    const w1 = await runWrk(envoy.port, { host: MATCHED_HOST, keys: MEMORY_TOTAL, stop: MEMORY_FIRST, seconds: 60, connections: 8, stopWhen: reached(MEMORY_FIRST) });
+    const w1 = await runWrk(envoy.port, {
+      host: MATCHED_HOST,
+      keys: MEMORY_TOTAL,
+      stop: MEMORY_FIRST,
+      seconds: 60,
+      connections: 8,
+      stopWhen: reached(MEMORY_FIRST),
+    });
     const first = await snapshot();
     log(`memory: after ${first.requests} requests VmRSS ${first.vmrss_kib} KiB`);
     const samples: { requests: number; vmrss_kib: number }[] = [];
     const sampler = setInterval(() => {
-      counters(envoy).then((c) => samples.push({ requests: c.upstream, vmrss_kib: rssKiB(envoy.proc.pid) }), () => undefined);
+      counters(envoy).then(
+        (c) => samples.push({ requests: c.upstream, vmrss_kib: rssKiB(envoy.proc.pid) }),
+        () => undefined,
+      );
       stack.mock.requests.length = 0;
     }, 2000);
     let w2: WrkRun;
     try {
-      w2 = await runWrk(envoy.port, { host: MATCHED_HOST, keys: MEMORY_TOTAL, stop: MEMORY_TOTAL - first.requests, seconds: 180, connections: CONNECTIONS, stopWhen: reached(MEMORY_TOTAL) });
+      w2 = await runWrk(envoy.port, {
+        host: MATCHED_HOST,
+        keys: MEMORY_TOTAL,
+        stop: MEMORY_TOTAL - first.requests,
+        seconds: 180,
+        connections: CONNECTIONS,
+        stopWhen: reached(MEMORY_TOTAL),
+      });
     } finally {
       clearInterval(sampler);
     }

@@ -105,7 +105,13 @@ function saturation(r: RunSummary, connections: number, cores: number): string {
   const share = Object.entries<number>(r.cpu_us_per_request)
     .map(([k, us]) => ({ k, core: (us * r.rps) / 1e6 }))
     .sort((a, b) => b.core - a.core);
-  const name: Record<string, string> = { envoy: "Envoy's worker thread", mock: 'the mock (one Node thread)', service: 'the service (one Node thread)', redis: 'Redis', wrk: 'wrk' };
+  const name: Record<string, string> = {
+    envoy: "Envoy's worker thread",
+    mock: 'the mock (one Node thread)',
+    service: 'the service (one Node thread)',
+    redis: 'Redis',
+    wrk: 'wrk',
+  };
   const top = share[0];
   const busy = r.machine_busy;
   const used = share.reduce((a, b) => a + b.core, 0);
@@ -131,14 +137,20 @@ function dominates(e: Envoy, id: TargetId): string {
   switch (id) {
     case 'unmatched_rps':
       return [
-        tp.noop ? `a no-op Wasm filter alone: ratio ${f3(tp.noop.rps_ratio)} (Envoy's per-stream Wasm cost, ${signed(tp.noop.envoy_cpu_us_added, 0)} µs of Envoy CPU)` : '',
-        tp.noop ? `the plugin over it: ratio ${f3(tp.unmatched.vs_noop?.rps_ratio)} (${signed(tp.unmatched.vs_noop?.envoy_cpu_us_added, 0)} µs)` : `Envoy CPU ${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs per request`,
-        tp.baseline2 ? `noise floor: a second plain Envoy measured ${f3(tp.baseline2.rps_ratio)} of the first (middle half of rounds ${iqr(tp.baseline2)})` : '',
+        tp.noop
+          ? `a no-op Wasm filter alone: ratio ${f3(tp.noop.rps_ratio)} (Envoy's per-stream Wasm cost, ${signed(tp.noop.envoy_cpu_us_added, 0)} µs of Envoy CPU)`
+          : '',
+        tp.noop
+          ? `the plugin over it: ratio ${f3(tp.unmatched.vs_noop?.rps_ratio)} (${signed(tp.unmatched.vs_noop?.envoy_cpu_us_added, 0)} µs)`
+          : `Envoy CPU ${signed(tp.unmatched.envoy_cpu_us_added, 0)} µs per request`,
+        tp.baseline2
+          ? `noise floor: a second plain Envoy measured ${f3(tp.baseline2.rps_ratio)} of the first (middle half of rounds ${iqr(tp.baseline2)})`
+          : '',
         e.side_by_side?.summary.readhost
           ? `side by side, Envoy CPU per request over plain Envoy: no-op filter ${signed(e.side_by_side.summary.noop.added_us_over.baseline, 1)} µs, reading \`:authority\` ${signed(e.side_by_side.summary.readhost.added_us_over.baseline, 1)} µs, the plugin ${signed(e.side_by_side.summary.unmatched.added_us_over.baseline, 1)} µs`
           : '',
         `the plugin's middle half of rounds: ${iqr(tp.unmatched)}`,
-        tp.scoped ? `with the plugin scoped to the LLM host by Envoy (plugin/README.md), other hosts: ratio ${f3(tp.scoped.rps_ratio)}` : '',
+        tp.scoped ? `with the plugin scoped to the LLM host by Envoy (docs/operations.md), other hosts: ratio ${f3(tp.scoped.rps_ratio)}` : '',
       ]
         .filter(Boolean)
         .join('; ');
@@ -180,7 +192,13 @@ ${table(
       return [
         LABEL[k] ?? k,
         int(r.rps),
-        withRatio ? (k === 'baseline' ? '1.000' : f3(c?.rps_ratio)) : c?.p50_added_ms === undefined ? '–' : `${signed(c.p50_added_ms)} / ${signed(c.p99_added_ms)}`,
+        withRatio
+          ? k === 'baseline'
+            ? '1.000'
+            : f3(c?.rps_ratio)
+          : c?.p50_added_ms === undefined
+            ? '–'
+            : `${signed(c.p50_added_ms)} / ${signed(c.p99_added_ms)}`,
         ...(withRatio ? [k === 'baseline' ? '–' : iqr(r)] : []),
         f3(r.p50_ms),
         f3(r.p99_ms),
@@ -224,7 +242,15 @@ ${table(
   ['round', 'configuration', 'requests/s', 'ratio to the baseline of the round', 'CPU µs/req: Envoy', 'all', 'machine busy (others)'],
   e.throughput.runs.map((r) => {
     const b = e.throughput.runs.find((x) => x.round === r.round && x.config === 'baseline')!;
-    return [String(r.round), LABEL[r.config] ?? r.config, int(r.rps), f3(r.rps / b.rps), int(r.cpu_us_per_request.envoy), int(cpuSum(r.cpu_us_per_request)), `${pct(r.machine_busy)} (${pct(r.others_busy)})`];
+    return [
+      String(r.round),
+      LABEL[r.config] ?? r.config,
+      int(r.rps),
+      f3(r.rps / b.rps),
+      int(r.cpu_us_per_request.envoy),
+      int(cpuSum(r.cpu_us_per_request)),
+      `${pct(r.machine_busy)} (${pct(r.others_busy)})`,
+    ];
   }),
 )}
 
@@ -244,7 +270,14 @@ Every round (the spread is the machine's, mostly in p99 — compare the "others"
 
 ${table(
   ['round', 'configuration', 'requests/s', 'p50 ms', 'p99 ms', 'machine busy (others)'],
-  e.fixed_rate.runs.map((r) => [String(r.round), LABEL[r.config] ?? r.config, int(r.rps), f3(r.p50_ms), f3(r.p99_ms), `${pct(r.machine_busy)} (${pct(r.others_busy)})`]),
+  e.fixed_rate.runs.map((r) => [
+    String(r.round),
+    LABEL[r.config] ?? r.config,
+    int(r.rps),
+    f3(r.p50_ms),
+    f3(r.p99_ms),
+    `${pct(r.machine_busy)} (${pct(r.others_busy)})`,
+  ]),
 )}
 ${
   fr.matched.quietest_round && fr.matched.others_busy > 0.1
@@ -297,14 +330,32 @@ ${table(
   ['point', 'requests', 'service calls', 'VmRSS KiB', 'allocated bytes (admin /memory)', 'heap size bytes'],
   [
     ['Envoy ready, no traffic', '0', '0', int(m.vmrss_kib_at_start), '–', '–'],
-    ['after the first', int(m.after_first.requests), int(m.after_first.rls_calls), int(m.after_first.vmrss_kib), int(m.after_first.allocated_bytes), int(m.after_first.heap_size_bytes)],
-    ['after all', int(m.after_total.requests), int(m.after_total.rls_calls), int(m.after_total.vmrss_kib), int(m.after_total.allocated_bytes), int(m.after_total.heap_size_bytes)],
+    [
+      'after the first',
+      int(m.after_first.requests),
+      int(m.after_first.rls_calls),
+      int(m.after_first.vmrss_kib),
+      int(m.after_first.allocated_bytes),
+      int(m.after_first.heap_size_bytes),
+    ],
+    [
+      'after all',
+      int(m.after_total.requests),
+      int(m.after_total.rls_calls),
+      int(m.after_total.vmrss_kib),
+      int(m.after_total.allocated_bytes),
+      int(m.after_total.heap_size_bytes),
+    ],
     ['ratio (all / first)', '', '', f3(m.growth_ratio), f3(m.allocated_growth_ratio), ''],
   ],
 )}
 
 VmRSS sampled every 2 s during the long run (requests so far → KiB): ${
-    m.samples.length ? thin(m.samples, 10).map((x) => `${int(x.requests)} → ${int(x.vmrss_kib)}`).join('; ') : '(none)'
+    m.samples.length
+      ? thin(m.samples, 10)
+          .map((x) => `${int(x.requests)} → ${int(x.vmrss_kib)}`)
+          .join('; ')
+      : '(none)'
   }. The long run itself: ${int(m.load.rest.requests)} requests in ${f1(m.load.rest.seconds)} s (${int(m.load.rest.rps)} req/s), p50 ${f3(m.load.rest.p50_ms)} ms, p99 ${f3(m.load.rest.p99_ms)} ms, ${int(m.load.rest.errors)} errors.
 `);
   return out.join('\n');
@@ -315,7 +366,8 @@ function serviceSection(j: ServiceBench | undefined): string {
 
 Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this document only renders it.
 `;
-  if (!j) return `${head}\n> **Not available:** \`${rel(SERVICE_JSON)}\` does not exist. Run \`make bench-service\` (or \`make bench\`), then \`make bench-doc\`.\n`;
+  if (!j)
+    return `${head}\n> **Not available:** \`${rel(SERVICE_JSON)}\` does not exist. Run \`make bench-service\` (or \`make bench\`), then \`make bench-doc\`.\n`;
   try {
     const rb = j.redis_benchmark_evalsha ?? {};
     const ceilCheck = rb.check_unpipelined?.rps;
@@ -332,9 +384,14 @@ Read from \`${rel(SERVICE_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}; this 
       row(`reference Go service (BENCH_REFERENCE, median of ${j.reference.rounds} rounds): checks`, j.reference.median.check, ceilCheck);
       row(`reference Go service (BENCH_REFERENCE, median of ${j.reference.rounds} rounds): updates`, j.reference.median.update, ceilCharge);
     }
-    for (const [k, v] of Object.entries(rb)) rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)', '–', '–']);
+    for (const [k, v] of Object.entries(rb))
+      rows.push([`redis-benchmark EVALSHA: ${k.replace(/_/g, ' ')}`, int(v.rps), f3(v.p50_latency_ms), f3(v.p99_latency_ms), '–', '1.000 (ceiling)', '–', '–']);
     if (!rows.length) throw new Error('unknown shape');
-    const setup = j.setup ? Object.entries(j.setup).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
+    const setup = j.setup
+      ? Object.entries(j.setup)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('; ')
+      : '';
     return `${head}
 ${setup ? `Setup: ${setup}.\n` : ''}
 ${table(['what', 'per second', 'p50 ms', 'p99 ms', 'errors', 'ratio to the EVALSHA ceiling (unpipelined, same script)', 'service CPU µs/req', 'Redis CPU µs/req'], rows)}
@@ -351,10 +408,23 @@ function pluginSection(j: PluginBench | undefined): string {
 
 Read from \`${rel(PLUGIN_JSON)}\`${j?.date ? ` (run of ${j.date})` : ''}: plugin.wasm in Node's V8 under the project's Proxy-Wasm host emulator, no Envoy, no network.
 `;
-  if (!j) return `${head}\n> **Not available:** \`${rel(PLUGIN_JSON)}\` does not exist. Run \`make bench-plugin\` (or \`make bench\`), then \`make bench-doc\`.\n`;
+  if (!j)
+    return `${head}\n> **Not available:** \`${rel(PLUGIN_JSON)}\` does not exist. Run \`make bench-plugin\` (or \`make bench\`), then \`make bench-doc\`.\n`;
   try {
-    const rows = j.results.map((r) => [r.name, int(r.requests), int(r.responseBytes), f1(r.usPerRequest), f1(r.wasmUsPerRequest), r.bodyNsPerByte === undefined ? '–' : f2(r.bodyNsPerByte)]);
-    const lin = j.linearity ? `\n${j.linearity.note ?? 'linearity'}: ${Object.entries(j.linearity).filter(([k]) => k !== 'note').map(([k, v]) => `${k} ${f3(typeof v === 'number' ? v : undefined)}`).join(', ')}.\n` : '';
+    const rows = j.results.map((r) => [
+      r.name,
+      int(r.requests),
+      int(r.responseBytes),
+      f1(r.usPerRequest),
+      f1(r.wasmUsPerRequest),
+      r.bodyNsPerByte === undefined ? '–' : f2(r.bodyNsPerByte),
+    ]);
+    const lin = j.linearity
+      ? `\n${j.linearity.note ?? 'linearity'}: ${Object.entries(j.linearity)
+          .filter(([k]) => k !== 'note')
+          .map(([k, v]) => `${k} ${f3(typeof v === 'number' ? v : undefined)}`)
+          .join(', ')}.\n`
+      : '';
     return `${head}
 ${table(['case', 'requests', 'response bytes', 'µs per request (host + wasm)', 'µs in wasm', 'ns per body byte'], rows)}
 ${lin}`;
@@ -418,7 +488,7 @@ spends it; the CPU columns above give C per process.
       ? `
   When unmatched traffic is a large share of what a proxy carries, keep it out of the Wasm VM altogether: the "scoped" row runs
   the same plugin with Envoy disabling the filter on every virtual host but the LLM's (\`typed_per_filter_config\` with
-  \`FilterConfig.disabled\`, see plugin/README.md). Requests for other hosts then cost what they cost without the plugin: ratio
+  \`FilterConfig.disabled\`, see docs/operations.md). Requests for other hosts then cost what they cost without the plugin: ratio
   ${f3(tp.scoped.rps_ratio)} (middle half ${iqr(tp.scoped)}), Envoy CPU ${int(tp.scoped.cpu_us_per_request.envoy)} µs per request.`
       : ''
   }

@@ -4,17 +4,42 @@ import { RATE } from './settings';
 
 export function targets(tp: Summaries<ThroughputConfig>, fr: Summaries<FixedRateConfig>, memory: MemoryResult): Targets {
   return {
-    unmatched_rps: { name: 'Unmatched traffic through the plugin: requests/s vs baseline', target: '>= 0.97', value: tp.unmatched.rps_ratio, met: tp.unmatched.rps_ratio >= 0.97 },
-    matched_p50: { name: `Matched at ${RATE} req/s: added p50 latency (ms)`, target: '<= 1', value: fr.matched.p50_added_ms, met: fr.matched.p50_added_ms <= 1 },
-    matched_p99: { name: `Matched at ${RATE} req/s: added p99 latency (ms)`, target: '<= 3', value: fr.matched.p99_added_ms, met: fr.matched.p99_added_ms <= 3 },
+    unmatched_rps: {
+      name: 'Unmatched traffic through the plugin: requests/s vs baseline',
+      target: '>= 0.97',
+      value: tp.unmatched.rps_ratio,
+      met: tp.unmatched.rps_ratio >= 0.97,
+    },
+    matched_p50: {
+      name: `Matched at ${RATE} req/s: added p50 latency (ms)`,
+      target: '<= 1',
+      value: fr.matched.p50_added_ms,
+      met: fr.matched.p50_added_ms <= 1,
+    },
+    matched_p99: {
+      name: `Matched at ${RATE} req/s: added p99 latency (ms)`,
+      target: '<= 3',
+      value: fr.matched.p99_added_ms,
+      met: fr.matched.p99_added_ms <= 3,
+    },
     memory_growth: {
       name: `Envoy VmRSS after ${memory.after_total.requests} vs after ${memory.after_first.requests} matched requests`,
       target: '<= 1.10',
       value: memory.growth_ratio,
       met: memory.growth_ratio <= 1.1,
     },
-    bodykey_p50: { name: `Matched, key read from the body, at ${RATE} req/s: added p50 latency (ms)`, target: '<= 1', value: fr.bodykey.p50_added_ms, met: fr.bodykey.p50_added_ms <= 1 },
-    bodykey_p99: { name: `Matched, key read from the body, at ${RATE} req/s: added p99 latency (ms)`, target: '<= 3', value: fr.bodykey.p99_added_ms, met: fr.bodykey.p99_added_ms <= 3 },
+    bodykey_p50: {
+      name: `Matched, key read from the body, at ${RATE} req/s: added p50 latency (ms)`,
+      target: '<= 1',
+      value: fr.bodykey.p50_added_ms,
+      met: fr.bodykey.p50_added_ms <= 1,
+    },
+    bodykey_p99: {
+      name: `Matched, key read from the body, at ${RATE} req/s: added p99 latency (ms)`,
+      target: '<= 3',
+      value: fr.bodykey.p99_added_ms,
+      met: fr.bodykey.p99_added_ms <= 3,
+    },
   };
 }
 

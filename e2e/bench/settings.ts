@@ -33,7 +33,9 @@ export const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'docs/bench/envoy.js
 export const MATCHED_HOST = 'dashscope.aliyuncs.com'; // the host e2e/config/plugin-config.json matches
 export const UNMATCHED_HOST = 'api.unmatched.example';
 // A bucket that never runs out: every matched request is allowed, so each is a check + a report.
-export const RULES = [{ rate_limit_key_regex: '^bench-', redis_expired_seconds: 3600, fill_interval_second: 60, tokens_per_fill: 1000, max_tokens: 1_000_000_000 }];
+export const RULES = [
+  { rate_limit_key_regex: '^bench-', redis_expired_seconds: 3600, fill_interval_second: 60, tokens_per_fill: 1000, max_tokens: 1_000_000_000 },
+];
 export const RLS_CLUSTER = `outbound|${RLS_PORT}||${RLS_SERVICE}`;
 // The 'bodykey' configuration's template: the user and the body's model (load.lua sends "model").
 export const BODY_KEY = '{{request.headers.user-type}}-{{request.body.model}}';

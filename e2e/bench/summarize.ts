@@ -38,7 +38,13 @@ export function summarize<C extends Config>(runs: Measured[], configs: C[]): Sum
       .map((n) => {
         const a = run(c, n);
         const b = run('baseline', n);
-        return { round: n, others_busy: Math.max(a.others_busy, b.others_busy), rps_ratio: r3(a.rps / b.rps), p50_added_ms: r3(a.p50_ms - b.p50_ms), p99_added_ms: r3(a.p99_ms - b.p99_ms) };
+        return {
+          round: n,
+          others_busy: Math.max(a.others_busy, b.others_busy),
+          rps_ratio: r3(a.rps / b.rps),
+          p50_added_ms: r3(a.p50_ms - b.p50_ms),
+          p99_added_ms: r3(a.p99_ms - b.p99_ms),
+        };
       })
       .sort((x, y) => x.others_busy - y.others_busy)[0];
     const compared: Compared = {

@@ -39,8 +39,20 @@ export function killWrk(): void {
  */
 export function runWrk(port: number, o: WrkOptions): Promise<WrkRun> {
   const args = [
-    '-t1', `-c${o.connections ?? CONNECTIONS}`, `-d${o.seconds}s`, '--timeout', '10s', '-s', LUA, `http://127.0.0.1:${port}/`,
-    '--', `mode=${o.mode ?? 'chat'}`, `host=${o.host}`, `keys=${o.keys ?? KEYS}`, `rate=${o.rate ?? 0}`, `stop=${o.stop ?? 0}`,
+    '-t1',
+    `-c${o.connections ?? CONNECTIONS}`,
+    `-d${o.seconds}s`,
+    '--timeout',
+    '10s',
+    '-s',
+    LUA,
+    `http://127.0.0.1:${port}/`,
+    '--',
+    `mode=${o.mode ?? 'chat'}`,
+    `host=${o.host}`,
+    `keys=${o.keys ?? KEYS}`,
+    `rate=${o.rate ?? 0}`,
+    `stop=${o.stop ?? 0}`,
   ];
   // bash's `times` reports the CPU its child (wrk) used, which /proc no longer shows after exit.
   const bash = ['bash', '-c', 'wrk "$@"; rc=$?; times >&2; exit $rc', 'bash', ...args];
@@ -78,7 +90,11 @@ export function runWrk(port: number, o: WrkOptions): Promise<WrkRun> {
       const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
       if (code !== 0 || !line) return reject(new Error(`wrk failed (${code}):\n${out}\n${err}`));
       const j = JSON.parse(line.slice('WRK_JSON '.length)) as WrkJson;
-      const t = err.trim().split('\n').pop()!.match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/);
+      const t = err
+        .trim()
+        .split('\n')
+        .pop()!
+        .match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/);
       const wrkCpu = t ? Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) : NaN;
       const seconds = j.duration_us / 1e6;
       const e = j.errors;

@@ -60,11 +60,16 @@ async function run(reserve: boolean): Promise<AccuracyRun> {
     const results = await Promise.all(
       sizes.map(async (c, i) => {
         await new Promise((r) => setTimeout(r, i * SPACING_MS));
-        const r = await chat(stack.envoy.port, HOST, { 'x-client': key, 'x-mock-delay-ms': String(UPSTREAM_MS), 'x-mock-usage': `${PROMPT_TOKENS},${c}` }, {
-          model: 'qwen-plus',
-          max_tokens: MAX_TOKENS,
-          messages: [{ role: 'user', content: PROMPT }],
-        });
+        const r = await chat(
+          stack.envoy.port,
+          HOST,
+          { 'x-client': key, 'x-mock-delay-ms': String(UPSTREAM_MS), 'x-mock-usage': `${PROMPT_TOKENS},${c}` },
+          {
+            model: 'qwen-plus',
+            max_tokens: MAX_TOKENS,
+            messages: [{ role: 'user', content: PROMPT }],
+          },
+        );
         return { status: r.status, ms: Date.now() - t0, tokens: r.status === 200 ? (JSON.parse(r.body).usage.total_tokens as number) : 0 };
       }),
     );
@@ -72,10 +77,14 @@ async function run(reserve: boolean): Promise<AccuracyRun> {
     const spent = answered.reduce((n, r) => n + r.tokens, 0);
     // Wait for the last asynchronous reports, so the bucket shows the final figure.
     const expected = CAPACITY - spent;
-    const finalBalance = await waitFor('the last reports', async () => {
-      const b = (await bucketOf(stack.service.port, key)).balance;
-      return b === expected ? b : undefined;
-    }, 5000).catch(async () => (await bucketOf(stack.service.port, key)).balance);
+    const finalBalance = await waitFor(
+      'the last reports',
+      async () => {
+        const b = (await bucketOf(stack.service.port, key)).balance;
+        return b === expected ? b : undefined;
+      },
+      5000,
+    ).catch(async () => (await bucketOf(stack.service.port, key)).balance);
     let running = 0;
     return {
       reserve,
@@ -105,9 +114,14 @@ async function main() {
   const file = path.join(REPO, 'docs/bench/accuracy.json');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
-  console.log(`fresh bucket of ${CAPACITY} tokens; ${REQUESTS} requests ${SPACING_MS} ms apart, each answered after ${UPSTREAM_MS} ms (max_tokens ${MAX_TOKENS})`);
+  console.log(
+    `fresh bucket of ${CAPACITY} tokens; ${REQUESTS} requests ${SPACING_MS} ms apart, each answered after ${UPSTREAM_MS} ms (max_tokens ${MAX_TOKENS})`,
+  );
   console.log('reservation | admitted | rejected | tokens spent | beyond capacity');
-  for (const r of runs) console.log(`${r.reserve ? 'on ' : 'off'}         | ${String(r.admitted).padStart(8)} | ${String(r.rejected).padStart(8)} | ${String(r.spent).padStart(12)} | ${String(r.overspend).padStart(6)} (${((100 * r.overspend) / CAPACITY).toFixed(0)}%)`);
+  for (const r of runs)
+    console.log(
+      `${r.reserve ? 'on ' : 'off'}         | ${String(r.admitted).padStart(8)} | ${String(r.rejected).padStart(8)} | ${String(r.spent).padStart(12)} | ${String(r.overspend).padStart(6)} (${((100 * r.overspend) / CAPACITY).toFixed(0)}%)`,
+    );
   console.log(`wrote ${path.relative(REPO, file)}`);
 }
 

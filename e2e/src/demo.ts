@@ -19,7 +19,9 @@ async function play(stack: Stack, userType: string, max: number) {
     if (r.status === 200) {
       const usage = JSON.parse(r.body).usage;
       const after = await balanceChange(stack.service.port, userType, before);
-      console.log(`#${i} ${userType}: 200 from the LLM, usage ${usage.total_tokens} tokens (prompt ${usage.prompt_tokens}, completion ${usage.completion_tokens}) -> bucket ${after}`);
+      console.log(
+        `#${i} ${userType}: 200 from the LLM, usage ${usage.total_tokens} tokens (prompt ${usage.prompt_tokens}, completion ${usage.completion_tokens}) -> bucket ${after}`,
+      );
     } else {
       console.log(`#${i} ${userType}: ${r.status} "${errorMessage(r.body)}" (answered by Envoy; the LLM was not called)`);
       return;
@@ -31,8 +33,12 @@ async function main() {
   console.log('pluginConfig:', fs.readFileSync(PLUGIN_CONFIG_FILE, 'utf8').replace(/\s+/g, ' '));
   console.log('RATE_LIMIT_CONFIG:', fs.readFileSync(RULES_FILE, 'utf8').replace(/\s+/g, ' '));
   const stack = await startStack();
-  console.log(`\nEnvoy :${stack.envoy.port} (admin :${stack.envoy.adminPort}) -> mock LLM :${stack.mock!.port}; rate-limit service :${stack.service.port} (embedded store)`);
-  console.log(`curl http://127.0.0.1:${stack.envoy.port}/ -H 'Host: ${HOST}' -H 'Content-Type: application/json' -H 'user-type: regular-user' --data '{"messages":[{"role":"user","content":"介绍一下你自己"}]}'`);
+  console.log(
+    `\nEnvoy :${stack.envoy.port} (admin :${stack.envoy.adminPort}) -> mock LLM :${stack.mock!.port}; rate-limit service :${stack.service.port} (embedded store)`,
+  );
+  console.log(
+    `curl http://127.0.0.1:${stack.envoy.port}/ -H 'Host: ${HOST}' -H 'Content-Type: application/json' -H 'user-type: regular-user' --data '{"messages":[{"role":"user","content":"介绍一下你自己"}]}'`,
+  );
   try {
     await play(stack, 'regular-user', 10);
     await play(stack, 'subscriber', 20);

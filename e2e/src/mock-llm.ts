@@ -12,6 +12,14 @@
  *   x-mock-delay-ms: "N"         wait before the response headers
  *   x-mock-chunk-delay-ms: "N"   wait between SSE events
  *   x-mock-chunks: "N"           number of content events when streaming (default 5)
+ *   x-mock-answer-chars: "N"     answer with N characters of Latin text instead of the Chinese answer
+ *   x-mock-pause-before-usage-ms: "N"  when streaming, wait N ms after the last content event, before
+ *                                the events that carry the final usage (a client may hang up meanwhile)
+ *
+ * POST .../v1/messages answers as Anthropic's Messages API: JSON, or (stream: true) its events —
+ * message_start with the usage's input_tokens and a placeholder output_tokens: 1, content_block_delta
+ * events, then message_delta with the final output_tokens, and message_stop. x-mock-usage "P,C" sets
+ * input_tokens and output_tokens (default 10, 95).
  */
 import * as http from 'http';
 import { AddressInfo } from 'net';
@@ -53,6 +61,66 @@ function usageFor(req: http.IncomingMessage) {
     if (Number.isInteger(p) && Number.isInteger(c)) return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
   }
   return { ...SEED_USAGE };
+}
+
+/** The answer's text: the Chinese seed answer, or x-mock-answer-chars characters of Latin text. */
+function answerFor(req: http.IncomingMessage): string {
+  const n = num(req.headers['x-mock-answer-chars'], -1);
+  if (n < 0) return ANSWER;
+  return 'The quick brown fox jumps over the lazy dog. '.repeat(Math.ceil(n / 45)).slice(0, n);
+}
+
+/** An Anthropic Messages API answer (JSON, or its event stream). */
+async function anthropic(
+  res: http.ServerResponse,
+  parsed: { stream?: boolean; model?: string },
+  answer: string,
+  u: { prompt_tokens: number; completion_tokens: number },
+  req: http.IncomingMessage,
+  pauseBeforeUsage: number,
+  seq: number,
+): Promise<void> {
+  const id = `msg_mock_${seq}`;
+  const model = parsed.model ?? 'claude-sonnet-4-5';
+  const usage = { input_tokens: u.prompt_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: u.completion_tokens };
+  if (!parsed.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write(
+      JSON.stringify({
+        id,
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [{ type: 'text', text: answer }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage,
+      }),
+    );
+    res.end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  const event = (type: string, o: object) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...o })}\n\n`);
+  const n = Math.max(1, num(req.headers['x-mock-chunks'], 5));
+  const delay = num(req.headers['x-mock-chunk-delay-ms'], 0);
+  const piece = Math.ceil(answer.length / n);
+  event('message_start', {
+    message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } },
+  });
+  event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+  event('ping', {});
+  for (let i = 0; i < n; i++) {
+    if (res.destroyed) return;
+    event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: answer.slice(i * piece, (i + 1) * piece) } });
+    if (delay) await sleep(delay);
+  }
+  if (pauseBeforeUsage) await sleep(pauseBeforeUsage);
+  if (res.destroyed) return;
+  event('content_block_stop', { index: 0 });
+  event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.output_tokens } });
+  event('message_stop', {});
+  res.end();
 }
 
 export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
@@ -110,6 +178,12 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       res.end(JSON.stringify({ error: { message: 'request body is not JSON', type: 'invalid_request_error' } }));
       return;
     }
+    const answer = answerFor(req);
+    const pauseBeforeUsage = num(req.headers['x-mock-pause-before-usage-ms'], 0);
+    if ((req.url ?? '').split('?')[0].endsWith('/v1/messages')) {
+      await anthropic(res, parsed, answer, usageFor(req), req, pauseBeforeUsage, ++seq);
+      return;
+    }
     const id = `chatcmpl-mock-${++seq}`;
     const model = parsed.model ?? 'qwen-plus';
     const created = Math.floor(Date.now() / 1000);
@@ -120,15 +194,17 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       const n = Math.max(1, num(req.headers['x-mock-chunks'], 5));
       const delay = num(req.headers['x-mock-chunk-delay-ms'], 0);
-      const piece = Math.ceil(ANSWER.length / n);
+      const piece = Math.ceil(answer.length / n);
       const event = (o: object) => res.write(`data: ${JSON.stringify(o)}\n\n`);
       for (let i = 0; i < n; i++) {
         if (res.destroyed) return; // the client went away mid-stream
-        const delta = i === 0 ? { role: 'assistant', content: ANSWER.slice(0, piece) } : { content: ANSWER.slice(i * piece, (i + 1) * piece) };
+        const delta = i === 0 ? { role: 'assistant', content: answer.slice(0, piece) } : { content: answer.slice(i * piece, (i + 1) * piece) };
         event({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
         if (delay) await sleep(delay);
       }
       event({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+      if (pauseBeforeUsage) await sleep(pauseBeforeUsage);
+      if (res.destroyed) return;
       // As OpenAI does: the usage chunk only when the client asked for it, with empty choices.
       if (parsed.stream_options?.include_usage && !omitUsage) {
         event({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
@@ -143,7 +219,7 @@ export function createMockLlm(port = 0, host = '127.0.0.1'): Promise<MockLlm> {
       object: 'chat.completion',
       created,
       model,
-      choices: [{ index: 0, message: { role: 'assistant', content: ANSWER }, finish_reason: 'stop' }],
+      choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
     };
     if (!omitUsage) completion.usage = usage; // last, as in the seed's example body
     res.writeHead(200, { 'content-type': 'application/json' });

@@ -36,16 +36,22 @@ function detached(dir: string, name: string, cmd: string, args: string[], env: R
 }
 
 /** Why waiting for a detached process is over: it exited (the end of its log), or undefined while it runs. */
-const exitedWithLog = (pid: number, log: string) => () => (alive(pid) ? undefined : `it exited; the end of ${log}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
+const exitedWithLog = (pid: number, log: string) => () =>
+  alive(pid) ? undefined : `it exited; the end of ${log}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`;
 
 /** The "listening" line of a process that took port 0 and logged the port(s) it got. */
 async function listening(what: string, pid: number, log: string): Promise<Record<string, unknown>> {
   const exited = exitedWithLog(pid, log);
-  return waitFor(`${what} to listen`, () => {
-    const gone = exited();
-    if (gone !== undefined) throw new GiveUp(gone);
-    return listeningLine(fs.readFileSync(log, 'utf8'));
-  }, 20000, 100);
+  return waitFor(
+    `${what} to listen`,
+    () => {
+      const gone = exited();
+      if (gone !== undefined) throw new GiveUp(gone);
+      return listeningLine(fs.readFileSync(log, 'utf8'));
+    },
+    20000,
+    100,
+  );
 }
 
 /** ENVOY_PORT: 10000 by default; 0 lets Envoy take a free port (printed in the "Stack is up" line). */
@@ -120,16 +126,22 @@ function plan(config: any): Plan {
 }
 
 function printCommands(p: Plan, envoyPort: number, envoyAdmin: number, serviceAdmin: number, adminToken: string): void {
-  const hdrs = Object.entries(p.headers).map(([k, v]) => ` -H '${k}: ${v}'`).join('');
+  const hdrs = Object.entries(p.headers)
+    .map(([k, v]) => ` -H '${k}: ${v}'`)
+    .join('');
   const hostHeader = p.host ? ` -H 'Host: ${p.host}'` : '';
-  console.log(`\n  curl -i http://127.0.0.1:${envoyPort}/v1/chat/completions${hostHeader}${hdrs} \\\n    -H 'Content-Type: application/json' --data '{"model":"qwen-plus","messages":[{"role":"user","content":"hi"}]}'`);
+  console.log(
+    `\n  curl -i http://127.0.0.1:${envoyPort}/v1/chat/completions${hostHeader}${hdrs} \\\n    -H 'Content-Type: application/json' --data '{"model":"qwen-plus","messages":[{"role":"user","content":"hi"}]}'`,
+  );
   if (!p.host) {
     // Node's fetch cannot set Host, so this works only when the config matches any host (the default).
     const apiKey = (p.headers.authorization ?? 'Bearer sk-alice').replace(/^Bearer /, '');
     const extra = Object.entries(p.headers).filter(([k]) => k !== 'authorization');
     const defaultHeaders = extra.length ? `,defaultHeaders:${JSON.stringify(Object.fromEntries(extra))}` : '';
     console.log(`\n  # with the openai SDK for Node, from the repository's root (npm ci installed it):`);
-    console.log(`  node -e 'const OpenAI=require("openai");new OpenAI({apiKey:"${apiKey}",baseURL:"http://127.0.0.1:${envoyPort}/v1"${defaultHeaders},maxRetries:0}).chat.completions.create({model:"qwen-plus",messages:[{role:"user",content:"hi"}]}).then(r=>console.log("usage",JSON.stringify(r.usage)),e=>console.log("error",e.status,e.message))'`);
+    console.log(
+      `  node -e 'const OpenAI=require("openai");new OpenAI({apiKey:"${apiKey}",baseURL:"http://127.0.0.1:${envoyPort}/v1"${defaultHeaders},maxRetries:0}).chat.completions.create({model:"qwen-plus",messages:[{role:"user",content:"hi"}]}).then(r=>console.log("usage",JSON.stringify(r.usage)),e=>console.log("error",e.status,e.message))'`,
+    );
   } else {
     console.log(`\n  (the config matches Host ${p.host}: clients that cannot set Host, like the openai SDK for Node, need a config that matches any host)`);
   }
@@ -177,18 +189,25 @@ async function up() {
     const configFile = path.join(RUN, 'envoy.yaml');
     const adminAddressFile = path.join(RUN, 'envoy-admin-address');
     fs.rmSync(adminAddressFile, { force: true }); // a stale one would name an old port
-    fs.writeFileSync(configFile, stringify(envoyConfig({
-      listen: { host: '127.0.0.1', port: listenPort },
-      admin: { host: '127.0.0.1', port: 0 },
-      llm,
-      rateLimitService: { host: '127.0.0.1', port: servicePort },
-      wasmPath: PLUGIN_WASM,
-      pluginConfig,
-    })));
+    fs.writeFileSync(
+      configFile,
+      stringify(
+        envoyConfig({
+          listen: { host: '127.0.0.1', port: listenPort },
+          admin: { host: '127.0.0.1', port: 0 },
+          llm,
+          rateLimitService: { host: '127.0.0.1', port: servicePort },
+          wasmPath: PLUGIN_WASM,
+          pluginConfig,
+        }),
+      ),
+    );
     pids.envoy = detached(RUN, 'envoy', envoyBin(), envoyArgs(configFile, adminAddressFile), {});
     save();
     const { port: envoyPort, adminPort } = await envoyPorts(adminAddressFile, exitedWithLog(pids.envoy, path.join(RUN, 'envoy.log')), 20000);
-    console.log(`Stack is up (logs in ${path.relative(REPO, RUN) || RUN}/). Envoy :${envoyPort}, admin :${adminPort}, service :${servicePort} (admin :${serviceAdminPort}), LLM ${llm.tls ? 'https' : 'http'}://${llm.host}:${llm.port}`);
+    console.log(
+      `Stack is up (logs in ${path.relative(REPO, RUN) || RUN}/). Envoy :${envoyPort}, admin :${adminPort}, service :${servicePort} (admin :${serviceAdminPort}), LLM ${llm.tls ? 'https' : 'http'}://${llm.host}:${llm.port}`,
+    );
     console.log(`pluginConfig: ${path.relative(REPO, pluginConfigFile)}, rules: ${path.relative(REPO, rulesFile)}`);
     printCommands(plan(pluginConfig), envoyPort, adminPort, serviceAdminPort, adminToken);
     console.log('\nStop it with: make down');

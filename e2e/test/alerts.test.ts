@@ -103,8 +103,10 @@ describe('the rule files', () => {
   });
 
   test('metricNames reads names out of expressions (and not label values)', () => {
-    expect(metricNames('(envoy_server_live{app="llm_ratelimit_x"} == 1) unless on (job, instance) llm_ratelimit_service_unreachable'))
-      .toEqual(['envoy_server_live', 'llm_ratelimit_service_unreachable']);
+    expect(metricNames('(envoy_server_live{app="llm_ratelimit_x"} == 1) unless on (job, instance) llm_ratelimit_service_unreachable')).toEqual([
+      'envoy_server_live',
+      'llm_ratelimit_service_unreachable',
+    ]);
   });
 });
 

@@ -16,7 +16,9 @@ test('the demo plays the seed scenario and stops everything it started', async (
   const { stdout } = await node('demo.js');
   expect(stdout).toContain('#1 regular-user: 200 from the LLM, usage 105 tokens (prompt 10, completion 95) -> bucket 95');
   expect(stdout).toContain('#2 regular-user: 200 from the LLM, usage 105 tokens (prompt 10, completion 95) -> bucket -10');
-  expect(stdout).toMatch(/#3 regular-user: 429 "regular-user is being rate-limited \(limit 200 tokens; enough tokens again in \d+ s\)" \(answered by Envoy; the LLM was not called\)/);
+  expect(stdout).toMatch(
+    /#3 regular-user: 429 "regular-user is being rate-limited \(limit 200 tokens; enough tokens again in \d+ s\)" \(answered by Envoy; the LLM was not called\)/,
+  );
   expect(stdout).toContain('#10 subscriber: 200 from the LLM');
   expect(stdout).toContain('#11 subscriber: 429 "subscriber is being rate-limited (limit 1000 tokens;');
   expect(stdout).toContain('regular-user to api.other.example: 200');
@@ -59,7 +61,10 @@ describe('make up / make down', () => {
     for (const pid of Object.values(pids)) expect(alive(pid)).toBe(true);
 
     // The SDK line, exactly as printed, from the repository's root.
-    const sdk = up.stdout.split('\n').find((l) => l.trim().startsWith('node -e'))!.trim();
+    const sdk = up.stdout
+      .split('\n')
+      .find((l) => l.trim().startsWith('node -e'))!
+      .trim();
     const first = await run('sh', ['-c', sdk], { cwd: REPO, timeout: 20000 });
     expect(first.stdout.trim()).toBe('usage {"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}');
     // The printed balance command (as a request: its URL and admin token).
@@ -87,7 +92,11 @@ describe('make up / make down', () => {
   });
 
   test('PLUGIN_CONFIG and RULES: the seed pair, the printed curl carries its Host and user-type', async () => {
-    Object.assign(env, { ENVOY_PORT: '0', PLUGIN_CONFIG: path.join(REPO, 'e2e/config/plugin-config.json'), RULES: path.join(REPO, 'e2e/config/rate-limit-config.json') });
+    Object.assign(env, {
+      ENVOY_PORT: '0',
+      PLUGIN_CONFIG: path.join(REPO, 'e2e/config/plugin-config.json'),
+      RULES: path.join(REPO, 'e2e/config/rate-limit-config.json'),
+    });
     const up = await node('stack-cli.js', ['up'], env);
     const port = envoyPortOf(up.stdout);
     expect(up.stdout).toContain("-H 'Host: dashscope.aliyuncs.com' -H 'user-type: regular-user'");
@@ -98,7 +107,9 @@ describe('make up / make down', () => {
   });
 
   test('a missing file, a bad ENVOY_PORT, or a plugin config Envoy refuses: a clear error, nothing left running', async () => {
-    await expect(node('stack-cli.js', ['up'], { ...env, PLUGIN_CONFIG: '/nonexistent.json' })).rejects.toThrow(/PLUGIN_CONFIG=\/nonexistent.json: no such file/);
+    await expect(node('stack-cli.js', ['up'], { ...env, PLUGIN_CONFIG: '/nonexistent.json' })).rejects.toThrow(
+      /PLUGIN_CONFIG=\/nonexistent.json: no such file/,
+    );
     await expect(node('stack-cli.js', ['up'], { ...env, ENVOY_PORT: '10000x' })).rejects.toThrow(/ENVOY_PORT=10000x: must be a port number 0-65535/);
     const bad = path.join(dir, 'bad.json');
     fs.writeFileSync(bad, JSON.stringify({ rateLimitKeys: ['{{nope}}'], rateLimitService: { cluster: 'x' } }));

@@ -41,8 +41,13 @@ describe('our plugin with a reference-protocol service', () => {
     expect(update.path).toBe('/update_ratelimit_record');
     expect(update.headers['content-type']).toContain('application/json');
     // The reference fields, plus request_id (the reference service ignores unknown fields).
-    expect(JSON.parse(update.body)).toEqual({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 95, total_tokens: 105,
-      request_id: expect.stringMatching(/^[0-9A-F]{24}-[0-9]+$/) });
+    expect(JSON.parse(update.body)).toEqual({
+      ratelimit_keys: ['regular-user'],
+      prompt_tokens: 10,
+      completion_tokens: 95,
+      total_tokens: 105,
+      request_id: expect.stringMatching(/^[0-9A-F]{24}-[0-9]+$/),
+    });
   });
 
   test('a denial with only the reference fields gives 429 with its description, no extra headers', async () => {
@@ -57,7 +62,9 @@ describe('our plugin with a reference-protocol service', () => {
 describe('our service with reference-plugin requests', () => {
   let svc: Service;
   beforeAll(async () => {
-    svc = await startService({ rules: [{ rate_limit_key_regex: 'regular-user.*', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 }] });
+    svc = await startService({
+      rules: [{ rate_limit_key_regex: 'regular-user.*', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 }],
+    });
   });
   afterAll(() => svc?.stop());
 

@@ -69,8 +69,9 @@ afterAll(async () => {
 });
 
 test('metricNames reads names out of queries (and not label values)', () => {
-  expect(metricNames('histogram_quantile(0.99, sum by (le) (rate(llmrl_request_duration_seconds_bucket{route="/ratelimit", x="envoy_fake"}[5m])))'))
-    .toEqual(['llmrl_request_duration_seconds_bucket']);
+  expect(metricNames('histogram_quantile(0.99, sum by (le) (rate(llmrl_request_duration_seconds_bucket{route="/ratelimit", x="envoy_fake"}[5m])))')).toEqual([
+    'llmrl_request_duration_seconds_bucket',
+  ]);
   expect(metricNames('sum(rate(llm_ratelimit_a[1m])) / sum(llmrl_b) + envoy_c')).toEqual(['llm_ratelimit_a', 'llmrl_b', 'envoy_c']);
 });
 

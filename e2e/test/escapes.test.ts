@@ -15,9 +15,7 @@ import { startRedis, RedisHandle } from '../../test-support/redis';
 
 const HOST = 'dashscope.aliyuncs.com';
 const PROMPT = '介绍一下你自己'; // 7 CJK characters: 7 tokens estimated
-const RULES = [
-  { rate_limit_key_regex: '^(debtor|free)', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: 100000 },
-];
+const RULES = [{ rate_limit_key_regex: '^(debtor|free)', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: 100000 }];
 const SERVICE = { service: RLS_SERVICE, port: RLS_PORT };
 const config = (extra: Record<string, unknown> = {}) => ({
   matches: [{ host: { exact: HOST } }],
@@ -44,7 +42,8 @@ function raw(port: number, head: string, body: string): Promise<string> {
   return new Promise((resolve) => {
     // latin1: every char of `head` is one byte on the wire (0xFF stays 0xFF).
     const s = net.connect(port, '127.0.0.1', () =>
-      s.write(Buffer.concat([Buffer.from(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`, 'latin1'), Buffer.from(body)])));
+      s.write(Buffer.concat([Buffer.from(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`, 'latin1'), Buffer.from(body)])),
+    );
     let out = '';
     s.on('data', (d) => {
       out += d.toString('latin1');
@@ -57,7 +56,9 @@ function raw(port: number, head: string, body: string): Promise<string> {
 }
 
 async function putInDebt(stack: Stack, key: string, headers: Record<string, string> = {}): Promise<void> {
-  const r = await withCharge(stack.service.port, key, 100000, () => chat(stack.envoy.port, HOST, { 'user-type': key, 'x-mock-usage': '10,200000', ...headers }));
+  const r = await withCharge(stack.service.port, key, 100000, () =>
+    chat(stack.envoy.port, HOST, { 'user-type': key, 'x-mock-usage': '10,200000', ...headers }),
+  );
   expect(r.result.status).toBe(200);
   expect(r.after).toBeLessThan(0);
 }
@@ -71,21 +72,24 @@ describe('1. a response without usage is charged', () => {
 
   test('a stream without stream_options.include_usage (the SDK default): usage is asked for and charged', async () => {
     const { result, spent } = await withCharge(stack.service.port, 'free-1', 100000, () =>
-      chatStream(stack.envoy.port, HOST, { 'user-type': 'free-1' }, { messages: [{ role: 'user', content: PROMPT }], stream: true }));
+      chatStream(stack.envoy.port, HOST, { 'user-type': 'free-1' }, { messages: [{ role: 'user', content: PROMPT }], stream: true }),
+    );
     expect(result.status).toBe(200);
     expect(spent).toBe(105);
   });
 
   test('an upstream that omits usage (JSON): the prompt and the delivered text, estimated', async () => {
     const { result, spent } = await withCharge(stack.service.port, 'free-2', 100000, () =>
-      chat(stack.envoy.port, HOST, { 'user-type': 'free-2', 'x-mock-omit-usage': '1' }));
+      chat(stack.envoy.port, HOST, { 'user-type': 'free-2', 'x-mock-omit-usage': '1' }),
+    );
     expect(result.status).toBe(200);
     expect(spent).toBe(7 + deliveredChars(result.body));
   });
 
   test('an upstream that omits usage (stream): the same estimate from the streamed deltas', async () => {
     const { result, spent } = await withCharge(stack.service.port, 'free-3', 100000, () =>
-      chatStream(stack.envoy.port, HOST, { 'user-type': 'free-3', 'x-mock-omit-usage': '1' }, { messages: [{ role: 'user', content: PROMPT }], stream: true }));
+      chatStream(stack.envoy.port, HOST, { 'user-type': 'free-3', 'x-mock-omit-usage': '1' }, { messages: [{ role: 'user', content: PROMPT }], stream: true }),
+    );
     expect(result.status).toBe(200);
     expect(spent).toBe(7 + deliveredChars(result.body));
   });
@@ -93,8 +97,14 @@ describe('1. a response without usage is charged', () => {
   test('a client that hangs up before the usage chunk is charged for what was delivered', async () => {
     const before = (await stack.envoy.stats('usage_estimated'))['wasmcustom.llm_ratelimit.usage_estimated'] ?? 0;
     const { result, spent } = await withCharge(stack.service.port, 'free-4', 100000, () =>
-      chatStream(stack.envoy.port, HOST, { 'user-type': 'free-4', 'x-mock-chunks': '10', 'x-mock-chunk-delay-ms': '100' },
-        { messages: [{ role: 'user', content: PROMPT }], stream: true }, 200));
+      chatStream(
+        stack.envoy.port,
+        HOST,
+        { 'user-type': 'free-4', 'x-mock-chunks': '10', 'x-mock-chunk-delay-ms': '100' },
+        { messages: [{ role: 'user', content: PROMPT }], stream: true },
+        200,
+      ),
+    );
     const delivered = deliveredChars(result.body.slice(0, result.body.lastIndexOf('\n\n') + 2));
     expect(delivered).toBeGreaterThan(0);
     expect(spent).toBeGreaterThanOrEqual(7 + delivered);
@@ -119,7 +129,10 @@ describe('2. client bytes never make the service refuse the check (and fail open
   beforeAll(async () => {
     stack = await startStack({
       rules: RULES,
-      pluginConfig: config({ rateLimitKeys: ['{{request.headers.user-type}}', 'app-{{request.headers.x-app}}', 'q-{{request.query.app}}'], onMissingKey: 'skip' }),
+      pluginConfig: config({
+        rateLimitKeys: ['{{request.headers.user-type}}', 'app-{{request.headers.x-app}}', 'q-{{request.query.app}}'],
+        onMissingKey: 'skip',
+      }),
     });
     await putInDebt(stack, 'debtor-2');
   });
@@ -134,7 +147,9 @@ describe('2. client bytes never make the service refuse the check (and fail open
   test('%FF in a query parameter: the same', async () => {
     const payload = JSON.stringify({ messages: [{ role: 'user', content: PROMPT }] });
     const r = await request(stack.envoy.port, {
-      method: 'POST', path: '/v1/chat/completions?app=' + '%FF'.repeat(300), body: payload,
+      method: 'POST',
+      path: '/v1/chat/completions?app=' + '%FF'.repeat(300),
+      body: payload,
       headers: { host: HOST, 'user-type': 'debtor-2', 'content-type': 'application/json' },
     });
     expect(r.status).toBe(429);
@@ -181,7 +196,10 @@ describe('3. a configuration the service cannot serve is refused', () => {
       for (let i = 0; i < 5; i++) expect((await chat(open.envoy.port, HOST, { 'user-type': 'free-7' })).status).toBe(200);
       const stats = await open.envoy.stats('llm_ratelimit.service_unreachable');
       expect(stats['wasmcustom.llm_ratelimit.service_unreachable']).toBe(1);
-      const lines = open.envoy.proc.output().split('\n').filter((l) => l.includes('cannot call the rate-limit service'));
+      const lines = open.envoy.proc
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('cannot call the rate-limit service'));
       expect(lines.length).toBeGreaterThanOrEqual(1);
       expect(lines.length).toBeLessThanOrEqual(2); // one per worker VM at most, not one per request
       expect(lines[0]).toMatch(/\[error\]/);
@@ -233,7 +251,9 @@ describe('5. reports survive a service outage', () => {
   let service: Service | undefined;
   let stack: Stack;
   let port: number | undefined;
-  const OUTAGE_RULES = [{ rate_limit_key_regex: '^steady', redis_expired_seconds: 86400, fill_interval_second: 86400, tokens_per_fill: 1, max_tokens: 1000000000 }];
+  const OUTAGE_RULES = [
+    { rate_limit_key_regex: '^steady', redis_expired_seconds: 86400, fill_interval_second: 86400, tokens_per_fill: 1, max_tokens: 1000000000 },
+  ];
   // The first start takes a free port (PORT=0); the restart comes back on the same one, where Envoy sends.
   const start = () => startService({ rules: OUTAGE_RULES, redisUrl: redis.url, env: { PORT: String(port ?? 0) } });
   beforeAll(async () => {
@@ -279,11 +299,16 @@ describe('5. reports survive a service outage', () => {
     const stats = await stack.envoy.stats('llm_ratelimit');
     expect(stats['wasmcustom.llm_ratelimit.reports_retried']).toBeGreaterThan(0);
     // Retries back off up to 5 s: wait until every report has landed.
-    const spent = await waitFor('every report to be applied', async () => {
-      const b = (await bucketOf(service!.port, 'steady')).balance;
-      const s = 1000000000 - (b ?? 1000000000);
-      return s >= expected ? s : undefined;
-    }, 15000, 200);
+    const spent = await waitFor(
+      'every report to be applied',
+      async () => {
+        const b = (await bucketOf(service!.port, 'steady')).balance;
+        const s = 1000000000 - (b ?? 1000000000);
+        return s >= expected ? s : undefined;
+      },
+      15000,
+      200,
+    );
     expect(spent).toBe(expected);
     expect((await stack.envoy.stats('llm_ratelimit'))['wasmcustom.llm_ratelimit.reports_dropped'] ?? 0).toBe(0);
   });

@@ -101,14 +101,23 @@ describe('Redis stopped mid-run and started again', () => {
       expect(down.status).toBe(200);
       expect(ms).toBeLessThan(1500);
       const stats = await stack.envoy.stats('llm_ratelimit');
-      expect(Object.entries(stats).filter(([k]) => /check.*fail|fail.*open/.test(k)).reduce((n, [, v]) => n + v, 0)).toBeGreaterThan(0);
+      expect(
+        Object.entries(stats)
+          .filter(([k]) => /check.*fail|fail.*open/.test(k))
+          .reduce((n, [, v]) => n + v, 0),
+      ).toBeGreaterThan(0);
 
       redis2 = await startRedis({ port: redis.port }); // same address, empty data
       // Limiting resumes: a fresh bucket of 100, spent by one answer, then refused.
-      await waitFor('limiting to resume', async () => {
-        const r = await chat(stack.envoy.port, HOST, { 'user-type': 'r-2' });
-        return r.status === 429 ? r : undefined;
-      }, 15000, 200);
+      await waitFor(
+        'limiting to resume',
+        async () => {
+          const r = await chat(stack.envoy.port, HOST, { 'user-type': 'r-2' });
+          return r.status === 429 ? r : undefined;
+        },
+        15000,
+        200,
+      );
     } finally {
       await stack.stop();
       await redis2?.stop();
@@ -119,7 +128,12 @@ describe('Redis stopped mid-run and started again', () => {
 describe('invalid configuration', () => {
   test('Envoy rejects an invalid pluginConfig and the plugin log names the field and value', async () => {
     const bad = { ...seedConfig, rateLimitService: { service: RLS_SERVICE, port: 'eighty' } };
-    const r = await envoyRejects({ llm: { host: '127.0.0.1', port: 1 }, rateLimitService: { host: '127.0.0.1', port: 1 }, wasmPath: PLUGIN_WASM, pluginConfig: bad });
+    const r = await envoyRejects({
+      llm: { host: '127.0.0.1', port: 1 },
+      rateLimitService: { host: '127.0.0.1', port: 1 },
+      wasmPath: PLUGIN_WASM,
+      pluginConfig: bad,
+    });
     expect(r.code).not.toBe(0);
     expect(r.code).not.toBe('still running');
     expect(r.output).toContain('rateLimitService.port');

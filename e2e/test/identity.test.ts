@@ -21,16 +21,26 @@ beforeAll(async () => {
   const common = { rules: RULES, httpFilters: [signer.filter()] };
   bySub = await startStack({ ...common, pluginConfig: { rateLimitKeys: ['user-{{jwt.sub}}'], rateLimitService: SERVICE } });
   // The host too: what the check waits for (the body) and what only the headers say, in one key.
-  byModel = await startStack({ ...common, pluginConfig: { rateLimitKeys: ['model-{{jwt.sub}}-{{request.body.model}}@{{request.host}}'], rateLimitService: SERVICE } });
+  byModel = await startStack({
+    ...common,
+    pluginConfig: { rateLimitKeys: ['model-{{jwt.sub}}-{{request.body.model}}@{{request.host}}'], rateLimitService: SERVICE },
+  });
 });
 afterAll(async () => {
   await bySub?.stop();
   await byModel?.stop();
 });
 
-function chat(stack: Stack, token: string, body: object = { model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] }, headers: Record<string, string> = {}): Promise<HttpResult> {
+function chat(
+  stack: Stack,
+  token: string,
+  body: object = { model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] },
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
   return request(stack.envoy.port, {
-    method: 'POST', path: '/v1/chat/completions', body: JSON.stringify(body),
+    method: 'POST',
+    path: '/v1/chat/completions',
+    body: JSON.stringify(body),
     headers: { host: 'api.example', 'content-type': 'application/json', authorization: `Bearer ${token}`, ...headers },
   });
 }
@@ -60,7 +70,8 @@ test('an invalid or missing token never reaches the plugin: Envoy answers 401, n
 test('two models for one user draw on separate buckets', async () => {
   const carol = signer.sign({ sub: 'carol' });
   const big = await withCharge(byModel.service.port, 'model-carol-qwen-max@api.example', 1000, () =>
-    chat(byModel, carol, { model: 'qwen-max', messages: [{ role: 'user', content: 'hi' }] }, { 'x-mock-usage': '10,2000' }));
+    chat(byModel, carol, { model: 'qwen-max', messages: [{ role: 'user', content: 'hi' }] }, { 'x-mock-usage': '10,2000' }),
+  );
   expect(big.result.status).toBe(200);
   expect((await chat(byModel, carol, { model: 'qwen-max', messages: [] })).status).toBe(429);
   expect((await chat(byModel, carol, { model: 'qwen-turbo', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(200);
@@ -69,8 +80,13 @@ test('two models for one user draw on separate buckets', async () => {
 test('a streaming request with a body-derived key still streams (first event before the upstream ends) and is charged', async () => {
   const dave = signer.sign({ sub: 'dave' });
   const { result: r, spent } = await withCharge(byModel.service.port, 'model-dave-qwen-plus@api.example', 1000, () =>
-    chatStream(byModel.envoy.port, 'api.example', { authorization: `Bearer ${dave}`, 'x-mock-chunks': '5', 'x-mock-chunk-delay-ms': '300' },
-      { model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }], stream: true }));
+    chatStream(
+      byModel.envoy.port,
+      'api.example',
+      { authorization: `Bearer ${dave}`, 'x-mock-chunks': '5', 'x-mock-chunk-delay-ms': '300' },
+      { model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }], stream: true },
+    ),
+  );
   expect(r.status).toBe(200);
   expect(spent).toBe(105);
   const upstreamEnded = byModel.mock!.requests[byModel.mock!.requests.length - 1].ended!;

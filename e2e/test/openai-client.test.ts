@@ -8,7 +8,11 @@ beforeAll(async () => {
   stack = await startStack({
     rules: [{ rate_limit_key_regex: '^sdk-', redis_expired_seconds: 600, fill_interval_second: 60, tokens_per_fill: 10, max_tokens: 300 }],
     // fetch cannot set Host, so match the address the client really uses (the port is ignored).
-    pluginConfig: { matches: [{ host: { exact: '127.0.0.1' } }], rateLimitKeys: ['{{request.headers.user-type}}'], rateLimitService: { service: RLS_SERVICE, port: RLS_PORT } },
+    pluginConfig: {
+      matches: [{ host: { exact: '127.0.0.1' } }],
+      rateLimitKeys: ['{{request.headers.user-type}}'],
+      rateLimitService: { service: RLS_SERVICE, port: RLS_PORT },
+    },
   });
 });
 afterAll(() => stack?.stop());
@@ -22,7 +26,12 @@ test('non-streaming and streaming completions work unchanged; a spent key gets a
   expect(c.usage).toEqual({ prompt_tokens: 10, completion_tokens: 95, total_tokens: 105 });
   expect(c.choices[0].message.content).toBeTruthy();
 
-  const stream = await ai.chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } });
+  const stream = await ai.chat.completions.create({
+    model: 'qwen-plus',
+    messages: [{ role: 'user', content: 'hi' }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = '';
   let usage: unknown;
   for await (const chunk of stream) {
@@ -67,8 +76,12 @@ test('the RateLimitError carries our message (the key, the limit, when it refill
 
 test('a long wait is not slept through: with retries on, the SDK gets x-should-retry: false and fails at once', async () => {
   // A slow rule: after one large answer the key waits far longer than noRetryAboveSeconds (30 s).
-  const ai = new OpenAI({ apiKey: 'sk-test', baseURL: `http://127.0.0.1:${stack.envoy.port}/compatible-mode/v1`,
-    defaultHeaders: { 'user-type': 'sdk-slow', 'x-mock-usage': '10,2000' }, maxRetries: 2 });
+  const ai = new OpenAI({
+    apiKey: 'sk-test',
+    baseURL: `http://127.0.0.1:${stack.envoy.port}/compatible-mode/v1`,
+    defaultHeaders: { 'user-type': 'sdk-slow', 'x-mock-usage': '10,2000' },
+    maxRetries: 2,
+  });
   await ai.chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: 'hi' }] });
   await new Promise((r) => setTimeout(r, 300)); // the report lands: 300 - 2010 = -1710, ~171 fills of 60 s away
   const t0 = Date.now();

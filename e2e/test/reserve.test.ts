@@ -42,10 +42,15 @@ const balance = async (stack: Stack, key: string) => (await bucketOf(stack.servi
 /** Waits until the key's balance reaches `expected` (reports are asynchronous); returns the last balance seen. */
 async function settle(stack: Stack, key: string, expected: number, timeoutMs = 10000): Promise<number | null> {
   try {
-    return await waitFor(`balance of ${key} = ${expected}`, async () => {
-      const b = await balance(stack, key);
-      return b === expected ? { b } : undefined;
-    }, timeoutMs, 50).then((x) => x.b);
+    return await waitFor(
+      `balance of ${key} = ${expected}`,
+      async () => {
+        const b = await balance(stack, key);
+        return b === expected ? { b } : undefined;
+      },
+      timeoutMs,
+      50,
+    ).then((x) => x.b);
   } catch {
     return balance(stack, key);
   }
@@ -122,7 +127,9 @@ describe('reserve on: the request path through Envoy', () => {
     const payload = JSON.stringify({ model: 'qwen-plus', messages: [{ role: 'user', content: 'x'.repeat(size) }], max_tokens: 10 });
     const { result: r, spent } = await withCharge(stack.service.port, key, 1000000, () =>
       request(stack.envoy.port, {
-        method: 'POST', path: '/v1/chat/completions', body: payload,
+        method: 'POST',
+        path: '/v1/chat/completions',
+        body: payload,
         headers: { host: HOST, 'user-type': key, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) },
       }),
     );
@@ -135,7 +142,12 @@ describe('reserve on: the request path through Envoy', () => {
 
   test('includeStreamUsage: a stream without stream_options gets the usage chunk, and is charged exactly that usage', async () => {
     const { result: r } = await withCharge(stack.service.port, 'roomy-stream', 1000000, () =>
-      chatStream(stack.envoy.port, HOST, { 'user-type': 'roomy-stream', 'x-mock-usage': '17,230' }, { messages: [{ role: 'user', content: 'hi' }], stream: true }),
+      chatStream(
+        stack.envoy.port,
+        HOST,
+        { 'user-type': 'roomy-stream', 'x-mock-usage': '17,230' },
+        { messages: [{ role: 'user', content: 'hi' }], stream: true },
+      ),
     );
     expect(r.status).toBe(200);
     expect(JSON.parse(lastUpstream().body)).toEqual({ messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } });
@@ -147,8 +159,11 @@ describe('reserve on: the request path through Envoy', () => {
   test('a stream that never sends usage is charged an estimate: the prompt plus the streamed text', async () => {
     const r = await chatStream(stack.envoy.port, HOST, { 'user-type': 'roomy-nousage', 'x-mock-omit-usage': '1' });
     expect(r.status).toBe(200);
-    const text = r.body.split('\n').filter((l) => l.startsWith('data: {'))
-      .map((l) => JSON.parse(l.slice(6)).choices?.[0]?.delta?.content ?? '').join('');
+    const text = r.body
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => JSON.parse(l.slice(6)).choices?.[0]?.delta?.content ?? '')
+      .join('');
     expect(text.length).toBeGreaterThan(10);
     // Every character of the mock's answer is CJK (ideographs and CJK punctuation): one token each.
     const expected = 1000000 - (7 + [...text].length);
@@ -156,7 +171,12 @@ describe('reserve on: the request path through Envoy', () => {
   });
 
   test('an upstream error gives the whole reservation back', async () => {
-    const r = await chat(stack.envoy.port, HOST, { 'user-type': 'roomy-error', 'x-mock-status': '500' }, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 50 });
+    const r = await chat(
+      stack.envoy.port,
+      HOST,
+      { 'user-type': 'roomy-error', 'x-mock-status': '500' },
+      { messages: [{ role: 'user', content: PROMPT }], max_tokens: 50 },
+    );
     expect(r.status).toBe(500);
     // Reserved at the check, refunded by the report (asynchronous); a service without reservations charges nothing.
     expect((await settle(stack, 'roomy-error', 1000000, 3000)) ?? 1000000).toBe(1000000);

@@ -10,16 +10,14 @@ const RULES = [
   { rate_limit_key_regex: '^(gold|bronze)$', redis_expired_seconds: 600, fill_interval_second: 60, tokens_per_fill: 10, max_tokens: 1000 },
 ];
 const PLUGIN_CONFIG = {
-  matches: [
-    { host: { exact: 'dashscope.aliyuncs.com' }, path: { prefix: '/compatible-mode/' } },
-    { host: { suffix: '.llm.example' } },
-  ],
+  matches: [{ host: { exact: 'dashscope.aliyuncs.com' }, path: { prefix: '/compatible-mode/' } }, { host: { suffix: '.llm.example' } }],
   rateLimitKeys: ['{{request.headers.user-type}}', 'tenant-{{request.headers.x-tenant}}'],
   rateLimitService: { service: RLS_SERVICE, port: RLS_PORT },
 };
 
 let stack: Stack;
-const checks = async () => (await stack.envoy.stats(`outbound|${RLS_PORT}||${RLS_SERVICE}`))[`cluster.outbound|${RLS_PORT}||${RLS_SERVICE}.upstream_rq_total`] ?? 0;
+const checks = async () =>
+  (await stack.envoy.stats(`outbound|${RLS_PORT}||${RLS_SERVICE}`))[`cluster.outbound|${RLS_PORT}||${RLS_SERVICE}.upstream_rq_total`] ?? 0;
 const post = (host: string, path: string, headers: Record<string, string>) =>
   request(stack.envoy.port, { method: 'POST', path, headers: { host, 'content-type': 'application/json', ...headers }, body: '{"messages":[]}' });
 
@@ -31,7 +29,12 @@ afterAll(() => stack?.stop());
 test('unmatched hosts and paths pass untouched and never call the service', async () => {
   const before = await checks();
   const upstream = stack.mock!.requests.length;
-  for (const [host, path] of [['dashscope.aliyuncs.com', '/'], ['dashscope.aliyuncs.com', '/api/v1/x'], ['other.example', '/compatible-mode/v1/chat/completions'], ['llm.example.org', '/']]) {
+  for (const [host, path] of [
+    ['dashscope.aliyuncs.com', '/'],
+    ['dashscope.aliyuncs.com', '/api/v1/x'],
+    ['other.example', '/compatible-mode/v1/chat/completions'],
+    ['llm.example.org', '/'],
+  ]) {
     const r = await post(host, path, { 'user-type': 'gold', 'x-tenant': 'acme', 'accept-encoding': 'gzip' });
     expect(r.status).toBe(200);
     // Untouched: the upstream saw the client's own headers.
@@ -43,10 +46,14 @@ test('unmatched hosts and paths pass untouched and never call the service', asyn
 
 test('matched requests (host + path prefix, host suffix with a port) are checked and charged', async () => {
   const before = await checks();
-  const r1 = await withCharge(stack.service.port, 'tenant-m1', 300, () => post('dashscope.aliyuncs.com', '/compatible-mode/v1/chat/completions', { 'user-type': 'gold', 'x-tenant': 'm1' }));
+  const r1 = await withCharge(stack.service.port, 'tenant-m1', 300, () =>
+    post('dashscope.aliyuncs.com', '/compatible-mode/v1/chat/completions', { 'user-type': 'gold', 'x-tenant': 'm1' }),
+  );
   expect(r1.result.status).toBe(200);
   expect(r1.spent).toBe(105);
-  const r2 = await withCharge(stack.service.port, 'tenant-m1', 300, () => post('API.LLM.EXAMPLE:8443', '/v1/chat/completions', { 'user-type': 'gold', 'x-tenant': 'm1' }));
+  const r2 = await withCharge(stack.service.port, 'tenant-m1', 300, () =>
+    post('API.LLM.EXAMPLE:8443', '/v1/chat/completions', { 'user-type': 'gold', 'x-tenant': 'm1' }),
+  );
   expect(r2.result.status).toBe(200);
   expect(r2.after).toBe(300 - 210);
   expect(await checks()).toBeGreaterThanOrEqual(before + 2);
@@ -63,7 +70,8 @@ test('with two keys, the request is limited by whichever is exhausted first', as
     status = r.status;
     body = r.body;
     // Wait for the asynchronous charge (the tenant's bucket is the one that moves last).
-    if (status === 200) await waitFor('the charge', async () => ((await bucketOf(stack.service.port, 'tenant-acme')).balance === 300 - 105 * n ? true : undefined), 5000);
+    if (status === 200)
+      await waitFor('the charge', async () => ((await bucketOf(stack.service.port, 'tenant-acme')).balance === 300 - 105 * n ? true : undefined), 5000);
   }
   expect(status).toBe(429);
   expect(errorMessage(body)).toMatch(/^tenant-acme is being rate-limited /);

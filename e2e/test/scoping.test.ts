@@ -1,5 +1,5 @@
 /**
- * Envoy-level scoping (docs: plugin/README.md, "Keep other traffic out of the plugin"): with the
+ * Envoy-level scoping (docs: docs/operations.md, "Keep other traffic out of the plugin"): with the
  * Wasm filter disabled on the catch-all virtual host, requests for other hosts never enter the VM,
  * while requests for the LLM host are limited as usual.
  */
@@ -18,9 +18,15 @@ const PLUGIN_CONFIG = {
 };
 
 let stack: Stack;
-const checks = async () => (await stack.envoy.stats(`outbound|${RLS_PORT}||${RLS_SERVICE}`))[`cluster.outbound|${RLS_PORT}||${RLS_SERVICE}.upstream_rq_total`] ?? 0;
+const checks = async () =>
+  (await stack.envoy.stats(`outbound|${RLS_PORT}||${RLS_SERVICE}`))[`cluster.outbound|${RLS_PORT}||${RLS_SERVICE}.upstream_rq_total`] ?? 0;
 const post = (host: string, headers: Record<string, string> = {}) =>
-  request(stack.envoy.port, { method: 'POST', path: '/v1/chat/completions', headers: { host, 'content-type': 'application/json', ...headers }, body: '{"messages":[]}' });
+  request(stack.envoy.port, {
+    method: 'POST',
+    path: '/v1/chat/completions',
+    headers: { host, 'content-type': 'application/json', ...headers },
+    body: '{"messages":[]}',
+  });
 
 beforeAll(async () => {
   stack = await startStack({ rules: RULES, pluginConfig: PLUGIN_CONFIG, pluginOnlyForHosts: ['llm.example'] });

@@ -16,9 +16,15 @@ const FIXTURES = path.join(__dirname, '..', '..', 'plugin', 'test', 'fixtures');
 const CAPACITY = 1000000000;
 const RULES = [{ rate_limit_key_regex: '^fmt-', redis_expired_seconds: 7200, fill_interval_second: 3600, tokens_per_fill: 1, max_tokens: CAPACITY }];
 const SAMPLE = [
-  'anthropic-stream-cache.sse', 'anthropic-compaction.json', 'gemini-thinking.json', 'xai-chat-reasoning.json',
-  'cohere-v2-stream.sse', 'groq-stream-x_groq.sse', 'bedrock-converse-cache.json',
-  'bedrock-converse-stream.events.json', 'bedrock-invoke-stream-anthropic.events.json',
+  'anthropic-stream-cache.sse',
+  'anthropic-compaction.json',
+  'gemini-thinking.json',
+  'xai-chat-reasoning.json',
+  'cohere-v2-stream.sse',
+  'groq-stream-x_groq.sse',
+  'bedrock-converse-cache.json',
+  'bedrock-converse-stream.events.json',
+  'bedrock-invoke-stream-anthropic.events.json',
 ];
 const expected: any[] = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8'));
 
@@ -36,7 +42,11 @@ beforeAll(async () => {
     req.on('end', async () => {
       const file = String(req.headers['x-fixture'] ?? '');
       const f = expected.find((x) => x.file === file);
-      if (!f) { res.writeHead(404); res.end(); return; }
+      if (!f) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
       const body = fixtureBytes(file);
       res.writeHead(200, { 'content-type': f.contentType });
       for (let i = 0; i < body.length; i += 61) {
@@ -58,7 +68,12 @@ test.each(SAMPLE.map((f, i) => [f, i]))('%s is charged its billed total through 
   const f = expected.find((x) => x.file === file);
   const key = `fmt-${i}`;
   const { result: r, spent } = await withCharge(stack.service.port, key, CAPACITY, () =>
-    request(stack.envoy.port, { method: 'POST', path: '/v1/chat/completions', headers: { host: HOST, 'user-type': key, 'x-fixture': String(file), 'content-type': 'application/json' }, body: '{}' }),
+    request(stack.envoy.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { host: HOST, 'user-type': key, 'x-fixture': String(file), 'content-type': 'application/json' },
+      body: '{}',
+    }),
   );
   expect(r.status).toBe(200);
   expect(Buffer.byteLength(r.body, 'latin1')).toBeGreaterThan(0);

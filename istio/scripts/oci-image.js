@@ -66,22 +66,26 @@ function buildImage(wasm, opts = {}) {
   const tar = tarOneFile(WASM_NAME, wasm, epoch);
   // gzip header written by zlib has no name and mtime 0: the bytes depend only on the input.
   const layer = zlib.gzipSync(tar, { level: 9 });
-  const config = Buffer.from(JSON.stringify({
-    created,
-    // A Wasm module has no CPU architecture; these are what `docker build` of plugin/Dockerfile
-    // on amd64 records, so registries and tools that expect a platform are satisfied.
-    architecture: 'amd64',
-    os: 'linux',
-    config: {},
-    rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
-    history: [{ created, created_by: `COPY ${WASM_NAME} /${WASM_NAME}` }],
-  }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: MEDIA.manifest,
-    config: { mediaType: MEDIA.config, digest: sha256(config), size: config.length },
-    layers: [{ mediaType: MEDIA.layer, digest: sha256(layer), size: layer.length }],
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      created,
+      // A Wasm module has no CPU architecture; these are what `docker build` of plugin/Dockerfile
+      // on amd64 records, so registries and tools that expect a platform are satisfied.
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
+      history: [{ created, created_by: `COPY ${WASM_NAME} /${WASM_NAME}` }],
+    }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA.manifest,
+      config: { mediaType: MEDIA.config, digest: sha256(config), size: config.length },
+      layers: [{ mediaType: MEDIA.layer, digest: sha256(layer), size: layer.length }],
+    }),
+  );
   const ref = { mediaType: MEDIA.manifest, digest: sha256(manifest), size: manifest.length };
   if (opts.tag) ref.annotations = { 'org.opencontainers.image.ref.name': opts.tag };
   const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: [ref] }));

@@ -81,7 +81,8 @@ function kubernetes() {
   }
   const roots = K8S_KINDS.map(([g, v, k]) => {
     const name = Object.keys(all).find((n) =>
-      (all[n]['x-kubernetes-group-version-kind'] || []).some((gvk) => gvk.group === g && gvk.version === v && gvk.kind === k));
+      (all[n]['x-kubernetes-group-version-kind'] || []).some((gvk) => gvk.group === g && gvk.version === v && gvk.kind === k),
+    );
     if (!name) throw new Error(`no schema for ${g}/${v} ${k}`);
     return name;
   });
@@ -125,7 +126,10 @@ function ociImageSpec() {
   const info = download(OCI);
   const dir = path.join(info.Dir, 'schema');
   const files = {};
-  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+  for (const f of fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.json'))
+    .sort()) {
     files[f] = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
   }
   return { source: { module: OCI.module, version: OCI.version, sum: info.Sum, dir: 'schema' }, files };

@@ -47,7 +47,12 @@ function parseDockerfile(file: string): { args: Record<string, string>; stages: 
 function contextSources(stage: Stage): string[] {
   return stage.instrs
     .filter((i) => i.op === 'COPY' && !/--from=/.test(i.args))
-    .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1));
+    .flatMap((i) =>
+      i.args
+        .split(/\s+/)
+        .filter((a) => !a.startsWith('--'))
+        .slice(0, -1),
+    );
 }
 
 const rootPkg = JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'package.json'), 'utf8'));
@@ -59,7 +64,7 @@ describe.each(['plugin/Dockerfile', 'service/Dockerfile'])('%s', (file) => {
     for (const s of stages) for (const src of contextSources(s)) expect([src, fs.existsSync(path.join(REPO_DIR, src))]).toEqual([src, true]);
   });
 
-  test('stages that run npm ci have every workspace\'s package.json (so the root lock file is in sync)', () => {
+  test("stages that run npm ci have every workspace's package.json (so the root lock file is in sync)", () => {
     for (const s of stages.filter((st) => st.instrs.some((i) => i.op === 'RUN' && /npm ci/.test(i.args)))) {
       const srcs = contextSources(s);
       expect(srcs).toEqual(expect.arrayContaining(['package.json', 'package-lock.json']));
@@ -72,7 +77,7 @@ describe('plugin/Dockerfile', () => {
   const { stages } = parseDockerfile('plugin/Dockerfile');
   const last = stages[stages.length - 1];
 
-  test('the image is FROM scratch with only /plugin.wasm, built by the plugin\'s own build script', () => {
+  test("the image is FROM scratch with only /plugin.wasm, built by the plugin's own build script", () => {
     expect(last.from).toBe('scratch');
     expect(last.instrs).toHaveLength(1);
     const copy = last.instrs[0];
@@ -114,14 +119,26 @@ describe('service/Dockerfile', () => {
     expect(String(pod.securityContext.runAsUser)).toBe(user!.split(':')[0]);
   });
 
-  test('it starts the service\'s main on the ports the Deployment expects (service port, then admin port)', () => {
+  test("it starts the service's main on the ports the Deployment expects (service port, then admin port)", () => {
     const cmd = JSON.parse(last.instrs.find((i) => i.op === 'CMD')!.args);
     expect(cmd).toEqual(['node', `service/${servicePkg.main}`]);
-    const ports = last.instrs.find((i) => i.op === 'EXPOSE')!.args.split(/\s+/).map(Number);
+    const ports = last.instrs
+      .find((i) => i.op === 'EXPOSE')!
+      .args.split(/\s+/)
+      .map(Number);
     const c = find(loadAll(), 'Deployment', 'asm-llm-token-rate-limit-example').spec.template.spec.containers[0];
     expect(c.ports.map((p: any) => p.containerPort)).toEqual(ports);
     expect(c.ports.map((p: any) => p.name)).toEqual(['http', 'admin']);
-    const env = Object.fromEntries(last.instrs.filter((i) => i.op === 'ENV').flatMap((i) => i.args.split(/\s+\\?\s*/).filter((kv) => kv.includes('=')).map((kv) => kv.split('='))));
+    const env = Object.fromEntries(
+      last.instrs
+        .filter((i) => i.op === 'ENV')
+        .flatMap((i) =>
+          i.args
+            .split(/\s+\\?\s*/)
+            .filter((kv) => kv.includes('='))
+            .map((kv) => kv.split('=')),
+        ),
+    );
     expect([Number(env.PORT), Number(env.ADMIN_PORT)]).toEqual(ports);
   });
 });

@@ -20,11 +20,17 @@ const TOKEN = 'test-service-token-0123456789abcdef';
 function helmBin(): string {
   const candidates = [process.env.HELM_BIN, path.join(REPO_DIR, '.tools/bin/helm')].filter(Boolean) as string[];
   for (const c of candidates) if (fs.existsSync(c)) return c;
-  throw new Error(`helm not found (looked at ${candidates.join(', ')}): run \`make helm\` from the repository root (builds helm ${HELM_VERSION} from the Go module proxy into .tools/bin; needs Go >= 1.26), or set HELM_BIN=/path/to/helm`);
+  throw new Error(
+    `helm not found (looked at ${candidates.join(', ')}): run \`make helm\` from the repository root (builds helm ${HELM_VERSION} from the Go module proxy into .tools/bin; needs Go >= 1.26), or set HELM_BIN=/path/to/helm`,
+  );
 }
 
 function helm(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(helmBin(), args, { encoding: 'utf8', timeout: 60_000, env: { ...process.env, HELM_CACHE_HOME: '/tmp/llmrl-helm/cache', HELM_CONFIG_HOME: '/tmp/llmrl-helm/config', HELM_DATA_HOME: '/tmp/llmrl-helm/data' } });
+  const r = spawnSync(helmBin(), args, {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, HELM_CACHE_HOME: '/tmp/llmrl-helm/cache', HELM_CONFIG_HOME: '/tmp/llmrl-helm/config', HELM_DATA_HOME: '/tmp/llmrl-helm/data' },
+  });
   if (r.error) throw r.error;
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
@@ -34,10 +40,12 @@ function render(values: string[], set: string[] = []): any[] {
   const flags = set.flatMap((s) => (s.startsWith('string:') ? ['--set-string', s.slice(7)] : ['--set', s]));
   const r = helm(['template', 'llmrl', CHART, '--namespace', 'default', ...values.flatMap((f) => ['-f', f]), ...flags]);
   if (r.code !== 0) throw new Error(`helm template failed: ${r.err}`);
-  return parseAllDocuments(r.out, { uniqueKeys: true }).map((d) => {
-    if (d.errors.length) throw new Error(d.errors.map((e) => e.message).join('; '));
-    return d.toJS();
-  }).filter((o) => o);
+  return parseAllDocuments(r.out, { uniqueKeys: true })
+    .map((d) => {
+      if (d.errors.length) throw new Error(d.errors.map((e) => e.message).join('; '));
+      return d.toJS();
+    })
+    .filter((o) => o);
 }
 
 function renderError(set: string[]): string {
@@ -48,7 +56,11 @@ function renderError(set: string[]): string {
 
 const MINIMAL = [`serviceTokens.token=${TOKEN}`, 'redis.address=redis.example.internal:6379'];
 // The plugin on Istio's ingress gateway, installed in a namespace of its own (Istio's "Installing Gateways").
-const INGRESS = ['wasmPlugin.gateway.namespace=istio-ingress', 'wasmPlugin.gateway.serviceAccount=istio-ingressgateway', 'wasmPlugin.gateway.selector.matchLabels.istio=ingressgateway'];
+const INGRESS = [
+  'wasmPlugin.gateway.namespace=istio-ingress',
+  'wasmPlugin.gateway.serviceAccount=istio-ingressgateway',
+  'wasmPlugin.gateway.selector.matchLabels.istio=ingressgateway',
+];
 const SIDECAR_WARNING = 'llm-token-ratelimit/warning';
 
 let v: Validator;
@@ -71,7 +83,7 @@ test(`helm is ${HELM_VERSION}`, () => {
   expect(r.out.trim()).toMatch(/^v3\.22(\.0)?\b/);
 });
 
-test('helm lint --strict is clean, with the default values and with the raw manifests\' values', () => {
+test("helm lint --strict is clean, with the default values and with the raw manifests' values", () => {
   for (const args of [MINIMAL.flatMap((s) => ['--set', s]), ['-f', PARITY_VALUES]]) {
     const r = helm(['lint', '--strict', CHART, ...args]);
     if (r.code !== 0) throw new Error(`helm lint failed:\n${r.out}\n${r.err}`);
@@ -82,9 +94,34 @@ test('helm lint --strict is clean, with the default values and with the raw mani
 
 test.each([
   ['defaults (token and Redis address given)', [] as string[]],
-  ['bundled Redis, Redis Cluster with a password, helm labels off', ['redis.address=', 'redis.bundled.enabled=true', 'redis.cluster=true', 'redis.password=secret', 'helmLabels=false']],
-  ['existing Secrets and ConfigMap, digest, pull secret, plugin token in pluginConfig', ['serviceTokens.token=', 'serviceTokens.existingSecret=my-tokens', 'redis.existingSecret=my-redis', 'rules.existingConfigMap=my-rules', `wasmPlugin.pluginConfig.rateLimitService.token=${TOKEN}`, 'wasmPlugin.digest=sha256:' + 'a'.repeat(64), 'wasmPlugin.imagePullSecret=regcred']],
-  ['policies and PDB off, extra env, namespace selector', ['authorizationPolicy.enabled=false', 'networkPolicy.enabled=false', 'podDisruptionBudget.enabled=false', 'extraEnv[0].name=WORKERS', 'string:extraEnv[0].value=2', 'networkPolicy.enabled=true', 'networkPolicy.clientNamespaceSelector.matchLabels.team=llm']],
+  [
+    'bundled Redis, Redis Cluster with a password, helm labels off',
+    ['redis.address=', 'redis.bundled.enabled=true', 'redis.cluster=true', 'redis.password=secret', 'helmLabels=false'],
+  ],
+  [
+    'existing Secrets and ConfigMap, digest, pull secret, plugin token in pluginConfig',
+    [
+      'serviceTokens.token=',
+      'serviceTokens.existingSecret=my-tokens',
+      'redis.existingSecret=my-redis',
+      'rules.existingConfigMap=my-rules',
+      `wasmPlugin.pluginConfig.rateLimitService.token=${TOKEN}`,
+      'wasmPlugin.digest=sha256:' + 'a'.repeat(64),
+      'wasmPlugin.imagePullSecret=regcred',
+    ],
+  ],
+  [
+    'policies and PDB off, extra env, namespace selector',
+    [
+      'authorizationPolicy.enabled=false',
+      'networkPolicy.enabled=false',
+      'podDisruptionBudget.enabled=false',
+      'extraEnv[0].name=WORKERS',
+      'string:extraEnv[0].value=2',
+      'networkPolicy.enabled=true',
+      'networkPolicy.clientNamespaceSelector.matchLabels.team=llm',
+    ],
+  ],
   ['the ingress-gateway variant', INGRESS],
   ['the sidecar opt-in', ['wasmPlugin.topology=sidecar']],
 ])('%s: every object validates against the Kubernetes and Istio schemas', (_name, set) => {
@@ -102,9 +139,18 @@ test.each([
     expect(wp.spec.pluginConfig.rateLimitService).toEqual({ service: 'llm-token-ratelimit.default.svc.cluster.local', port: 80, token: TOKEN });
   }
   if (set.includes('redis.bundled.enabled=true')) {
-    expect(objs.filter((o) => o.metadata.name === 'llm-token-ratelimit-redis').map((o) => o.kind).sort()).toEqual(['Deployment', 'Secret', 'Service']);
+    expect(
+      objs
+        .filter((o) => o.metadata.name === 'llm-token-ratelimit-redis')
+        .map((o) => o.kind)
+        .sort(),
+    ).toEqual(['Deployment', 'Secret', 'Service']);
     const secret = objs.find((o) => o.kind === 'Secret' && o.metadata.name === 'llm-token-ratelimit-redis');
-    expect(secret.stringData).toEqual({ REDIS_ADDRESS: 'llm-token-ratelimit-redis.default.svc.cluster.local:6379', REDIS_PASSWORD: 'secret', REDIS_CLUSTER: 'true' });
+    expect(secret.stringData).toEqual({
+      REDIS_ADDRESS: 'llm-token-ratelimit-redis.default.svc.cluster.local:6379',
+      REDIS_PASSWORD: 'secret',
+      REDIS_CLUSTER: 'true',
+    });
   }
   if (set.includes('podDisruptionBudget.enabled=false')) {
     expect(kinds).not.toContain('PodDisruptionBudget');
@@ -120,7 +166,11 @@ test('the defaults: the token reaches the service (secretKeyRef) and the plugin;
   const c = dep.spec.template.spec.containers[0];
   expect(c.env).toContainEqual({ name: 'SERVICE_TOKENS', valueFrom: { secretKeyRef: { name: 'llm-token-ratelimit-token', key: 'token' } } });
   expect(objs.find((o) => o.kind === 'Secret' && o.metadata.name === 'llm-token-ratelimit-token').stringData.token).toBe(TOKEN);
-  expect(objs.find((o) => o.kind === 'WasmPlugin').spec.pluginConfig.rateLimitService).toEqual({ service: 'llm-token-ratelimit.default.svc.cluster.local', port: 80, token: TOKEN });
+  expect(objs.find((o) => o.kind === 'WasmPlugin').spec.pluginConfig.rateLimitService).toEqual({
+    service: 'llm-token-ratelimit.default.svc.cluster.local',
+    port: 80,
+    token: TOKEN,
+  });
   expect(c.ports.map((p: any) => p.containerPort)).toEqual([8080, 9090]);
   expect(objs.find((o) => o.kind === 'Service').spec.ports).toEqual([{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }]);
   const np = objs.find((o) => o.kind === 'NetworkPolicy');
@@ -129,7 +179,7 @@ test('the defaults: the token reaches the service (secretKeyRef) and the plugin;
   expect(dep.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
 });
 
-test('the default topology is the gateway: the WasmPlugin selects the egress gateway\'s pods in its namespace, and only its identity and pods may call the service', () => {
+test("the default topology is the gateway: the WasmPlugin selects the egress gateway's pods in its namespace, and only its identity and pods may call the service", () => {
   const objs = render([], MINIMAL);
   const wp = objs.find((o) => o.kind === 'WasmPlugin');
   expect(wp.metadata.namespace).toBe('llm-egress');
@@ -140,32 +190,45 @@ test('the default topology is the gateway: the WasmPlugin selects the egress gat
   expect(ap.metadata.namespace).toBe('default');
   expect(ap.spec.rules.map((r: any) => r.from)).toEqual([[{ source: { principals: ['cluster.local/ns/llm-egress/sa/llm-egress-gateway'] } }]]);
   const np = objs.find((o) => o.kind === 'NetworkPolicy');
-  expect(np.spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: { istio: 'llm-egress-gateway' } }, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'llm-egress' } } }]);
+  expect(np.spec.ingress[0].from).toEqual([
+    { podSelector: { matchLabels: { istio: 'llm-egress-gateway' } }, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'llm-egress' } } },
+  ]);
   // Everything else stays in the release's namespace.
   expect(objs.filter((o) => o.metadata.namespace !== 'default').map((o) => o.kind)).toEqual(['WasmPlugin']);
   expect(helm(['template', 'llmrl', CHART, '--namespace', 'default', ...MINIMAL.flatMap((x) => ['--set', x])]).out).not.toContain('WARNING');
 });
 
-test('the ingress-gateway variant: the same, with that gateway\'s namespace, labels and ServiceAccount', () => {
+test("the ingress-gateway variant: the same, with that gateway's namespace, labels and ServiceAccount", () => {
   const objs = render([], [...MINIMAL, ...INGRESS]);
   const wp = objs.find((o) => o.kind === 'WasmPlugin');
   expect([wp.metadata.namespace, wp.spec.selector]).toEqual(['istio-ingress', { matchLabels: { istio: 'ingressgateway' } }]);
-  expect(objs.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals).toEqual(['cluster.local/ns/istio-ingress/sa/istio-ingressgateway']);
-  expect(objs.find((o) => o.kind === 'NetworkPolicy').spec.ingress[0].from[0].namespaceSelector).toEqual({ matchLabels: { 'kubernetes.io/metadata.name': 'istio-ingress' } });
+  expect(objs.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals).toEqual([
+    'cluster.local/ns/istio-ingress/sa/istio-ingressgateway',
+  ]);
+  expect(objs.find((o) => o.kind === 'NetworkPolicy').spec.ingress[0].from[0].namespaceSelector).toEqual({
+    matchLabels: { 'kubernetes.io/metadata.name': 'istio-ingress' },
+  });
 });
 
-test('the sidecar opt-in renders with its warning (annotation and comment), in the release\'s namespace, admitting the sidecars\' identities', () => {
+test("the sidecar opt-in renders with its warning (annotation and comment), in the release's namespace, admitting the sidecars' identities", () => {
   const r = helm(['template', 'llmrl', CHART, '--namespace', 'default', ...[...MINIMAL, 'wasmPlugin.topology=sidecar'].flatMap((x) => ['--set', x])]);
   expect(r.code).toBe(0);
   expect(r.out).toMatch(/# WARNING \(wasmPlugin\.topology: sidecar\):[^\n]*\n#[^\n]*\n# its own proxy \(localhost:15000\/config_dump\)/);
-  const objs = render([], [...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.serviceAccounts[0]=sleep', 'wasmPlugin.sidecar.serviceAccounts[1]=batch']);
+  const objs = render(
+    [],
+    [...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.serviceAccounts[0]=sleep', 'wasmPlugin.sidecar.serviceAccounts[1]=batch'],
+  );
   const wp = objs.find((o) => o.kind === 'WasmPlugin');
   expect(wp.metadata.namespace).toBe('default');
-  expect(wp.metadata.annotations[SIDECAR_WARNING]).toMatch(/can read the service token from their sidecar \(localhost:15000\/config_dump\) and check or charge any key/);
+  expect(wp.metadata.annotations[SIDECAR_WARNING]).toMatch(
+    /can read the service token from their sidecar \(localhost:15000\/config_dump\) and check or charge any key/,
+  );
   expect(wp.spec.selector).toEqual({ matchLabels: { app: 'sleep' } });
   expect(wp.spec.match).toEqual([{ mode: 'CLIENT', ports: [{ number: 80 }] }]);
-  expect(objs.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals)
-    .toEqual(['cluster.local/ns/default/sa/sleep', 'cluster.local/ns/default/sa/batch']);
+  expect(objs.find((o) => o.kind === 'AuthorizationPolicy').spec.rules[0].from[0].source.principals).toEqual([
+    'cluster.local/ns/default/sa/sleep',
+    'cluster.local/ns/default/sa/batch',
+  ]);
   expect(objs.find((o) => o.kind === 'NetworkPolicy').spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: { app: 'sleep' } } }]);
   // Explicit principals replace the derived ones.
   const own = render([], [...MINIMAL, 'authorizationPolicy.principals[0]=spiffe.example/ns/a/sa/b']);
@@ -195,13 +258,19 @@ test('bad values stop the rendering, naming the value', () => {
   expect(renderError(['redis.address=x:6379'])).toContain('serviceTokens.token is required');
   expect(renderError([`serviceTokens.token=${TOKEN}`])).toContain('set redis.address, redis.url or redis.existingSecret');
   expect(renderError(['serviceTokens.token=short', 'redis.address=x:6379'])).toContain('serviceTokens.token must be at least 16 characters');
-  expect(renderError(['serviceTokens.existingSecret=s', 'redis.address=x:6379'])).toContain('the plugin needs the service\'s token');
-  expect(renderError([...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.serviceAccounts=null'])).toContain('authorizationPolicy.principals is empty and wasmPlugin.sidecar.serviceAccounts too');
+  expect(renderError(['serviceTokens.existingSecret=s', 'redis.address=x:6379'])).toContain("the plugin needs the service's token");
+  expect(renderError([...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.serviceAccounts=null'])).toContain(
+    'authorizationPolicy.principals is empty and wasmPlugin.sidecar.serviceAccounts too',
+  );
   expect(renderError([...MINIMAL, 'wasmPlugin.topology=mesh'])).toContain('wasmPlugin.topology must be gateway or sidecar, got "mesh"');
-  expect(renderError([...MINIMAL, 'wasmPlugin.gateway.namespace=istio-system'])).toContain('wasmPlugin.gateway.namespace is "istio-system", Istio\'s root namespace');
+  expect(renderError([...MINIMAL, 'wasmPlugin.gateway.namespace=istio-system'])).toContain(
+    'wasmPlugin.gateway.namespace is "istio-system", Istio\'s root namespace',
+  );
   expect(renderError([...MINIMAL, 'wasmPlugin.gateway.serviceAccount='])).toContain('wasmPlugin.gateway.serviceAccount is empty');
   expect(renderError([...MINIMAL, 'wasmPlugin.gateway.selector=null'])).toContain('wasmPlugin.gateway.selector.matchLabels is empty');
-  expect(renderError([...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.selector.matchLabels=null'])).toContain('wasmPlugin.sidecar.selector.matchLabels is empty');
+  expect(renderError([...MINIMAL, 'wasmPlugin.topology=sidecar', 'wasmPlugin.sidecar.selector.matchLabels=null'])).toContain(
+    'wasmPlugin.sidecar.selector.matchLabels is empty',
+  );
   // The values that used to say where the plugin runs are refused, not silently ignored.
   expect(renderError([...MINIMAL, 'wasmPlugin.selector.matchLabels.app=sleep'])).toContain('wasmPlugin.selector and wasmPlugin.match are no longer read');
 });

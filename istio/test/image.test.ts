@@ -66,7 +66,7 @@ describe('make image with plugin/build/plugin.wasm', () => {
     ({ dir } = makeImage('real'));
   });
 
-  test('Istio\'s fetcher, given the image, gets exactly plugin/build/plugin.wasm', () => {
+  test("Istio's fetcher, given the image, gets exactly plugin/build/plugin.wasm", () => {
     const got = fetchWasmLikeIstio(dir, TAG);
     expect(got.length).toBe(wasm.length);
     expect(got.equals(wasm)).toBe(true);
@@ -103,8 +103,7 @@ describe('make image with plugin/build/plugin.wasm', () => {
     expect(config.rootfs.diff_ids).toEqual(layers.map((l) => sha256(zlib.gunzipSync(l))));
     const blobs = fs.readdirSync(path.join(dir, 'blobs', 'sha256')).sort();
     const index = JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8'));
-    const referenced = [index.manifests[0].digest, manifest.config.digest, ...manifest.layers.map((l: any) => l.digest)]
-      .map((d: string) => d.slice(7)).sort();
+    const referenced = [index.manifests[0].digest, manifest.config.digest, ...manifest.layers.map((l: any) => l.digest)].map((d: string) => d.slice(7)).sort();
     expect(blobs).toEqual(referenced);
   });
 
@@ -175,10 +174,13 @@ describe('the image writer and the fetcher model, on small modules', () => {
     mf.layers[0].mediaType = 'application/vnd.oci.image.layer.v1.tar';
     const body = Buffer.from(JSON.stringify(mf));
     fs.writeFileSync(path.join(other.dir, 'blobs', 'sha256', sha256(body).slice(7)), body);
-    fs.writeFileSync(path.join(other.dir, 'index.json'), JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ ...m.descriptor, digest: sha256(body), size: body.length }],
-    }));
+    fs.writeFileSync(
+      path.join(other.dir, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ ...m.descriptor, digest: sha256(body), size: body.length }],
+      }),
+    );
     expect(() => fetchWasmLikeIstio(other.dir, 't')).toThrow(/invalid format as an OCI image/);
 
     const wrongName = zlib.gzipSync(oci.tarOneFile('module.wasm', fakeWasm('z'), 0));

@@ -17,10 +17,13 @@ const seen = () => upstream.requests;
 /** One request with the given Host (fetch cannot set Host); resolves with the status. */
 function send(port: number, o: { host: string; path?: string; headers?: Record<string, string>; body?: string }): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: o.body === undefined ? 'GET' : 'POST', path: o.path ?? '/', headers: { host: o.host, ...o.headers }, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method: o.body === undefined ? 'GET' : 'POST', path: o.path ?? '/', headers: { host: o.host, ...o.headers }, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(o.body);
   });
@@ -43,8 +46,10 @@ beforeEach(() => {
   seen().length = 0;
 });
 
-test('the seed\'s request becomes a DashScope chat completion: path, key, model', async () => {
-  expect(await send(port, { host: 'dashscope.aliyuncs.com', headers: { 'content-type': 'application/json', 'user-type': 'regular-user' }, body: SEED_BODY })).toBe(200);
+test("the seed's request becomes a DashScope chat completion: path, key, model", async () => {
+  expect(
+    await send(port, { host: 'dashscope.aliyuncs.com', headers: { 'content-type': 'application/json', 'user-type': 'regular-user' }, body: SEED_BODY }),
+  ).toBe(200);
   expect(seen()).toHaveLength(1);
   const [r] = seen();
   expect(r.path).toBe('/compatible-mode/v1/chat/completions');
@@ -56,7 +61,12 @@ test('the seed\'s request becomes a DashScope chat completion: path, key, model'
 
 test('what the client already says is kept: path, Authorization, model; an empty object gets a model too', async () => {
   const body = JSON.stringify({ model: 'qwen-max', messages: [] });
-  await send(port, { host: 'dashscope.aliyuncs.com', path: '/compatible-mode/v1/chat/completions', headers: { 'content-type': 'application/json', authorization: 'Bearer mine' }, body });
+  await send(port, {
+    host: 'dashscope.aliyuncs.com',
+    path: '/compatible-mode/v1/chat/completions',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer mine' },
+    body,
+  });
   await send(port, { host: 'dashscope.aliyuncs.com', headers: { 'content-type': 'application/json' }, body: ' {} ' });
   expect(seen()[0]).toMatchObject({ path: '/compatible-mode/v1/chat/completions', body });
   expect(seen()[0].headers.authorization).toBe('Bearer mine');

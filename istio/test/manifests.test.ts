@@ -23,14 +23,27 @@ beforeAll(() => {
 function selectedDeployments(o: { metadata: any; spec: any }): any[] {
   const sel: Record<string, string> = o.spec.selector?.matchLabels ?? {};
   const everywhere = o.metadata.namespace === 'istio-system'; // Istio's root namespace: every namespace
-  return all.map((l) => l.obj).filter((d) => d.kind === 'Deployment'
-    && (everywhere || d.metadata.namespace === o.metadata.namespace)
-    && Object.entries(sel).every(([k, val]) => d.spec.template.metadata.labels?.[k] === val));
+  return all
+    .map((l) => l.obj)
+    .filter(
+      (d) =>
+        d.kind === 'Deployment' &&
+        (everywhere || d.metadata.namespace === o.metadata.namespace) &&
+        Object.entries(sel).every(([k, val]) => d.spec.template.metadata.labels?.[k] === val),
+    );
 }
 
 describe('every manifest validates against its schema', () => {
   test('the manifest files are the expected ones', () => {
-    expect(manifestFiles()).toEqual(['dashscope.yaml', 'egress-gateway.yaml', 'llm-provider.yaml', 'rate-limit-service.yaml', 'redis.yaml', 'sleep.yaml', 'wasmplugin.yaml']);
+    expect(manifestFiles()).toEqual([
+      'dashscope.yaml',
+      'egress-gateway.yaml',
+      'llm-provider.yaml',
+      'rate-limit-service.yaml',
+      'redis.yaml',
+      'sleep.yaml',
+      'wasmplugin.yaml',
+    ]);
   });
 
   test.each(manifestFiles())('%s', (file) => {
@@ -63,10 +76,22 @@ test('the schemas are the releases scripts/update-schemas.js pins (regenerate af
   const pinned = (mod: string) => new RegExp(`module: '${mod.replace(/\./g, '\\.')}', version: '([^']+)'`).exec(script)?.[1];
   expect(v.sources.kubernetes).toMatch(new RegExp(`^k8s\\.io/kubernetes@${pinned('k8s.io/kubernetes')} \\(h1:`));
   expect(v.sources.istio).toMatch(new RegExp(`^istio\\.io/api@${pinned('istio.io/api')} \\(h1:`));
-  for (const kind of ['v1 ConfigMap', 'v1 Namespace', 'v1 Secret', 'v1 Service', 'v1 ServiceAccount', 'apps/v1 Deployment',
-    'extensions.istio.io/v1alpha1 WasmPlugin', 'networking.istio.io/v1 ServiceEntry', 'networking.istio.io/v1 DestinationRule',
-    'networking.istio.io/v1 Gateway', 'networking.istio.io/v1 VirtualService',
-    'networking.istio.io/v1alpha3 EnvoyFilter', 'networking.k8s.io/v1 NetworkPolicy', 'security.istio.io/v1 AuthorizationPolicy']) {
+  for (const kind of [
+    'v1 ConfigMap',
+    'v1 Namespace',
+    'v1 Secret',
+    'v1 Service',
+    'v1 ServiceAccount',
+    'apps/v1 Deployment',
+    'extensions.istio.io/v1alpha1 WasmPlugin',
+    'networking.istio.io/v1 ServiceEntry',
+    'networking.istio.io/v1 DestinationRule',
+    'networking.istio.io/v1 Gateway',
+    'networking.istio.io/v1 VirtualService',
+    'networking.istio.io/v1alpha3 EnvoyFilter',
+    'networking.k8s.io/v1 NetworkPolicy',
+    'security.istio.io/v1 AuthorizationPolicy',
+  ]) {
     expect(v.kinds()).toContain(kind);
   }
 });
@@ -176,7 +201,7 @@ describe('the validator rejects what the API server would reject', () => {
 });
 
 describe('the seed works unchanged', () => {
-  test('WasmPlugin is the seed\'s, with our image, moved from the client\'s sidecar to the egress gateway', () => {
+  test("WasmPlugin is the seed's, with our image, moved from the client's sidecar to the egress gateway", () => {
     const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
     const { url, pluginConfig, ...rest } = w.spec;
     expect(rest).toEqual({
@@ -210,7 +235,7 @@ describe('the seed works unchanged', () => {
   // The attack (issue 23, point 7): an application container reads its own proxy's
   // configuration (localhost:15000/config_dump), token included. So no pod that runs an
   // application may be selected: only gateway pods, which hold nothing but the proxy.
-  test('no application pod gets the plugin (and its token): the WasmPlugin selects only the gateway\'s pods', () => {
+  test("no application pod gets the plugin (and its token): the WasmPlugin selects only the gateway's pods", () => {
     const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
     const selected = selectedDeployments(w);
     expect(selected.map((d) => `${d.metadata.namespace}/${d.metadata.name}`)).toEqual(['llm-egress/llm-egress-gateway']);
@@ -223,8 +248,11 @@ describe('the seed works unchanged', () => {
     // Not in Istio's root namespace, where a selector picks pods of every namespace.
     expect(w.metadata.namespace).not.toBe('istio-system');
     // What the check above would have caught: the seed's selector picks the sleep client.
-    expect(selectedDeployments({ ...w, metadata: { ...w.metadata, namespace: 'default' }, spec: { ...w.spec, selector: { matchLabels: { app: 'sleep' } } } })
-      .map((d) => d.metadata.name)).toEqual(['sleep']);
+    expect(
+      selectedDeployments({ ...w, metadata: { ...w.metadata, namespace: 'default' }, spec: { ...w.spec, selector: { matchLabels: { app: 'sleep' } } } }).map(
+        (d) => d.metadata.name,
+      ),
+    ).toEqual(['sleep']);
   });
 
   test('the API key (llm-provider.yaml) is added in the gateway only, not in any application pod', () => {
@@ -237,7 +265,7 @@ describe('the seed works unchanged', () => {
     expect(ef.spec.configPatches[0].match.listener.portNumber).toBeUndefined();
   });
 
-  test('dashscope.aliyuncs.com: plain HTTP on port 80 (the seed\'s curl), TLS originated to 443', () => {
+  test("dashscope.aliyuncs.com: plain HTTP on port 80 (the seed's curl), TLS originated to 443", () => {
     const host = find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.pluginConfig.matches[0].host.exact;
     const se = find(all, 'ServiceEntry', 'dashscope');
     expect(se.spec.hosts).toEqual([host]);
@@ -250,23 +278,28 @@ describe('the seed works unchanged', () => {
   });
 });
 
-describe('the egress gateway (egress-gateway.yaml): the mesh\'s calls to the provider go through the proxy that runs the plugin', () => {
+describe("the egress gateway (egress-gateway.yaml): the mesh's calls to the provider go through the proxy that runs the plugin", () => {
   const host = () => find(all, 'WasmPlugin', 'llm-token-ratelimit').spec.pluginConfig.matches[0].host.exact;
   const gwDeployment = () => find(all, 'Deployment', 'llm-egress-gateway');
   const gwService = () => find(all, 'Service', 'llm-egress-gateway');
   const fqdn = (o: any) => `${o.metadata.name}.${o.metadata.namespace}.svc.cluster.local`;
 
-  test('the gateway\'s Service selects its pods; its port leads to an unprivileged container port', () => {
+  test("the gateway's Service selects its pods; its port leads to an unprivileged container port", () => {
     const svc = gwService();
     expect(svc.spec.type).toBe('ClusterIP');
     expect(gwDeployment().spec.template.metadata.labels).toMatchObject(svc.spec.selector);
     expect(svc.spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 8443, protocol: 'TCP' }]);
     const pod = gwDeployment().spec.template;
     expect(pod.spec.serviceAccountName).toBe('llm-egress-gateway');
-    expect(pod.spec.containers[0].securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1337, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(pod.spec.containers[0].securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 1337,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
   });
 
-  test('sidecars reach the gateway with Istio mTLS (the gateway knows the caller), for the provider\'s host only, bound to VirtualServices of its own namespace', () => {
+  test("sidecars reach the gateway with Istio mTLS (the gateway knows the caller), for the provider's host only, bound to VirtualServices of its own namespace", () => {
     const gw = find(all, 'Gateway', 'llm-egress-gateway');
     expect(gwDeployment().spec.template.metadata.labels).toMatchObject(gw.spec.selector);
     expect(gw.spec.servers).toEqual([{ port: { number: 443, name: 'https-llm', protocol: 'HTTPS' }, hosts: [`./${host()}`], tls: { mode: 'ISTIO_MUTUAL' } }]);
@@ -275,7 +308,7 @@ describe('the egress gateway (egress-gateway.yaml): the mesh\'s calls to the pro
     expect(dr.spec.trafficPolicy.portLevelSettings).toEqual([{ port: { number: 443 }, tls: { mode: 'ISTIO_MUTUAL', sni: host() } }]);
   });
 
-  test('the VirtualService sends the seed\'s http://dashscope.aliyuncs.com to the gateway, and the gateway\'s to the provider\'s TLS-originating port', () => {
+  test("the VirtualService sends the seed's http://dashscope.aliyuncs.com to the gateway, and the gateway's to the provider's TLS-originating port", () => {
     const vs = find(all, 'VirtualService', 'dashscope-through-egress-gateway');
     const gw = find(all, 'Gateway', 'llm-egress-gateway');
     expect(vs.metadata.namespace).toBe(gw.metadata.namespace); // `./` hosts bind only these
@@ -298,7 +331,7 @@ describe('the rate-limit service', () => {
   const dep = () => find(all, 'Deployment', 'asm-llm-token-rate-limit-example');
   const container = () => dep().spec.template.spec.containers[0];
 
-  test('Service port 80 reaches the container port 8080, and selects the Deployment\'s pods', () => {
+  test("Service port 80 reaches the container port 8080, and selects the Deployment's pods", () => {
     const svc = find(all, 'Service', 'asm-llm-token-rate-limit-example');
     const [p] = svc.spec.ports;
     const target = container().ports.find((cp: any) => cp.name === p.targetPort || cp.containerPort === p.targetPort);
@@ -371,14 +404,19 @@ describe('the rate-limit service', () => {
     ]);
   });
 
-  test('NetworkPolicy: port 8080 only from the plugin\'s pods (the gateway\'s, in its namespace), the probe port, never the admin port', () => {
+  test("NetworkPolicy: port 8080 only from the plugin's pods (the gateway's, in its namespace), the probe port, never the admin port", () => {
     const np = find(all, 'NetworkPolicy', 'asm-llm-token-rate-limit-example');
     expect(np.spec.podSelector.matchLabels).toEqual(find(all, 'Service', 'asm-llm-token-rate-limit-example').spec.selector);
     expect(np.spec.policyTypes).toEqual(['Ingress']);
     const w = find(all, 'WasmPlugin', 'llm-token-ratelimit');
     expect(np.spec.ingress).toEqual([
       {
-        from: [{ podSelector: { matchLabels: w.spec.selector.matchLabels }, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': w.metadata.namespace } } }],
+        from: [
+          {
+            podSelector: { matchLabels: w.spec.selector.matchLabels },
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': w.metadata.namespace } },
+          },
+        ],
         ports: [{ protocol: 'TCP', port: 8080 }],
       },
       { ports: [{ protocol: 'TCP', port: 15020 }] },
@@ -405,7 +443,7 @@ describe('the rate-limit service', () => {
     expect(Object.keys(cm.data)).toContain(file.slice(mount.mountPath.length + 1));
   });
 
-  test('the rules pass the service\'s own validation and equal the local e2e rules', () => {
+  test("the rules pass the service's own validation and equal the local e2e rules", () => {
     const cm = find(all, 'ConfigMap', 'asm-llm-token-rate-limit-example-rules');
     const text: string = cm.data['rate-limit-config.json'];
     const rules = parseRules(text, 'ConfigMap');
@@ -415,7 +453,7 @@ describe('the rate-limit service', () => {
     expect(JSON.parse(text)).toStrictEqual(readJson('e2e/config/rate-limit-config.json'));
   });
 
-  test('the service\'s validation does reject a broken rule (so the check above means something)', () => {
+  test("the service's validation does reject a broken rule (so the check above means something)", () => {
     const broken = JSON.stringify([{ rate_limit_key_regex: '^x', redis_expired_seconds: 1, fill_interval_second: 1, tokens_per_fill: 1, max_tokenz: 1 }]);
     expect(() => parseRules(broken, 'ConfigMap')).toThrow();
   });
@@ -432,11 +470,15 @@ describe('make render', () => {
       expect(fs.readdirSync(out).sort()).toEqual(manifestFiles());
       const objs = fs.readdirSync(out).flatMap((f) => parseAllDocuments(fs.readFileSync(path.join(out, f), 'utf8')).map((d) => d.toJS()));
       for (const o of objs) expect(v.validate(o)).toEqual({ valid: true, errors: [] });
-      const text = fs.readdirSync(out).map((f) => fs.readFileSync(path.join(out, f), 'utf8')).join('\n');
+      const text = fs
+        .readdirSync(out)
+        .map((f) => fs.readFileSync(path.join(out, f), 'utf8'))
+        .join('\n');
       expect(text).not.toMatch(/registry\.example\.com/);
       expect(objs.find((o) => o.kind === 'WasmPlugin').spec.url).toBe('oci://reg.test:5000/team/llm-token-ratelimit/plugin:9.9.9');
-      expect(objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'asm-llm-token-rate-limit-example').spec.template.spec.containers[0].image)
-        .toBe('reg.test:5000/team/llm-token-ratelimit/service:9.9.9');
+      expect(objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'asm-llm-token-rate-limit-example').spec.template.spec.containers[0].image).toBe(
+        'reg.test:5000/team/llm-token-ratelimit/service:9.9.9',
+      );
       expect(text).toMatch(/local API_KEY = "sk-abc123"/);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });

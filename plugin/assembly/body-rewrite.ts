@@ -11,21 +11,21 @@ import { JValue, J_OBJ, J_BOOL } from "./json";
  * parsed value offsets, so everything else stays byte for byte.
  */
 export function withStreamUsage(body: ByteBuf, root: JValue): ByteBuf | null {
-  let st = root.get("stream");
+  const st = root.get("stream");
   if (st === null || st.kind != J_BOOL || !st.b) return null;
   if (root.get("messages") === null && root.get("prompt") === null) return null;
   if (root.get("anthropic_version") !== null) return null;
-  let so = root.get("stream_options");
+  const so = root.get("stream_options");
   if (so === null) {
     // (if/else, not ?: on strings: see the README's toolchain notes)
-    let text = "\"stream_options\":{\"include_usage\":true}";
+    let text = '"stream_options":{"include_usage":true}';
     if (root.keys.length > 0) text = "," + text;
     return splice(body, root.end - 1, root.end - 1, text);
   }
-  if (so.kind != J_OBJ) return splice(body, so.start, so.end, "{\"include_usage\":true}");
-  let iu = so.get("include_usage");
+  if (so.kind != J_OBJ) return splice(body, so.start, so.end, '{"include_usage":true}');
+  const iu = so.get("include_usage");
   if (iu === null) {
-    let text = "\"include_usage\":true";
+    let text = '"include_usage":true';
     if (so.keys.length > 0) text = "," + text;
     return splice(body, so.end - 1, so.end - 1, text);
   }
@@ -34,7 +34,7 @@ export function withStreamUsage(body: ByteBuf, root: JValue): ByteBuf | null {
 }
 
 function splice(body: ByteBuf, from: i32, to: i32, text: string): ByteBuf {
-  let out = new ByteBuf(body.length + text.length);
+  const out = new ByteBuf(body.length + text.length);
   out.appendRaw(body.ptr(), from);
   out.appendString(text);
   out.appendRaw(body.ptr() + <usize>to, body.length - to);

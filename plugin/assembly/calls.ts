@@ -16,7 +16,7 @@ export abstract class PendingCall {
 /** Hands the reply to the call's owner, once (the call leaves `calls`); unknown tokens are ignored. */
 export function deliverReply(calls: Map<u32, PendingCall>, token: u32, nHeaders: u32, bodySize: u32): void {
   if (!calls.has(token)) return;
-  let call = calls.get(token);
+  const call = calls.get(token);
   calls.delete(token);
   call.onReply(nHeaders, bodySize);
 }

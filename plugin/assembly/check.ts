@@ -23,7 +23,7 @@ const MAX_REPLY_BYTES = 65536;
 
 export const ALLOW = 0;
 export const DENY = 1;
-export const FAIL = 2;    // the service is unavailable: failOpen decides
+export const FAIL = 2; // the service is unavailable: failOpen decides
 export const REFUSED = 3; // the service refused the request (4xx, JSON): refuse it
 
 export class Decision {
@@ -32,14 +32,14 @@ export class Decision {
   limit: f64 = -1;
   remaining: f64 = -1;
   retryAfter: f64 = -1;
-  reserved: i64 = 0;   // tokens the service deducted up front (allow only)
+  reserved: i64 = 0; // tokens the service deducted up front (allow only)
   reservationId: ByteBuf | null = null; // names that reservation in the report
   reason: string = ""; // why the check failed, for logs
 }
 
 /** Dispatches the check (reserve >= 0: with &reserve=N); returns the call token, -1 if the host refused it. */
 export function dispatchCheck(cfg: Config, keys: ByteBuf[], reserve: i64 = -1): i64 {
-  let path = ByteBuf.fromString(CHECK_PATH);
+  const path = ByteBuf.fromString(CHECK_PATH);
   appendUrlEncoded(path, keysJson(keys));
   if (reserve >= 0) {
     path.appendString("&reserve=");
@@ -52,22 +52,37 @@ const hb = new HostBytes();
 
 /** Reads the check reply (call it before switching the effective context). */
 export function readDecision(nHeaders: u32, bodySize: u32): Decision {
-  let d = new Decision();
-  if (nHeaders == 0) { d.reason = "no reply (timeout, reset or unknown cluster)"; return d; }
-  let status = callStatus(nHeaders);
+  const d = new Decision();
+  if (nHeaders == 0) {
+    d.reason = "no reply (timeout, reset or unknown cluster)";
+    return d;
+  }
+  const status = callStatus(nHeaders);
   if (status != 200) {
     d.reason = "status " + status.toString();
     if (status >= 400 && status < 500 && replyIsJsonObject(bodySize)) d.outcome = REFUSED;
     return d;
   }
-  if (bodySize == 0 || bodySize > <u32>MAX_REPLY_BYTES) { d.reason = "body size " + bodySize.toString(); return d; }
-  if (!hb.buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, bodySize)) { d.reason = "body unreadable"; return d; }
-  let body = hb.toBuf();
-  let v = parseJson(body);
-  if (v === null || v.kind != J_OBJ) { d.reason = "body is not a JSON object"; return d; }
-  let allow = v.get("allow");
-  if (allow === null || allow.kind != J_BOOL) { d.reason = "no boolean \"allow\""; return d; }
-  let desc = v.get("description");
+  if (bodySize == 0 || bodySize > <u32>MAX_REPLY_BYTES) {
+    d.reason = "body size " + bodySize.toString();
+    return d;
+  }
+  if (!hb.buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, bodySize)) {
+    d.reason = "body unreadable";
+    return d;
+  }
+  const body = hb.toBuf();
+  const v = parseJson(body);
+  if (v === null || v.kind != J_OBJ) {
+    d.reason = "body is not a JSON object";
+    return d;
+  }
+  const allow = v.get("allow");
+  if (allow === null || allow.kind != J_BOOL) {
+    d.reason = 'no boolean "allow"';
+    return d;
+  }
+  const desc = v.get("description");
   if (desc !== null && desc.kind == J_STR) d.description = <ByteBuf>desc.s;
   let n = v.get("limit");
   if (n !== null && n.kind == J_NUM && n.n >= 0) d.limit = n.n;
@@ -78,7 +93,7 @@ export function readDecision(nHeaders: u32, bodySize: u32): Decision {
   if (allow.b) {
     n = v.get("reserved");
     if (n !== null && n.kind == J_NUM && n.n >= 0 && n.n <= 1e15) d.reserved = <i64>Math.floor(n.n);
-    let id = v.get("reservation_id");
+    const id = v.get("reservation_id");
     if (id !== null && id.kind == J_STR && id.s !== null && (<ByteBuf>id.s).length <= 256) d.reservationId = id.s;
   }
   d.outcome = allow.b ? ALLOW : DENY;
@@ -89,6 +104,6 @@ export function readDecision(nHeaders: u32, bodySize: u32): Decision {
 function replyIsJsonObject(bodySize: u32): bool {
   if (bodySize < 2 || bodySize > <u32>MAX_REPLY_BYTES) return false;
   if (!hb.buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, bodySize)) return false;
-  let v = parseJson(hb.toBuf());
+  const v = parseJson(hb.toBuf());
   return v !== null && v.kind == J_OBJ;
 }

@@ -19,9 +19,13 @@ export class ErrorCollector {
 
 export function knownFields(c: ErrorCollector, obj: JValue, prefix: string, allowed: string[]): bool {
   for (let i = 0; i < obj.keys.length; i++) {
-    let k = obj.keys[i];
+    const k = obj.keys[i];
     let ok = false;
-    for (let j = 0; j < allowed.length; j++) if (k.eqStr(allowed[j])) { ok = true; break; }
+    for (let j = 0; j < allowed.length; j++)
+      if (k.eqStr(allowed[j])) {
+        ok = true;
+        break;
+      }
     if (!ok) return c.fail(prefix + k.display(60), "unknown field (allowed: " + allowed.join(", ") + ")", obj.items[i]);
   }
   return true;
@@ -29,7 +33,7 @@ export function knownFields(c: ErrorCollector, obj: JValue, prefix: string, allo
 
 /** A JSON string whose bytes we know are valid UTF-8 (the parser checks) as an AS string. */
 export function str(v: JValue): string {
-  let s = v.s;
+  const s = v.s;
   if (s === null) return "";
   return String.UTF8.decode(s.buf.slice(0, s.length));
 }
@@ -49,21 +53,27 @@ export function nonEmptyString(c: ErrorCollector, v: JValue, field: string): boo
 
 /** An optional integer field of `obj` in [lo, hi]; `dflt` when absent, -1 (and an error) when invalid. */
 export function intField(c: ErrorCollector, obj: JValue, name: string, field: string, lo: i32, hi: i32, dflt: i32): i32 {
-  let v = obj.get(name);
+  const v = obj.get(name);
   if (v === null) return dflt;
   return intIn(c, v, field, <f64>lo, <f64>hi);
 }
 
 export function boolField(c: ErrorCollector, obj: JValue, name: string, field: string, dflt: bool): i32 {
-  let v = obj.get(name);
+  const v = obj.get(name);
   if (v === null) return dflt ? 1 : 0;
-  if (v.kind != J_BOOL) { c.fail(field, "expected true or false", v); return -1; }
+  if (v.kind != J_BOOL) {
+    c.fail(field, "expected true or false", v);
+    return -1;
+  }
   return v.b ? 1 : 0;
 }
 
 export function ratioField(c: ErrorCollector, obj: JValue, name: string, field: string, dflt: f64): f64 {
-  let v = obj.get(name);
+  const v = obj.get(name);
   if (v === null) return dflt;
-  if (v.kind != J_NUM || !(v.n >= 0.1) || v.n > 100) { c.fail(field, "expected a number from 0.1 to 100", v); return -1; }
+  if (v.kind != J_NUM || !(v.n >= 0.1) || v.n > 100) {
+    c.fail(field, "expected a number from 0.1 to 100", v);
+    return -1;
+  }
   return v.n;
 }

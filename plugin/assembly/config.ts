@@ -150,14 +150,14 @@ function parseStrMatch(c: ErrorCollector, v: JValue, field: string, lowerCase: b
   }
   let bytes = <ByteBuf>val.s;
   if (lowerCase) bytes = bytes.lower();
-  let kind = k.eqStr("exact") ? M_EXACT : k.eqStr("prefix") ? M_PREFIX : M_SUFFIX;
+  const kind = k.eqStr("exact") ? M_EXACT : k.eqStr("prefix") ? M_PREFIX : M_SUFFIX;
   return new StrMatch(kind, bytes);
 }
 
 export function parseConfig(raw: ByteBuf): ConfigResult {
-  let res = new ConfigResult();
-  let c = new ErrorCollector();
-  let cfg = parse(c, raw);
+  const res = new ConfigResult();
+  const c = new ErrorCollector();
+  const cfg = parse(c, raw);
   if (cfg === null) {
     if (c.error.length > 0) res.error = c.error;
     else res.error = "invalid configuration";
@@ -181,15 +181,15 @@ function parse(c: ErrorCollector, raw: ByteBuf): Config | null {
     return null;
   }
   if (!knownFields(c, root, "", TOP_FIELDS)) return null;
-  let cfg = new Config();
+  const cfg = new Config();
   if (!parseMatches(c, root.get("matches"), cfg)) return null;
   if (!parseKeys(c, root.get("rateLimitKeys"), cfg)) return null;
   if (!parseService(c, root.get("rateLimitService"), cfg)) return null;
   if (!parseFailurePolicy(c, root, cfg)) return null;
   if (!parseLimits(c, root, cfg)) return null;
-  let rv = root.get("reserve");
+  const rv = root.get("reserve");
   if (rv !== null && !parseReserve(c, rv, cfg)) return null;
-  let ev = root.get("estimate");
+  const ev = root.get("estimate");
   if (ev !== null && !parseEstimate(c, ev, cfg.estimate)) return null;
   return cfg;
 }
@@ -199,31 +199,31 @@ function parseMatches(c: ErrorCollector, m: JValue | null, cfg: Config): bool {
   if (m === null) return true;
   if (m.kind != J_ARR) return c.fail("matches", "expected an array", m);
   for (let i = 0; i < m.items.length; i++) {
-    let e = m.items[i];
-    let f = "matches[" + i.toString() + "]";
+    const e = m.items[i];
+    const f = "matches[" + i.toString() + "]";
     if (e.kind != J_OBJ) return c.fail(f, "expected an object with host, path, route and/or cluster", e);
     if (!knownFields(c, e, f + ".", MATCH_FIELDS)) return false;
-    let rule = new MatchRule();
-    let h = e.get("host");
+    const rule = new MatchRule();
+    const h = e.get("host");
     if (h !== null) {
-      let hm = parseStrMatch(c, h, f + ".host", true);
+      const hm = parseStrMatch(c, h, f + ".host", true);
       if (hm === null) return false;
       // Hosts compare without a trailing dot (as request hosts do): "a.com." = "a.com".
-      let v = hm.value;
+      const v = hm.value;
       while (v.length > 0 && v.at(v.length - 1) == 0x2e && hm.kind != M_PREFIX) v.length--;
       rule.host = hm;
     }
-    let p = e.get("path");
+    const p = e.get("path");
     if (p !== null) {
       rule.path = parseStrMatch(c, p, f + ".path", false);
       if (rule.path === null) return false;
     }
-    let r = e.get("route");
+    const r = e.get("route");
     if (r !== null) {
       rule.route = parseStrMatch(c, r, f + ".route", false);
       if (rule.route === null) return false;
     }
-    let cl = e.get("cluster");
+    const cl = e.get("cluster");
     if (cl !== null) {
       rule.cluster = parseStrMatch(c, cl, f + ".cluster", false);
       if (rule.cluster === null) return false;
@@ -240,12 +240,12 @@ function parseKeys(c: ErrorCollector, keys: JValue | null, cfg: Config): bool {
     return c.fail("rateLimitKeys", "at most " + MAX_KEYS.toString() + " key templates (the protocol's bound), got " + keys.items.length.toString(), null);
   }
   for (let i = 0; i < keys.items.length; i++) {
-    let k = keys.items[i];
-    let f = "rateLimitKeys[" + i.toString() + "]";
+    const k = keys.items[i];
+    const f = "rateLimitKeys[" + i.toString() + "]";
     if (!nonEmptyString(c, k, f)) return false;
-    let t = parseTemplate(str(k));
+    const t = parseTemplate(str(k));
     if (t.template === null) return c.fail(f, t.error, k);
-    let tpl = <Template>t.template;
+    const tpl = <Template>t.template;
     if (tpl.needsBody) cfg.keysNeedBody = true;
     for (let j = 0; j < tpl.segments.length; j++) {
       if (tpl.segments[j].kind == SEG_BODY) cfg.bodyPaths.push(tpl.segments[j].arg);
@@ -259,9 +259,9 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
   if (svc === null) return c.fail("rateLimitService", "required", null);
   if (svc.kind != J_OBJ) return c.fail("rateLimitService", "expected an object", svc);
   if (!knownFields(c, svc, "rateLimitService.", SERVICE_FIELDS)) return false;
-  let service = svc.get("service");
-  let port = svc.get("port");
-  let cluster = svc.get("cluster");
+  const service = svc.get("service");
+  const port = svc.get("port");
+  const cluster = svc.get("cluster");
   let serviceName = "";
   if (service !== null) {
     if (!nonEmptyString(c, service, "rateLimitService.service")) return false;
@@ -281,7 +281,7 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
     // Istio's sidecar names the outbound cluster of a service port like this.
     cfg.cluster = ByteBuf.fromString("outbound|" + portNum.toString() + "||" + serviceName);
   }
-  let auth = svc.get("authority");
+  const auth = svc.get("authority");
   if (auth !== null) {
     if (!nonEmptyString(c, auth, "rateLimitService.authority")) return false;
     cfg.authority = <ByteBuf>auth.s;
@@ -290,21 +290,21 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
   } else {
     cfg.authority = cfg.cluster;
   }
-  let timeout = svc.get("timeoutMs");
+  const timeout = svc.get("timeoutMs");
   if (timeout !== null) {
-    let t = intIn(c, timeout, "rateLimitService.timeoutMs", 1, 60000);
+    const t = intIn(c, timeout, "rateLimitService.timeoutMs", 1, 60000);
     if (t < 0) return false;
     cfg.timeoutMs = <u32>t;
   }
-  let token = svc.get("token");
+  const token = svc.get("token");
   if (token !== null) {
     // The value is a secret: errors never print it.
     if (token.kind != J_STR || token.s === null || (<ByteBuf>token.s).length == 0) {
       return c.fail("rateLimitService.token", "expected a non-empty string", null);
     }
-    let tb = <ByteBuf>token.s;
+    const tb = <ByteBuf>token.s;
     for (let i = 0; i < tb.length; i++) {
-      let ch = tb.at(i);
+      const ch = tb.at(i);
       if (ch <= 0x20 || ch >= 0x7f) return c.fail("rateLimitService.token", "must be printable ASCII without spaces", null);
     }
     cfg.token = tb;
@@ -313,8 +313,8 @@ function parseService(c: ErrorCollector, svc: JValue | null, cfg: Config): bool 
 }
 
 function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool {
-  let failOpen = root.get("failOpen");
-  let fallOpen = root.get("fallOpen"); // the reference README's spelling
+  const failOpen = root.get("failOpen");
+  const fallOpen = root.get("fallOpen"); // the reference README's spelling
   if (failOpen !== null && fallOpen !== null && (failOpen.kind != fallOpen.kind || failOpen.b != fallOpen.b)) {
     return c.fail("fallOpen", "conflicts with failOpen (set only one)", fallOpen);
   }
@@ -326,22 +326,22 @@ function parseFailurePolicy(c: ErrorCollector, root: JValue, cfg: Config): bool 
     if (fallOpen.kind != J_BOOL) return c.fail("fallOpen", "expected true or false", fallOpen);
     cfg.failOpen = fallOpen.b;
   }
-  let rs = root.get("rejectStatus");
+  const rs = root.get("rejectStatus");
   if (rs !== null) {
-    let s = intIn(c, rs, "rejectStatus", 400, 599);
+    const s = intIn(c, rs, "rejectStatus", 400, 599);
     if (s < 0) return false;
     cfg.rejectStatus = <u32>s;
   }
-  let rb = root.get("rejectBody");
+  const rb = root.get("rejectBody");
   if (rb !== null) {
     if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("openai")) cfg.rejectBody = BODY_OPENAI;
     else if (rb.kind == J_STR && (<ByteBuf>rb.s).eqStr("text")) cfg.rejectBody = BODY_TEXT;
     else return c.fail("rejectBody", 'expected "openai" or "text"', rb);
   }
-  let nr = intField(c, root, "noRetryAboveSeconds", "noRetryAboveSeconds", 0, 31536000, cfg.noRetryAboveSeconds);
+  const nr = intField(c, root, "noRetryAboveSeconds", "noRetryAboveSeconds", 0, 31536000, cfg.noRetryAboveSeconds);
   if (nr < 0) return false;
   cfg.noRetryAboveSeconds = nr;
-  let mk = root.get("onMissingKey");
+  const mk = root.get("onMissingKey");
   if (mk !== null) {
     if (mk.kind == J_STR && (<ByteBuf>mk.s).eqStr("deny")) cfg.onMissingKey = MISSING_DENY;
     else if (mk.kind == J_STR && (<ByteBuf>mk.s).eqStr("skip")) cfg.onMissingKey = MISSING_SKIP;
@@ -393,13 +393,13 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
 function parseReserve(c: ErrorCollector, v: JValue, cfg: Config): bool {
   if (v.kind != J_OBJ) return c.fail("reserve", "expected an object", v);
   if (!knownFields(c, v, "reserve.", RESERVE_FIELDS)) return false;
-  let en = boolField(c, v, "enabled", "reserve.enabled", false);
+  const en = boolField(c, v, "enabled", "reserve.enabled", false);
   if (en < 0) return false;
   cfg.reserve = en == 1;
-  let mb = intField(c, v, "maxBodyBytes", "reserve.maxBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
+  const mb = intField(c, v, "maxBodyBytes", "reserve.maxBodyBytes", 1024, 16777216, cfg.maxRequestBodyBytes);
   if (mb < 0) return false;
   cfg.maxRequestBodyBytes = mb;
-  let isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", cfg.includeStreamUsage);
+  const isu = boolField(c, v, "includeStreamUsage", "reserve.includeStreamUsage", cfg.includeStreamUsage);
   if (isu < 0) return false;
   cfg.includeStreamUsage = isu == 1;
   return parseEstimateFields(c, v, "reserve.", cfg.estimate);
@@ -412,13 +412,13 @@ function parseEstimate(c: ErrorCollector, v: JValue, r: EstimateConfig): bool {
 }
 
 function parseEstimateFields(c: ErrorCollector, v: JValue, prefix: string, r: EstimateConfig): bool {
-  let cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
+  const cpt = ratioField(c, v, "charsPerToken", prefix + "charsPerToken", r.charsPerToken);
   if (cpt < 0) return false;
   r.charsPerToken = cpt;
-  let cjk = ratioField(c, v, "cjkCharsPerToken", prefix + "cjkCharsPerToken", r.cjkCharsPerToken);
+  const cjk = ratioField(c, v, "cjkCharsPerToken", prefix + "cjkCharsPerToken", r.cjkCharsPerToken);
   if (cjk < 0) return false;
   r.cjkCharsPerToken = cjk;
-  let dc = intField(c, v, "defaultCompletionTokens", prefix + "defaultCompletionTokens", 0, 1000000, r.defaultCompletionTokens);
+  const dc = intField(c, v, "defaultCompletionTokens", prefix + "defaultCompletionTokens", 0, 1000000, r.defaultCompletionTokens);
   if (dc < 0) return false;
   r.defaultCompletionTokens = dc;
   return true;

@@ -80,11 +80,11 @@ const streams = new Map<u32, MatchedStream>();
 const view = new RequestView();
 
 export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
-  let cfg = root.config;
+  const cfg = root.config;
   if (cfg === null) return CONTINUE;
-  let req = view;
+  const req = view;
   req.reset();
-  let m = requestMatches(cfg, req);
+  const m = requestMatches(cfg, req);
   if (m != MATCH_YES) {
     req.reset();
     if (m == MATCH_BAD_HOST) {
@@ -113,7 +113,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   }
 
   // Keys that read the body are rendered at its end, and the check waits for them.
-  let deferKeys = cfg.keysNeedBody && !endOfStream;
+  const deferKeys = cfg.keysNeedBody && !endOfStream;
   let keys: ByteBuf[] = [];
   if (!deferKeys) {
     let rk = renderKeys(cfg, req);
@@ -125,7 +125,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
     keys = rk.keys;
   }
 
-  let s = new MatchedStream(id, root, cfg);
+  const s = new MatchedStream(id, root, cfg);
   s.keys = keys;
   s.deferKeys = deferKeys;
   if (deferKeys) s.early = resolveEarly(cfg, req);
@@ -223,10 +223,10 @@ export class MatchedStream {
 
   /** Decides, at the request headers, whether and how the body will be read. */
   prepareBodyRead(req: RequestView): void {
-    let cfg = this.config;
+    const cfg = this.config;
     this.readBody = cfg.reserve || cfg.estimateMissingUsage || cfg.includeStreamUsage || cfg.keysNeedBody;
     if (!this.readBody) return;
-    let cl = requestHeader(CONTENT_LENGTH);
+    const cl = requestHeader(CONTENT_LENGTH);
     if (cl !== null) this.contentLength = parseDecimal(cl, 1e15 as i64);
     if (cfg.includeStreamUsage) {
       // Anthropic's Messages API streams usage anyway and rejects unknown fields.
@@ -239,8 +239,8 @@ export class MatchedStream {
 
   /** Sends the check (reserve >= 0: with a reservation). */
   startCheck(reserve: i64): i32 {
-    let cfg = this.config;
-    let token = dispatchCheck(cfg, this.keys, reserve);
+    const cfg = this.config;
+    const token = dispatchCheck(cfg, this.keys, reserve);
     if (token < 0) {
       this.root.callRefused();
       if (cfg.failOpen) {
@@ -255,7 +255,7 @@ export class MatchedStream {
     }
     this.root.callDispatched();
     this.phase = PH_CHECKING;
-    let call = new CheckCall(this, reserve >= 0);
+    const call = new CheckCall(this, reserve >= 0);
     this.root.calls.set(<u32>token, call);
     return START_PENDING;
   }
@@ -357,10 +357,10 @@ export class MatchedStream {
   /** The body is read (or passed the bound): render the keys that waited for it, then check. */
   checkAfterBody(): i32 {
     if (this.deferKeys) {
-      let req = view;
+      const req = view;
       req.reset();
       req.body = this.bodyJson; // null when not JSON or over the bound: body fields are missing
-      let rk = renderKeys(this.config, req, this.early);
+      const rk = renderKeys(this.config, req, this.early);
       req.reset();
       this.bodyJson = null;
       this.early = null;
@@ -447,7 +447,7 @@ export class MatchedStream {
     this.completionEst = e.completion;
     this.model = e.model;
     if (this.deferKeys) this.bodyJson = e.json;
-    let nb = e.rewritten;
+    const nb = e.rewritten;
     if (nb !== null) abi.setBuffer(abi.BUFFER_REQUEST_BODY, 0, size, nb);
     return true;
   }
@@ -459,7 +459,7 @@ export class MatchedStream {
     this.sawResponse = true;
     this.status = responseStatus();
     if (this.config.budgetHeaders && (this.limit >= 0 || this.remaining >= 0)) addBudgetHeaders(this.limit, this.remaining);
-    let enc = responseHeader(CONTENT_ENCODING);
+    const enc = responseHeader(CONTENT_ENCODING);
     if (enc !== null && enc.length > 0 && !enc.lower().eqStr("identity")) {
       this.compressed = true;
       inc(metrics.compressedSkipped);
@@ -472,7 +472,7 @@ export class MatchedStream {
 
   onResponseBody(size: u32, endOfStream: bool): void {
     if (this.compressed) this.compressedBytes += <i64>size;
-    let sc = this.scanner;
+    const sc = this.scanner;
     if (sc !== null && !this.finished && size > 0) {
       if (bodyChunk.buffer(abi.BUFFER_RESPONSE_BODY, 0, size)) {
         sc.feed(bodyChunk.ptr, bodyChunk.len);
@@ -489,7 +489,7 @@ export class MatchedStream {
     if (this.finished) return;
     this.finished = true;
     if (this.phase != PH_ALLOWED || this.keys.length == 0) return;
-    let u = this.usageReport();
+    const u = this.usageReport();
     if (u !== null && u.chargesAnything()) this.root.report(this.keys, u);
   }
 
@@ -500,11 +500,11 @@ export class MatchedStream {
    * delivered. Null: report nothing (estimates off: a reservation then stays as the charge).
    */
   usageReport(): UsageReport | null {
-    let u = new UsageReport();
+    const u = new UsageReport();
     u.reserved = this.reserved;
     u.reservationId = this.reservationId;
     u.model = this.model;
-    let sc = this.scanner;
+    const sc = this.scanner;
     if (sc !== null) {
       if (sc.tooLarge > 0) inc(metrics.usageTooLarge);
       if (sc.found()) {
@@ -514,6 +514,9 @@ export class MatchedStream {
         u.cacheRead = sc.cacheReadTokens();
         u.cacheWrite = sc.cacheWriteTokens();
         u.reasoning = sc.reasoningTokens();
+        // A provisional usage (Anthropic's message_start) or a stream that never completed (a
+        // running total): not the final count. At least the estimate of what was delivered.
+        if (sc.provisional || this.ended) u.atLeast(this.promptEst, this.deliveredTokens(sc));
         return u;
       }
     }
@@ -522,7 +525,7 @@ export class MatchedStream {
     if (this.sawResponse && (this.status < 200 || this.status >= 300)) return u;
     if (!this.config.estimateMissingUsage) return null;
     let completion: i64 = 0;
-    if (sc !== null) completion = tokensFor(sc.text.other, sc.text.cjk, this.config.estimate);
+    if (sc !== null) completion = this.deliveredTokens(sc);
     // A compressed body we cannot read: about one token per compressed byte (gzip packs
     // ~4 characters per byte; tokens are ~4 characters).
     else if (this.compressed) completion = this.compressedBytes;
@@ -533,6 +536,11 @@ export class MatchedStream {
     u.total = u.prompt + u.completion;
     if (u.total > 0) inc(metrics.usageEstimated);
     return u;
+  }
+
+  /** Tokens of the text the response delivered, estimated. */
+  deliveredTokens(sc: UsageScanner): i64 {
+    return tokensFor(sc.text.other, sc.text.cjk, this.config.estimate);
   }
 }
 
@@ -548,8 +556,8 @@ class CheckCall extends PendingCall {
 
   onReply(nHeaders: u32, bodySize: u32): void {
     // Read the reply while the root context is effective, before touching the stream.
-    let d = readDecision(nHeaders, bodySize);
-    let s = this.stream;
+    const d = readDecision(nHeaders, bodySize);
+    const s = this.stream;
     // The stream is over (proxy_on_done: it is no longer in `streams` either) or past the
     // check: touch nothing of it, only give back a reservation.
     if (s.ended || s.phase != PH_CHECKING || abi.setEffectiveContext(s.id) != abi.OK) {
@@ -562,10 +570,10 @@ class CheckCall extends PendingCall {
   /** A reservation granted after its stream ended (client gone while the check was pending): give it all back. */
   refundUnused(d: Decision): void {
     if (d.outcome != ALLOW || d.reserved <= 0 || !this.reserving) return;
-    let u = new UsageReport();
+    const u = new UsageReport();
     u.reserved = d.reserved;
     u.reservationId = d.reservationId;
-    let s = this.stream;
+    const s = this.stream;
     s.root.report(s.keys, u);
   }
 }
@@ -581,7 +589,7 @@ function dataStatus(start: i32, pending: i32): i32 {
 }
 
 function responseStatus(): i32 {
-  let v = responseHeader(STATUS);
+  const v = responseHeader(STATUS);
   if (v === null) return 0;
   return <i32>parseDecimal(v, 999);
 }
@@ -603,35 +611,35 @@ export function streamOf(id: u32): MatchedStream | null {
 // ---- entry points for the other callbacks (index.ts) --------------------------------------
 
 export function onRequestData(id: u32, size: u32, endOfStream: bool): i32 {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s === null) return CONTINUE;
   return s.onRequestBody(size, endOfStream);
 }
 
 export function onRequestTrailers(id: u32): i32 {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s === null) return CONTINUE;
   return s.onRequestTrailers();
 }
 
 export function onResponseHeaders(id: u32, endOfStream: bool): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s !== null) s.onResponseHeaders(endOfStream);
 }
 
 export function onResponseBody(id: u32, size: u32, endOfStream: bool): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s !== null) s.onResponseBody(size, endOfStream);
 }
 
 export function onResponseTrailers(id: u32): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s !== null) s.finish();
 }
 
 /** proxy_on_done: the stream is over, whatever happened (a client that hung up included). */
 export function onStreamEnd(id: u32): void {
-  let s = streamOf(id);
+  const s = streamOf(id);
   if (s === null) return;
   s.ended = true;
   s.finish();

@@ -50,7 +50,7 @@ export class JValue {
 
   /** Raw JSON text of this value, made printable. */
   display(): string {
-    let src = this.src;
+    const src = this.src;
     if (src === null) return "?";
     return src.slice(this.start, this.end).display(120);
   }
@@ -111,8 +111,8 @@ class Parser {
   value(depth: i32): JValue | null {
     if (depth > MAX_DEPTH) return null;
     this.ws();
-    let start = this.pos;
-    let c = this.peek();
+    const start = this.pos;
+    const c = this.peek();
     let v: JValue | null = null;
     if (c == 0x7b) v = this.object(depth);
     else if (c == 0x5b) v = this.array(depth);
@@ -139,7 +139,7 @@ class Parser {
       if (<i32>load<u8>(this.base + <usize>(this.pos + i)) != w.charCodeAt(i)) return null;
     }
     this.pos += w.length;
-    let v = new JValue(kind);
+    const v = new JValue(kind);
     v.b = b;
     return v;
   }
@@ -212,7 +212,7 @@ class Parser {
   /** Parses a string literal at pos (on the opening quote) into UTF-8 bytes; validates UTF-8. */
   string(): ByteBuf | null {
     this.pos++; // opening quote
-    let out = new ByteBuf(16);
+    const out = new ByteBuf(16);
     while (true) {
       if (this.pos >= this.end) return null;
       let c = <i32>load<u8>(this.base + <usize>this.pos);
@@ -223,7 +223,7 @@ class Parser {
       if (c < 0x20) return null;
       if (c == 0x5c) {
         this.pos++;
-        let e = this.peek();
+        const e = this.peek();
         this.pos++;
         if (e == 0x22 || e == 0x5c || e == 0x2f) out.push(e);
         else if (e == 0x62) out.push(8);
@@ -239,7 +239,7 @@ class Parser {
             if (this.pos + 6 <= this.end && this.peek() == 0x5c && <i32>load<u8>(this.base + <usize>(this.pos + 1)) == 0x75) {
               let save = this.pos;
               this.pos += 2;
-              let lo = this.hex4();
+              const lo = this.hex4();
               if (lo >= 0xdc00 && lo <= 0xdfff) cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
               else {
                 this.pos = save;
@@ -267,7 +267,7 @@ class Parser {
     if (this.pos + 4 > this.end) return -1;
     let v = 0;
     for (let i = 0; i < 4; i++) {
-      let h = hexVal(<i32>load<u8>(this.base + <usize>(this.pos + i)));
+      const h = hexVal(<i32>load<u8>(this.base + <usize>(this.pos + i)));
       if (h < 0) return -1;
       v = (v << 4) | h;
     }
@@ -277,18 +277,18 @@ class Parser {
 
   array(depth: i32): JValue | null {
     this.pos++;
-    let v = new JValue(J_ARR);
+    const v = new JValue(J_ARR);
     this.ws();
     if (this.peek() == 0x5d) {
       this.pos++;
       return v;
     }
     while (true) {
-      let item = this.value(depth + 1);
+      const item = this.value(depth + 1);
       if (item === null) return null;
       v.items.push(item);
       this.ws();
-      let c = this.peek();
+      const c = this.peek();
       this.pos++;
       if (c == 0x2c) continue;
       if (c == 0x5d) return v;
@@ -298,7 +298,7 @@ class Parser {
 
   object(depth: i32): JValue | null {
     this.pos++;
-    let v = new JValue(J_OBJ);
+    const v = new JValue(J_OBJ);
     this.ws();
     if (this.peek() == 0x7d) {
       this.pos++;
@@ -307,17 +307,17 @@ class Parser {
     while (true) {
       this.ws();
       if (this.peek() != 0x22) return null;
-      let k = this.string();
+      const k = this.string();
       if (k === null) return null;
       this.ws();
       if (this.peek() != 0x3a) return null;
       this.pos++;
-      let item = this.value(depth + 1);
+      const item = this.value(depth + 1);
       if (item === null) return null;
       v.keys.push(k);
       v.items.push(item);
       this.ws();
-      let c = this.peek();
+      const c = this.peek();
       this.pos++;
       if (c == 0x2c) continue;
       if (c == 0x7d) return v;
@@ -328,8 +328,8 @@ class Parser {
 
 /** Parses a complete JSON document; null on any error. */
 export function parseJson(src: ByteBuf): JValue | null {
-  let p = new Parser(src);
-  let v = p.value(0);
+  const p = new Parser(src);
+  const v = p.value(0);
   if (v === null) return null;
   p.ws();
   if (p.pos != p.end) return null;
@@ -341,7 +341,7 @@ export function parseJson(src: ByteBuf): JValue | null {
  * or 0 if invalid/truncated. Rejects overlongs, surrogates and > U+10FFFF.
  */
 export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
-  let c = <i32>load<u8>(base + <usize>pos);
+  const c = <i32>load<u8>(base + <usize>pos);
   let n = 0;
   let lo = 0x80,
     hi = 0xbf;
@@ -356,10 +356,10 @@ export function utf8SeqLen(base: usize, pos: i32, end: i32): i32 {
     else if (c == 0xf4) hi = 0x8f;
   } else return 0;
   if (pos + n > end) return 0;
-  let c1 = <i32>load<u8>(base + <usize>(pos + 1));
+  const c1 = <i32>load<u8>(base + <usize>(pos + 1));
   if (c1 < lo || c1 > hi) return 0;
   for (let i = 2; i < n; i++) {
-    let ci = <i32>load<u8>(base + <usize>(pos + i));
+    const ci = <i32>load<u8>(base + <usize>(pos + i));
     if (ci < 0x80 || ci > 0xbf) return 0;
   }
   return n;

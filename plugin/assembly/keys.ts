@@ -28,12 +28,12 @@ export class RenderedKeys {
  * request headers by then (it drops them once the headers callback returned Continue).
  */
 export function resolveEarly(cfg: Config, req: RequestView): Array<Array<ByteBuf | null>> {
-  let out = new Array<Array<ByteBuf | null>>();
+  const out = new Array<Array<ByteBuf | null>>();
   for (let t = 0; t < cfg.keys.length; t++) {
-    let vals = new Array<ByteBuf | null>();
-    let segs = cfg.keys[t].segments;
+    const vals = new Array<ByteBuf | null>();
+    const segs = cfg.keys[t].segments;
     for (let s = 0; s < segs.length; s++) {
-      let k = segs[s].kind;
+      const k = segs[s].kind;
       if (k != SEG_LITERAL && k != SEG_BODY) vals.push(resolve(segs[s], req));
     }
     out.push(vals);
@@ -43,22 +43,34 @@ export function resolveEarly(cfg: Config, req: RequestView): Array<Array<ByteBuf
 
 /** Renders every template; `early`: values resolveEarly read at the headers (body fields come from `req`). */
 export function renderKeys(cfg: Config, req: RequestView, early: Array<Array<ByteBuf | null>> | null = null): RenderedKeys {
-  let res = new RenderedKeys();
+  const res = new RenderedKeys();
   for (let t = 0; t < cfg.keys.length; t++) {
-    let tpl = cfg.keys[t];
-    let out = new ByteBuf(64);
+    const tpl = cfg.keys[t];
+    const out = new ByteBuf(64);
     let skip = false;
     let e = 0;
     for (let s = 0; s < tpl.segments.length; s++) {
-      let seg = tpl.segments[s];
-      if (seg.kind == SEG_LITERAL) { out.appendBuf(seg.arg); continue; }
+      const seg = tpl.segments[s];
+      if (seg.kind == SEG_LITERAL) {
+        out.appendBuf(seg.arg);
+        continue;
+      }
       let v: ByteBuf | null = null;
       if (early !== null && seg.kind != SEG_BODY) v = early[t][e++];
       else v = resolve(seg, req);
-      if (v !== null && v.length > 0) { out.appendBuf(v); continue; }
+      if (v !== null && v.length > 0) {
+        out.appendBuf(v);
+        continue;
+      }
       // A client that omits the attribute must not silently escape its limit.
-      if (cfg.onMissingKey == MISSING_DENY) { res.missing = tpl.text; return res; }
-      if (cfg.onMissingKey == MISSING_SKIP) { skip = true; break; }
+      if (cfg.onMissingKey == MISSING_DENY) {
+        res.missing = tpl.text;
+        return res;
+      }
+      if (cfg.onMissingKey == MISSING_SKIP) {
+        skip = true;
+        break;
+      }
       out.appendBuf(cfg.missingDefault);
     }
     if (skip) continue;
@@ -69,12 +81,15 @@ export function renderKeys(cfg: Config, req: RequestView, early: Array<Array<Byt
 
 /** Length of the longest prefix of `b` that is valid UTF-8. */
 function validPrefix(b: ByteBuf): i32 {
-  let base = b.ptr();
+  const base = b.ptr();
   let i = 0;
   while (i < b.length) {
-    let c = <i32>load<u8>(base + <usize>i);
-    if (c < 0x80) { i++; continue; }
-    let n = utf8SeqLen(base, i, b.length);
+    const c = <i32>load<u8>(base + <usize>i);
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    const n = utf8SeqLen(base, i, b.length);
     if (n <= 0) return i;
     i += n;
   }
@@ -83,12 +98,12 @@ function validPrefix(b: ByteBuf): i32 {
 
 /** `raw` if it is valid UTF-8 within maxBytes; else its valid prefix, '~' and a digest of all of it. */
 export function boundKey(raw: ByteBuf, maxBytes: i32): ByteBuf {
-  let valid = validPrefix(raw);
+  const valid = validPrefix(raw);
   if (valid == raw.length && raw.length <= maxBytes) return raw;
   let keep = maxBytes - 1 - DIGEST_HEX;
   if (valid < keep) keep = valid;
   keep = utf8Boundary(raw, keep);
-  let out = new ByteBuf(keep + 1 + DIGEST_HEX);
+  const out = new ByteBuf(keep + 1 + DIGEST_HEX);
   out.appendRaw(raw.ptr(), keep);
   out.push(DIGEST_MARK);
   out.appendBuf(digestHex(raw));

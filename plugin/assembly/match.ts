@@ -21,20 +21,20 @@ function matchStr(m: StrMatch, v: ByteBuf | null): bool {
 }
 
 export function requestMatches(cfg: Config, req: RequestView): i32 {
-  let rules = cfg.matches;
+  const rules = cfg.matches;
   if (rules.length == 0) return MATCH_YES;
   for (let i = 0; i < rules.length; i++) {
-    let r = rules[i];
-    let h = r.host;
+    const r = rules[i];
+    const h = r.host;
     if (h !== null) {
       if (req.hostMalformed()) return MATCH_BAD_HOST;
       if (!req.hostMatches(h.kind, h.value)) continue;
     }
-    let p = r.path;
+    const p = r.path;
     if (p !== null && !matchStr(p, req.path())) continue;
-    let rt = r.route;
+    const rt = r.route;
     if (rt !== null && !matchStr(rt, property(ROUTE_NAME))) continue;
-    let cl = r.cluster;
+    const cl = r.cluster;
     if (cl !== null && !matchStr(cl, property(CLUSTER_NAME))) continue;
     return MATCH_YES;
   }

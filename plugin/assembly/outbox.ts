@@ -19,7 +19,11 @@ export class QueuedReport {
   body: ByteBuf;
   attempts: i32 = 0;
   dueMs: i64 = 0;
-  constructor(body: ByteBuf) { this.body = body; }
+  /** The same report without its labels (model), for a service that refuses it with them; null if none. */
+  bare: ByteBuf | null = null;
+  constructor(body: ByteBuf) {
+    this.body = body;
+  }
 }
 
 export class Outbox {
@@ -39,17 +43,20 @@ export class Outbox {
 
   /** Removes and returns the reports due at nowMs (at most MAX_SENDS_PER_TICK), oldest first. */
   takeDue(nowMs: i64): QueuedReport[] {
-    let due: QueuedReport[] = [];
-    let n = this.waiting.length;
+    const due: QueuedReport[] = [];
+    const n = this.waiting.length;
     if (n == 0) return due;
-    let keep: QueuedReport[] = [];
+    const keep: QueuedReport[] = [];
     for (let i = 0; i < n; i++) {
-      let r = this.waiting[i];
-      if (r.dueMs <= nowMs && due.length < MAX_SENDS_PER_TICK) due.push(r); else keep.push(r);
+      const r = this.waiting[i];
+      if (r.dueMs <= nowMs && due.length < MAX_SENDS_PER_TICK) due.push(r);
+      else keep.push(r);
     }
     this.waiting = keep;
     return due;
   }
 
-  get size(): i32 { return this.waiting.length; }
+  get size(): i32 {
+    return this.waiting.length;
+  }
 }

@@ -17,8 +17,8 @@ import { appendJsonString } from "./encode";
 const MAX_HEADER_NUMBER: f64 = 1e15;
 
 function number(v: f64, roundUp: bool): ByteBuf {
-  let b = new ByteBuf(20);
-  let x = v > MAX_HEADER_NUMBER ? MAX_HEADER_NUMBER : v;
+  const b = new ByteBuf(20);
+  const x = v > MAX_HEADER_NUMBER ? MAX_HEADER_NUMBER : v;
   b.appendU64(<u64>(roundUp ? Math.ceil(x) : Math.floor(x)));
   return b;
 }
@@ -43,7 +43,7 @@ function send(cfg: Config, status: u32, details: string, message: ByteBuf, type:
 
 /** The service said no: rejectStatus with its description and any numbers it gave. */
 export function sendLimited(cfg: Config, d: Decision): void {
-  let h = new HeaderList();
+  const h = new HeaderList();
   if (d.retryAfter >= 0) {
     h.add("retry-after", number(d.retryAfter, true));
     if (d.retryAfter > <f64>cfg.noRetryAboveSeconds) h.add("x-should-retry", ByteBuf.fromString("false"));
@@ -110,7 +110,7 @@ export function sendBadHost(cfg: Config): void {
 
 /** A key placeholder had no value and onMissingKey is "deny". */
 export function sendMissingKey(cfg: Config, template: string): void {
-  let body = ByteBuf.fromString("missing rate limit key attribute: ");
+  const body = ByteBuf.fromString("missing rate limit key attribute: ");
   body.appendString(template);
   send(cfg, 403, "llm_token_rate_limit_key_missing", body, "permission_denied", "rate_limit_key_missing", new HeaderList());
 }

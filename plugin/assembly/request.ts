@@ -17,23 +17,29 @@ const rawHost = new HostBytes();
 /** Request header value (copied out), or null if absent. `name` must be lower case. */
 export function requestHeader(name: ByteBuf): ByteBuf | null {
   if (!hb.header(MAP_REQUEST_HEADERS, name)) return null;
-  if (hb.ptr == 0) { hb.release(); return new ByteBuf(0); }
+  if (hb.ptr == 0) {
+    hb.release();
+    return new ByteBuf(0);
+  }
   return hb.toBuf();
 }
 
 /** Envoy attribute by NUL-separated path, or null if absent. */
 export function property(path: ByteBuf): ByteBuf | null {
   if (!hb.property(path)) return null;
-  if (hb.ptr == 0) { hb.release(); return new ByteBuf(0); }
+  if (hb.ptr == 0) {
+    hb.release();
+    return new ByteBuf(0);
+  }
   return hb.toBuf();
 }
 
 export class RequestView {
   private host_: ByteBuf | null = null;
   private hostDone: bool = false;
-  private rawDone: bool = false;   // ":authority" read (into rawHost, if present)
+  private rawDone: bool = false; // ":authority" read (into rawHost, if present)
   private rawPresent: bool = false;
-  private rawLen: i32 = 0;         // its length without port and trailing dot
+  private rawLen: i32 = 0; // its length without port and trailing dot
   private rawMalformed: bool = false;
   private path_: ByteBuf | null = null;
   private pathDone: bool = false;
@@ -121,7 +127,7 @@ export class RequestView {
    */
   hostMatches(kind: i32, value: ByteBuf): bool {
     if (this.hostDone) {
-      let h = this.host_;
+      const h = this.host_;
       if (h === null) return false;
       return matchAt(kind, value, h.ptr(), h.length, false);
     }
@@ -141,9 +147,9 @@ export class RequestView {
 
   /** Path without query string (and without fragment). */
   path(): ByteBuf | null {
-    let p = this.rawPath();
+    const p = this.rawPath();
     if (p === null) return null;
-    let q = queryStart(p);
+    const q = queryStart(p);
     if (q < 0) return p;
     return p.slice(0, q);
   }
@@ -158,12 +164,12 @@ export class RequestView {
 
   /** First value of query parameter `name` (percent-decoded, '+' as space), or null. */
   query(name: ByteBuf): ByteBuf | null {
-    let p = this.rawPath();
+    const p = this.rawPath();
     if (p === null) return null;
     let i = queryStart(p);
     if (i < 0 || p.at(i) != 0x3f) return null;
     i++;
-    let n = p.length;
+    const n = p.length;
     while (i < n) {
       let amp = i;
       while (amp < n && p.at(amp) != 0x26 && p.at(amp) != 0x23) amp++;
@@ -182,7 +188,7 @@ export class RequestView {
 /** Index of '?' or '#' in a path, or -1. */
 function queryStart(p: ByteBuf): i32 {
   for (let i = 0; i < p.length; i++) {
-    let c = p.at(i);
+    const c = p.at(i);
     if (c == 0x3f || c == 0x23) return i;
   }
   return -1;
@@ -190,8 +196,8 @@ function queryStart(p: ByteBuf): i32 {
 
 /** The `n` bytes at `src`, lower case (host(): the same value as stripPort(requestHeader(":authority")).lower()). */
 function lowerCopy(src: usize, n: i32): ByteBuf {
-  let b = new ByteBuf(n);
-  let dst = b.ptr();
+  const b = new ByteBuf(n);
+  const dst = b.ptr();
   for (let i = 0; i < n; i++) store<u8>(dst + <usize>i, <u8>toLower(<i32>load<u8>(src + <usize>i)));
   b.length = n;
   return b;
@@ -199,7 +205,7 @@ function lowerCopy(src: usize, n: i32): ByteBuf {
 
 function malformedHost(p: usize, n: i32): bool {
   for (let i = 0; i < n; i++) {
-    let c = load<u8>(p + <usize>i);
+    const c = load<u8>(p + <usize>i);
     if (c == 0x40 || c == 0x2c || c <= 0x20 || c == 0x7f) return true;
   }
   return false;
@@ -220,25 +226,30 @@ function hostLength(p: usize, n: i32): i32 {
 
 /** "host:port" -> "host"; "[v6]:port" -> "[v6]"; a bare IPv6 literal is left alone. */
 export function stripPort(h: ByteBuf): ByteBuf {
-  let n = hostLength(h.ptr(), h.length);
+  const n = hostLength(h.ptr(), h.length);
   return n == h.length ? h : h.slice(0, n);
 }
 
 /** Address without port: "1.2.3.4:80" -> "1.2.3.4", "[::1]:80" -> "::1". */
 export function addressIp(a: ByteBuf): ByteBuf {
-  let h = stripPort(a);
+  const h = stripPort(a);
   if (h.length >= 2 && h.at(0) == 0x5b && h.at(h.length - 1) == 0x5d) return h.slice(1, h.length - 1);
   return h;
 }
 
 function percentDecode(s: ByteBuf, start: i32, end: i32): ByteBuf {
-  let out = new ByteBuf(end - start);
+  const out = new ByteBuf(end - start);
   let i = start;
   while (i < end) {
-    let c = s.at(i);
+    const c = s.at(i);
     if (c == 0x25 && i + 2 < end) {
-      let a = hexVal(s.at(i + 1)), b = hexVal(s.at(i + 2));
-      if (a >= 0 && b >= 0) { out.push((a << 4) | b); i += 3; continue; }
+      const a = hexVal(s.at(i + 1)),
+        b = hexVal(s.at(i + 2));
+      if (a >= 0 && b >= 0) {
+        out.push((a << 4) | b);
+        i += 3;
+        continue;
+      }
     }
     out.push(c == 0x2b ? 0x20 : c);
     i++;
@@ -249,8 +260,11 @@ function percentDecode(s: ByteBuf, start: i32, end: i32): ByteBuf {
 /** An integer as its decimal text; other numbers as AssemblyScript prints them. */
 export function numberText(n: f64): ByteBuf {
   if (n == Math.floor(n) && Math.abs(n) < 9007199254740992) {
-    let b = new ByteBuf(20);
-    if (n < 0) { b.push(0x2d); n = -n; }
+    const b = new ByteBuf(20);
+    if (n < 0) {
+      b.push(0x2d);
+      n = -n;
+    }
     b.appendU64(<u64>n);
     return b;
   }

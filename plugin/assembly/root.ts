@@ -25,36 +25,61 @@ export class Root {
   outbox: Outbox = new Outbox();
   unreachable: bool = false;
   lastLog: StaticArray<i64> = new StaticArray<i64>(3);
-  constructor(id: u32) { this.id = id; }
+  constructor(id: u32) {
+    this.id = id;
+  }
 
   configure(raw: ByteBuf): bool {
     defineMetricsOnce();
-    let res = parseConfig(raw);
+    const res = parseConfig(raw);
     if (res.config === null) {
       abi.log(abi.LOG_ERROR, "llm-token-ratelimit: invalid pluginConfig: " + res.error);
       return false;
     }
-    let cfg = <Config>res.config;
+    const cfg = <Config>res.config;
     this.config = cfg;
     if (cfg.maxQueuedReports > 0) abi.setTickPeriod(TICK_MS);
-    abi.log(abi.LOG_INFO, "llm-token-ratelimit: configured: " + cfg.matches.length.toString() + " match rule(s), " +
-      cfg.keys.length.toString() + " key template(s), service cluster " + cfg.cluster.display() +
-      ", failOpen " + cfg.failOpen.toString() + ", estimateMissingUsage " + cfg.estimateMissingUsage.toString() +
-      ", includeStreamUsage " + cfg.includeStreamUsage.toString() + ", maxRequestBodyBytes " + cfg.maxRequestBodyBytes.toString() +
-      reserveSummary(cfg));
+    abi.log(
+      abi.LOG_INFO,
+      "llm-token-ratelimit: configured: " +
+        cfg.matches.length.toString() +
+        " match rule(s), " +
+        cfg.keys.length.toString() +
+        " key template(s), service cluster " +
+        cfg.cluster.display() +
+        ", failOpen " +
+        cfg.failOpen.toString() +
+        ", estimateMissingUsage " +
+        cfg.estimateMissingUsage.toString() +
+        ", includeStreamUsage " +
+        cfg.includeStreamUsage.toString() +
+        ", maxRequestBodyBytes " +
+        cfg.maxRequestBodyBytes.toString() +
+        reserveSummary(cfg),
+    );
     return true;
   }
 
   /** The host refused a call to the service cluster (unknown cluster, bad argument): say so, loudly but rarely. */
   callRefused(): void {
-    if (!this.unreachable) { this.unreachable = true; setGauge(metrics.serviceUnreachable, 1); }
-    let cfg = this.config;
-    if (cfg !== null) this.logRarely(LOG_UNREACHABLE, abi.LOG_ERROR, "cannot call the rate-limit service: Envoy refused a call to cluster " +
-      cfg.cluster.display() + " (does the cluster exist?)");
+    if (!this.unreachable) {
+      this.unreachable = true;
+      setGauge(metrics.serviceUnreachable, 1);
+    }
+    const cfg = this.config;
+    if (cfg !== null)
+      this.logRarely(
+        LOG_UNREACHABLE,
+        abi.LOG_ERROR,
+        "cannot call the rate-limit service: Envoy refused a call to cluster " + cfg.cluster.display() + " (does the cluster exist?)",
+      );
   }
 
   callDispatched(): void {
-    if (this.unreachable) { this.unreachable = false; setGauge(metrics.serviceUnreachable, 0); }
+    if (this.unreachable) {
+      this.unreachable = false;
+      setGauge(metrics.serviceUnreachable, 0);
+    }
   }
 
   /** proxy_on_http_call_response: a check's or a report's reply, for whoever made the call. */
@@ -63,7 +88,7 @@ export class Root {
   }
 
   logRarely(kind: i32, level: i32, msg: string): void {
-    let now = abi.nowMs();
+    const now = abi.nowMs();
     if (this.lastLog[kind] != 0 && now - this.lastLog[kind] < LOG_EVERY_MS) return;
     this.lastLog[kind] = now == 0 ? 1 : now;
     abi.log(level, "llm-token-ratelimit: " + msg);
@@ -72,13 +97,16 @@ export class Root {
   // ---- 6. report ------------------------------------------------------------------------
 
   report(keys: ByteBuf[], u: UsageReport): void {
-    this.send(new QueuedReport(reportBody(keys, u, nextRequestId())));
+    const id = nextRequestId();
+    const r = new QueuedReport(reportBody(keys, u, id));
+    if (u.model !== null) r.bare = reportBody(keys, u, id, false);
+    this.send(r);
   }
 
   send(r: QueuedReport): void {
-    let cfg = this.config;
+    const cfg = this.config;
     if (cfg === null) return;
-    let token = dispatchReport(cfg, r.body);
+    const token = dispatchReport(cfg, r.body);
     if (token < 0) {
       this.callRefused();
       this.failed(r);
@@ -90,18 +118,31 @@ export class Root {
   }
 
   onReportReply(r: QueuedReport, nHeaders: u32): void {
-    let status = callStatus(nHeaders);
+    const status = callStatus(nHeaders);
     if (status >= 200 && status < 300) return;
     // No reply, a timeout, a 5xx or 429: the service may take it later. Another 4xx: it never will.
-    if (status == 0 || status >= 500 || status == 429) { this.failed(r); return; }
+    if (status == 0 || status >= 500 || status == 429) {
+      this.failed(r);
+      return;
+    }
     inc(metrics.reportFailures);
+    // Refused as a bad request: maybe for a label (model), never a reason to lose the counts.
+    // Sent once more without the labels (same request_id: applied once).
+    const bare = r.bare;
+    if (status == 400 && bare !== null) {
+      this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report refused by the rate-limit service (status 400), sent again without its model");
+      const again = new QueuedReport(bare);
+      inc(metrics.reportsRetried);
+      this.send(again);
+      return;
+    }
     inc(metrics.reportsDropped);
     this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report refused by the rate-limit service (status " + status.toString() + "), dropped");
   }
 
   failed(r: QueuedReport): void {
     inc(metrics.reportFailures);
-    let cfg = this.config;
+    const cfg = this.config;
     if (cfg !== null && this.outbox.retryLater(r, abi.nowMs(), cfg.maxQueuedReports)) return;
     inc(metrics.reportsDropped);
     this.logRarely(LOG_DROPPED, abi.LOG_WARN, "usage report dropped: retry queue full (maxQueuedReports)");
@@ -118,7 +159,7 @@ export class Root {
   }
 
   dropQueued(): void {
-    let n = this.outbox.size;
+    const n = this.outbox.size;
     if (n == 0) return;
     inc(metrics.reportsDropped, <i64>n);
     abi.log(abi.LOG_WARN, "llm-token-ratelimit: " + n.toString() + " usage report(s) still queued were dropped with the configuration");
@@ -127,7 +168,7 @@ export class Root {
   /** proxy_on_tick: send the reports whose retry time has come. */
   onTick(): void {
     if (this.outbox.size == 0) return;
-    let due = this.outbox.takeDue(abi.nowMs());
+    const due = this.outbox.takeDue(abi.nowMs());
     for (let i = 0; i < due.length; i++) {
       inc(metrics.reportsRetried);
       this.send(due[i]);
@@ -145,12 +186,21 @@ class ReportCall extends PendingCall {
     this.report = report;
   }
 
-  onReply(nHeaders: u32, bodySize: u32): void { this.root.onReportReply(this.report, nHeaders); }
+  onReply(nHeaders: u32, bodySize: u32): void {
+    this.root.onReportReply(this.report, nHeaders);
+  }
 }
 
 function reserveSummary(cfg: Config): string {
   if (!cfg.reserve) return ", reserve off";
-  let r = cfg.estimate;
-  return ", reserve on (charsPerToken " + r.charsPerToken.toString() + ", cjkCharsPerToken " + r.cjkCharsPerToken.toString() +
-    ", defaultCompletionTokens " + r.defaultCompletionTokens.toString() + ")";
+  const r = cfg.estimate;
+  return (
+    ", reserve on (charsPerToken " +
+    r.charsPerToken.toString() +
+    ", cjkCharsPerToken " +
+    r.cjkCharsPerToken.toString() +
+    ", defaultCompletionTokens " +
+    r.defaultCompletionTokens.toString() +
+    ")"
+  );
 }

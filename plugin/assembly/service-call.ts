@@ -9,7 +9,7 @@ import { appendJsonString } from "./encode";
 
 /** ["k1","k2"] */
 export function keysJson(keys: ByteBuf[]): ByteBuf {
-  let out = new ByteBuf(64);
+  const out = new ByteBuf(64);
   out.push(0x5b);
   for (let i = 0; i < keys.length; i++) {
     if (i > 0) out.push(0x2c);
@@ -25,13 +25,10 @@ export function keysJson(keys: ByteBuf[]): ByteBuf {
  */
 export function serviceHeaders(cfg: Config, method: string, path: ByteBuf): HeaderList {
   // :authority is required: without it Envoy fails the call with BAD_ARGUMENT.
-  let h = new HeaderList()
-    .add(":method", ByteBuf.fromString(method))
-    .add(":path", path)
-    .add(":authority", cfg.authority);
-  let token = cfg.token;
+  const h = new HeaderList().add(":method", ByteBuf.fromString(method)).add(":path", path).add(":authority", cfg.authority);
+  const token = cfg.token;
   if (token !== null) {
-    let v = ByteBuf.fromString("Bearer ");
+    const v = ByteBuf.fromString("Bearer ");
     v.appendBuf(token);
     h.add("authorization", v);
   }
@@ -45,6 +42,6 @@ const STATUS = ByteBuf.fromString(":status");
 export function callStatus(nHeaders: u32): i32 {
   if (nHeaders == 0) return 0;
   if (!hb.header(MAP_HTTP_CALL_RESPONSE_HEADERS, STATUS)) return 0;
-  let v = parseDecimal(hb.toBuf(), 999);
+  const v = parseDecimal(hb.toBuf(), 999);
   return v < 0 ? 0 : <i32>v;
 }

@@ -10,18 +10,18 @@
 import { ByteBuf } from "./bytes";
 
 // What step() found.
-export const SSE_NONE = 0;       // the chunk ended with nothing to report
-export const SSE_DATA = 1;       // dataPtr/dataLen: a run of a data value's bytes
-export const SSE_DATA_LINE = 2;  // a data line ended (the event's data continues on the next data line)
-export const SSE_EVENT_END = 3;  // a blank line: the event is complete
+export const SSE_NONE = 0; // the chunk ended with nothing to report
+export const SSE_DATA = 1; // dataPtr/dataLen: a run of a data value's bytes
+export const SSE_DATA_LINE = 2; // a data line ended (the event's data continues on the next data line)
+export const SSE_EVENT_END = 3; // a blank line: the event is complete
 
 // Where in a line the reader is.
-const LINE_FIELD = 0;      // reading the field name
+const LINE_FIELD = 0; // reading the field name
 const LINE_DATA_START = 1; // after "data:", at the optional space
-const LINE_DATA = 2;       // inside a data value
-const LINE_SKIP = 3;       // inside another field's value (ignored)
+const LINE_DATA = 2; // inside a data value
+const LINE_SKIP = 3; // inside another field's value (ignored)
 
-const FIELD_MAX = 8;       // longer names cannot be "data"
+const FIELD_MAX = 8; // longer names cannot be "data"
 
 export class SseReader {
   out: i32 = SSE_NONE;
@@ -36,22 +36,28 @@ export class SseReader {
   step(ptr: usize, len: i32, i: i32): i32 {
     this.out = SSE_NONE;
     while (i < len) {
-      let c = <i32>load<u8>(ptr + <usize>i);
+      const c = <i32>load<u8>(ptr + <usize>i);
       if (c == 0x0a || c == 0x0d) {
-        let crlf = c == 0x0a && this.lastCR;
+        const crlf = c == 0x0a && this.lastCR;
         this.lastCR = c == 0x0d;
         i++;
         if (crlf) continue;
-        let line = this.line;
-        let blank = line == LINE_FIELD && this.field.length == 0;
+        const line = this.line;
+        const blank = line == LINE_FIELD && this.field.length == 0;
         this.line = LINE_FIELD;
         this.field.clear();
-        if (blank) { this.out = SSE_EVENT_END; return i; }
-        if (line == LINE_DATA_START || line == LINE_DATA) { this.out = SSE_DATA_LINE; return i; }
+        if (blank) {
+          this.out = SSE_EVENT_END;
+          return i;
+        }
+        if (line == LINE_DATA_START || line == LINE_DATA) {
+          this.out = SSE_DATA_LINE;
+          return i;
+        }
         continue;
       }
       this.lastCR = false;
-      let line = this.line;
+      const line = this.line;
       if (line == LINE_FIELD) {
         if (c == 0x3a) {
           this.line = this.field.eqStr("data") ? LINE_DATA_START : LINE_SKIP;
@@ -64,14 +70,18 @@ export class SseReader {
         i++;
         continue;
       }
-      if (line == LINE_DATA_START) { // one optional space after "data:"
+      if (line == LINE_DATA_START) {
+        // one optional space after "data:"
         this.line = LINE_DATA;
-        if (c == 0x20) { i++; continue; }
+        if (c == 0x20) {
+          i++;
+          continue;
+        }
       }
       // The rest of the line in one run: reported (data) or skipped.
       let j = i;
       while (j < len) {
-        let d = <i32>load<u8>(ptr + <usize>j);
+        const d = <i32>load<u8>(ptr + <usize>j);
         if (d == 0x0a || d == 0x0d) break;
         j++;
       }

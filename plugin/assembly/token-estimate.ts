@@ -15,10 +15,10 @@ export const MAX_ESTIMATE: i64 = 1000000000;
 /** CJK ideographs (incl. extensions and compatibility), kana, hangul, CJK punctuation, fullwidth forms. */
 export function isCjk(cp: i32): bool {
   if (cp < 0x2e80) return false;
-  if (cp <= 0x9fff) return true;                  // CJK radicals .. punctuation, kana, bopomofo, ideographs
-  if (cp >= 0xac00 && cp <= 0xd7af) return true;  // hangul syllables
-  if (cp >= 0xf900 && cp <= 0xfaff) return true;  // compatibility ideographs
-  if (cp >= 0xff00 && cp <= 0xffef) return true;  // fullwidth / halfwidth forms
+  if (cp <= 0x9fff) return true; // CJK radicals .. punctuation, kana, bopomofo, ideographs
+  if (cp >= 0xac00 && cp <= 0xd7af) return true; // hangul syllables
+  if (cp >= 0xf900 && cp <= 0xfaff) return true; // compatibility ideographs
+  if (cp >= 0xff00 && cp <= 0xffef) return true; // fullwidth / halfwidth forms
   if (cp >= 0x20000 && cp <= 0x3ffff) return true; // ideograph extensions B..
   return false;
 }
@@ -37,7 +37,11 @@ export class CharCounter {
   }
 
   @inline byte(c: i32): void {
-    if (c < 0x80) { this.need = 0; this.other++; return; }
+    if (c < 0x80) {
+      this.need = 0;
+      this.other++;
+      return;
+    }
     if (c < 0xc0) {
       if (this.need > 0) {
         this.cp = (this.cp << 6) | (c & 63);
@@ -46,9 +50,16 @@ export class CharCounter {
       }
       return;
     }
-    if (c < 0xe0) { this.cp = c & 31; this.need = 1; }
-    else if (c < 0xf0) { this.cp = c & 15; this.need = 2; }
-    else { this.cp = c & 7; this.need = 3; }
+    if (c < 0xe0) {
+      this.cp = c & 31;
+      this.need = 1;
+    } else if (c < 0xf0) {
+      this.cp = c & 15;
+      this.need = 2;
+    } else {
+      this.cp = c & 7;
+      this.need = 3;
+    }
   }
 
   bytes(ptr: usize, len: i32): void {
@@ -57,14 +68,24 @@ export class CharCounter {
 
   /** One whole code point. */
   code(cp: i32): void {
-    if (isCjk(cp)) this.cjk++; else this.other++;
+    if (isCjk(cp)) this.cjk++;
+    else this.other++;
   }
 
-  chars(): i64 { return this.other + this.cjk; }
+  chars(): i64 {
+    return this.other + this.cjk;
+  }
+
+  reset(): void {
+    this.other = 0;
+    this.cjk = 0;
+    this.cp = 0;
+    this.need = 0;
+  }
 }
 
 export function tokensFor(other: i64, cjk: i64, r: EstimateConfig): i64 {
-  let t = Math.ceil(<f64>other / r.charsPerToken + <f64>cjk / r.cjkCharsPerToken);
+  const t = Math.ceil(<f64>other / r.charsPerToken + <f64>cjk / r.cjkCharsPerToken);
   if (!(t >= 0)) return 0;
   if (t > <f64>MAX_ESTIMATE) return MAX_ESTIMATE;
   return <i64>t;

@@ -32,7 +32,7 @@ import { ByteBuf, hexVal, startsWithLower } from "./bytes";
 import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "./sse";
 import { parseJson } from "./json";
 import { BilledUsage, MAX_SUM } from "./billed";
-import { K_OTHER, K_USAGE, K_TEXT, K_DELTA, K_METRICS, K_EMBEDDING, K_INPUT_TEXT_TOKENS, objectAt, arrayParent, tracksKeys, classify } from "./usage-keys";
+import { K_OTHER, K_USAGE, K_MESSAGE, K_TEXT, K_DELTA, K_METRICS, K_EMBEDDING, K_INPUT_TEXT_TOKENS, objectAt, arrayParent, tracksKeys, classify } from "./usage-keys";
 import { CharCounter } from "./token-estimate";
 import { EventStreamDecoder } from "./eventstream";
 import { base64Decode } from "./base64";
@@ -69,6 +69,7 @@ export class UsageScanner {
   capDepth: i32 = 0;
   cap: ByteBuf;
   capOverflow: bool = false;
+  capProvisional: bool = false; // the captured object is a provisional usage (Anthropic message_start)
   numKind: i32 = -1;           // reading a top-level count given as a bare number (Titan): its key kind
   num: i64 = 0;
 
@@ -80,6 +81,10 @@ export class UsageScanner {
   b64: ByteBuf | null = null;
 
   usage: BilledUsage = new BilledUsage();
+  // The last usage read is provisional: Anthropic's message_start (on Anthropic, Bedrock and
+  // Vertex streams), whose output_tokens is a placeholder until message_delta gives the count.
+  // A stream that ends without a later usage is charged at least its estimate (filter.ts).
+  provisional: bool = false;
   tooLarge: i32 = 0;
   merges: i32 = 0;             // usage objects parsed so far
 
@@ -303,6 +308,7 @@ export class UsageScanner {
             this.capKind = what;
             this.capOverflow = false;
             this.capDepth = this.depth;
+            this.capProvisional = rel == 2 && this.parentKind == K_MESSAGE;
             this.cap.clear();
             this.cap.push(c);
           }
@@ -333,7 +339,8 @@ export class UsageScanner {
             this.merges++;
             let v = parseJson(this.cap);
             if (v !== null) {
-              if (this.capKind == K_METRICS) this.usage.mergeMetrics(v); else this.usage.merge(v);
+              if (this.capKind == K_METRICS) this.usage.mergeMetrics(v);
+              else { this.usage.merge(v); this.provisional = this.capProvisional; }
             }
           }
         }

@@ -15,10 +15,21 @@ const CONFIG = {
   rateLimitService: { service: 'asm-llm-token-rate-limit-example.default.svc.cluster.local', port: 80 },
 };
 const ALLOW = { status: 200, body: '{"allow":true,"description":"ok"}' };
-const REQ: HeaderList = [[':method', 'POST'], [':path', '/v1/chat/completions'], [':authority', 'dashscope.aliyuncs.com'],
-  ['content-type', 'application/json'], ['user-type', 'regular-user']];
+const REQ: HeaderList = [
+  [':method', 'POST'],
+  [':path', '/v1/chat/completions'],
+  [':authority', 'dashscope.aliyuncs.com'],
+  ['content-type', 'application/json'],
+  ['user-type', 'regular-user'],
+];
 
-interface Scenario { name: string; n: number; body: Buffer; contentType: string; chunk: number }
+interface Scenario {
+  name: string;
+  n: number;
+  body: Buffer;
+  contentType: string;
+  chunk: number;
+}
 
 /** Plugin's own ns in the response-body callbacks for `per` requests. */
 function round(h: ProxyWasmHost, sc: Scenario, per: number): number {
@@ -29,10 +40,14 @@ function round(h: ProxyWasmHost, sc: Scenario, per: number): number {
     s.sendRequestHeaders(REQ);
     h.reply(h.pendingCalls()[0].token, ALLOW);
     s.sendRequestBody('{"messages":[{"role":"user","content":"hi"}]}', true);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', sc.contentType]]);
-    const c0 = h.callNs, h0 = h.hostNs;
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', sc.contentType],
+    ]);
+    const c0 = h.callNs,
+      h0 = h.hostNs;
     for (let i = 0; i < parts.length; i++) s.sendResponseBody(parts[i], i === parts.length - 1);
-    t += (h.callNs - c0) - (h.hostNs - h0);
+    t += h.callNs - c0 - (h.hostNs - h0);
     s.end();
     const p = h.pendingCalls();
     if (p.length !== 1) throw new Error(`${sc.name}: expected one usage report, got ${p.length}`);
@@ -46,7 +61,10 @@ function main() {
   const oldPath = process.argv[2];
   const newPath = process.argv[3] ?? defaultWasmPath();
   if (!oldPath) throw new Error('usage: compare.js <old plugin.wasm> [new plugin.wasm]');
-  const builds = [['old', oldPath], ['new', newPath]].map(([name, p]) => ({ name, module: new WebAssembly.Module(fs.readFileSync(p)) }));
+  const builds = [
+    ['old', oldPath],
+    ['new', newPath],
+  ].map(([name, p]) => ({ name, module: new WebAssembly.Module(fs.readFileSync(p)) }));
   const scenarios: Scenario[] = [
     { name: '2 KB JSON', n: 4000, body: jsonBody(2048), contentType: 'application/json', chunk: 16384 },
     { name: '64 KB JSON', n: 600, body: jsonBody(65536), contentType: 'application/json', chunk: 16384 },
@@ -61,7 +79,11 @@ function main() {
   console.log('  scenario                           old ns/B   new ns/B   new/old');
   const out: any[] = [];
   for (const sc of scenarios) {
-    const hosts = builds.map((b) => { const h = new ProxyWasmHost({ timeHostCalls: true }, b.module); if (!h.configure(CONFIG)) throw new Error('configure'); return h; });
+    const hosts = builds.map((b) => {
+      const h = new ProxyWasmHost({ timeHostCalls: true }, b.module);
+      if (!h.configure(CONFIG)) throw new Error('configure');
+      return h;
+    });
     const per = Math.max(1, Math.floor(sc.n / ROUNDS));
     hosts.forEach((h) => round(h, sc, Math.min(100, sc.n))); // warm-up
     const best = [Infinity, Infinity];
@@ -75,7 +97,8 @@ function main() {
     out.push({ scenario: sc.name, bytes: sc.body.length, oldNsPerByte: o, newNsPerByte: nw, ratio: nw / o });
     console.log(`  ${sc.name.padEnd(34)} ${o.toFixed(3).padStart(8)}   ${nw.toFixed(3).padStart(8)}   ${(nw / o).toFixed(3)}`);
   }
-  if (process.env.COMPARE_OUT) fs.writeFileSync(process.env.COMPARE_OUT, JSON.stringify({ date: new Date().toISOString(), node: process.version, results: out }, null, 2));
+  if (process.env.COMPARE_OUT)
+    fs.writeFileSync(process.env.COMPARE_OUT, JSON.stringify({ date: new Date().toISOString(), node: process.version, results: out }, null, 2));
 }
 
 main();

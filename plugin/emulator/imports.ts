@@ -127,7 +127,7 @@ export abstract class HostFunctions {
 
   /** The import object for `module`: every function it imports, counted (and timed with timeHostCalls). */
   protected importTable(module: WebAssembly.Module): WebAssembly.Imports {
-    const env: Record<string, Function> = {
+    const env: Record<string, (...args: any[]) => unknown> = {
       proxy_log: (level: number, ptr: number, len: number) => {
         if (level >= (this.options.logLevel ?? 0)) this.logs.push({ level, message: this.read(ptr, len).toString('utf8') });
         return WasmResult.Ok;
@@ -229,8 +229,7 @@ export abstract class HostFunctions {
         return WasmResult.Ok;
       },
       proxy_close_stream: () => WasmResult.Ok,
-      proxy_send_local_response: (status: number, dPtr: number, dLen: number, bPtr: number, bLen: number,
-        hPtr: number, hLen: number, _grpc: number) => {
+      proxy_send_local_response: (status: number, dPtr: number, dLen: number, bPtr: number, bLen: number, hPtr: number, hLen: number, _grpc: number) => {
         const c = this.ctxState();
         if (!c || !c.alive || c.rootId === 0) return WasmResult.BadArgument;
         c.localResponse = {
@@ -241,8 +240,18 @@ export abstract class HostFunctions {
         };
         return WasmResult.Ok;
       },
-      proxy_http_call: (cPtr: number, cLen: number, hPtr: number, hLen: number, bPtr: number, bLen: number,
-        _tPtr: number, _tLen: number, timeout: number, tokenPtr: number) => {
+      proxy_http_call: (
+        cPtr: number,
+        cLen: number,
+        hPtr: number,
+        hLen: number,
+        bPtr: number,
+        bLen: number,
+        _tPtr: number,
+        _tLen: number,
+        timeout: number,
+        tokenPtr: number,
+      ) => {
         const cluster = this.read(cPtr, cLen).toString('utf8');
         const headers = parseHeaders(this.read(hPtr, hLen));
         const has = (n: string) => headers.some(([k]) => k === n);
@@ -250,8 +259,14 @@ export abstract class HostFunctions {
         if (this.options.clusters && !this.options.clusters.includes(cluster)) return WasmResult.BadArgument;
         const token = this.nextToken++;
         const call: HttpCall = {
-          token, rootId: this.rootId, contextId: this.effective, cluster, headers,
-          body: this.read(bPtr, bLen), timeoutMs: timeout >>> 0, answered: false,
+          token,
+          rootId: this.rootId,
+          contextId: this.effective,
+          cluster,
+          headers,
+          body: this.read(bPtr, bLen),
+          timeoutMs: timeout >>> 0,
+          answered: false,
         };
         this.httpCalls.push(call);
         this.callsByToken.set(token, call);
@@ -307,7 +322,7 @@ export abstract class HostFunctions {
       },
       proxy_done: () => WasmResult.Ok,
     };
-    const imports: Record<string, Record<string, Function>> = {
+    const imports: Record<string, Record<string, (...args: any[]) => unknown>> = {
       env: {},
       wasi_unstable: {
         proc_exit: (code: number) => {

@@ -5,7 +5,10 @@ import type { ProxyWasmHost } from './host';
 import { HeaderList } from './wire';
 
 export class Stream {
-  constructor(readonly host: ProxyWasmHost, readonly id: number) {}
+  constructor(
+    readonly host: ProxyWasmHost,
+    readonly id: number,
+  ) {}
 
   get state(): ContextState {
     return this.host.state(this.id);
@@ -22,7 +25,10 @@ export class Stream {
   }
 
   sendRequestHeaders(headers: HeaderList, endOfStream = false): number {
-    this.state.maps.set(HEADER_MAP.requestHeaders, headers.map(([k, v]) => [k.toLowerCase(), v]));
+    this.state.maps.set(
+      HEADER_MAP.requestHeaders,
+      headers.map(([k, v]) => [k.toLowerCase(), v]),
+    );
     const r = this.host.call('proxy_on_request_headers', this.id, this.id, headers.length, endOfStream ? 1 : 0);
     if (r === 0) this.state.requestHeadersGone = true;
     return r;
@@ -59,7 +65,10 @@ export class Stream {
   }
 
   sendResponseHeaders(headers: HeaderList, endOfStream = false): number {
-    this.state.maps.set(HEADER_MAP.responseHeaders, headers.map(([k, v]) => [k.toLowerCase(), v]));
+    this.state.maps.set(
+      HEADER_MAP.responseHeaders,
+      headers.map(([k, v]) => [k.toLowerCase(), v]),
+    );
     return this.host.call('proxy_on_response_headers', this.id, this.id, headers.length, endOfStream ? 1 : 0);
   }
 

@@ -5,7 +5,7 @@ import { UsageScanner } from "../assembly/usage";
 import { ByteBuf } from "../assembly/bytes";
 import { SseReader, SSE_DATA, SSE_DATA_LINE, SSE_EVENT_END } from "../assembly/sse";
 
-let input = new ByteBuf(1 << 16);
+const input = new ByteBuf(1 << 16);
 let sc: UsageScanner | null = null;
 
 /** A buffer of len bytes for the caller to fill; returns its address. */
@@ -25,13 +25,13 @@ export function begin(ctLen: i32, maxBuf: i32, countText: bool): void {
 
 /** Feeds the first len bytes of the input buffer. */
 export function feed(len: i32): void {
-  let s = sc;
+  const s = sc;
   if (s !== null) s.feed(input.ptr(), len);
 }
 
-/** 0 found, 1 prompt, 2 completion, 3 total, 4 cache read, 5 cache write, 6 reasoning, 7 tooLarge, 8 text chars, 9 mode. */
+/** 0 found, 1 prompt, 2 completion, 3 total, 4 cache read, 5 cache write, 6 reasoning, 7 tooLarge, 8 text chars, 9 mode, 14 provisional. */
 export function get(what: i32): f64 {
-  let s = sc;
+  const s = sc;
   if (s === null) return -1;
   if (what == 0) return s.found() ? 1 : 0;
   if (what == 1) return <f64>s.promptTokens();
@@ -43,7 +43,8 @@ export function get(what: i32): f64 {
   if (what == 7) return <f64>s.tooLarge;
   if (what == 8) return <f64>s.text.chars();
   if (what == 9) return <f64>s.mode;
-  let ev = s.events;
+  if (what == 14) return s.provisional ? 1 : 0;
+  const ev = s.events;
   if (ev === null) return -1;
   if (what == 10) return <f64>ev.messages;
   if (what == 11) return <f64>ev.badCrc;
@@ -55,7 +56,7 @@ export function get(what: i32): f64 {
 // The SSE line reader alone: what it reports for the input, as text. Data bytes as they are,
 // a data line break as "\n", an event end as "|".
 let lines: SseReader | null = null;
-let trace = new ByteBuf(1024);
+const trace = new ByteBuf(1024);
 
 export function sseBegin(): void {
   lines = new SseReader();
@@ -64,7 +65,7 @@ export function sseBegin(): void {
 
 /** Feeds the first len bytes of the input buffer to the reader; returns the trace's length. */
 export function sseFeed(len: i32): i32 {
-  let r = lines;
+  const r = lines;
   if (r === null) return -1;
   let i = 0;
   while (i < len) {
@@ -77,4 +78,6 @@ export function sseFeed(len: i32): i32 {
 }
 
 /** Address of the trace (its length: sseFeed's result). */
-export function sseTrace(): usize { return trace.ptr(); }
+export function sseTrace(): usize {
+  return trace.ptr();
+}

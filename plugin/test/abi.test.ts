@@ -11,20 +11,43 @@ describe('module and ABI', () => {
     expect(imports).not.toContain('env.proxy_clear_route_cache');
     expect(imports).not.toContain('env.proxy_get_log_level');
     const allowed = new Set([
-      'env.proxy_log', 'env.proxy_get_property', 'env.proxy_get_header_map_value', 'env.proxy_remove_header_map_value',
-      'env.proxy_get_buffer_bytes', 'env.proxy_set_buffer_bytes', 'env.proxy_continue_stream', 'env.proxy_send_local_response', 'env.proxy_http_call',
-      'env.proxy_set_effective_context', 'env.proxy_define_metric', 'env.proxy_increment_metric', 'wasi_unstable.proc_exit',
-      'env.proxy_record_metric', 'env.proxy_get_current_time_nanoseconds', 'env.proxy_set_tick_period_milliseconds',
-      'wasi_unstable.random_get', 'env.proxy_replace_header_map_value',
+      'env.proxy_log',
+      'env.proxy_get_property',
+      'env.proxy_get_header_map_value',
+      'env.proxy_remove_header_map_value',
+      'env.proxy_get_buffer_bytes',
+      'env.proxy_set_buffer_bytes',
+      'env.proxy_continue_stream',
+      'env.proxy_send_local_response',
+      'env.proxy_http_call',
+      'env.proxy_set_effective_context',
+      'env.proxy_define_metric',
+      'env.proxy_increment_metric',
+      'wasi_unstable.proc_exit',
+      'env.proxy_record_metric',
+      'env.proxy_get_current_time_nanoseconds',
+      'env.proxy_set_tick_period_milliseconds',
+      'wasi_unstable.random_get',
+      'env.proxy_replace_header_map_value',
     ]);
     for (const i of imports) expect(allowed.has(i) ? i : `unexpected import ${i}`).toBe(i);
   });
 
   test('exports the ABI version marker, malloc and the callbacks', () => {
     const exp = WebAssembly.Module.exports(loadModule()).map((e) => e.name);
-    for (const n of ['proxy_abi_version_0_2_0', 'malloc', 'memory', 'proxy_on_context_create', 'proxy_on_configure',
-      'proxy_on_request_headers', 'proxy_on_request_body', 'proxy_on_response_headers', 'proxy_on_response_body',
-      'proxy_on_http_call_response', 'proxy_on_done']) {
+    for (const n of [
+      'proxy_abi_version_0_2_0',
+      'malloc',
+      'memory',
+      'proxy_on_context_create',
+      'proxy_on_configure',
+      'proxy_on_request_headers',
+      'proxy_on_request_body',
+      'proxy_on_response_headers',
+      'proxy_on_response_body',
+      'proxy_on_http_call_response',
+      'proxy_on_done',
+    ]) {
       expect(exp).toContain(n);
     }
     // Not needed (proxy_on_done covers the end of every stream and does the cleanup; Envoy
@@ -114,7 +137,7 @@ describe('module and ABI', () => {
       }
     };
     run(200);
-    const mem = () => ((h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength);
+    const mem = () => (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
     const before = mem();
     run(2000);
     expect(mem()).toBeLessThanOrEqual(before + 65536);

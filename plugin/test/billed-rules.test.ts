@@ -8,7 +8,9 @@ import { compileHarness, Scanner, Parts } from './scanner';
 import { invokeChunk } from './eventstream';
 
 let mod: WebAssembly.Module;
-beforeAll(() => { mod = compileHarness(); }, 120000);
+beforeAll(() => {
+  mod = compileHarness();
+}, 120000);
 
 type Billed = Pick<Parts, 'found' | 'prompt' | 'completion' | 'total' | 'cacheRead' | 'cacheWrite' | 'reasoning'>;
 
@@ -20,55 +22,96 @@ function billed(contentType: string, body: string | Buffer): Billed {
     const s = new Scanner(mod).begin(contentType);
     for (const c of chunks) s.feed(c);
     const p = s.parts();
-    out.push({ found: p.found, prompt: p.prompt, completion: p.completion, total: p.total, cacheRead: p.cacheRead, cacheWrite: p.cacheWrite, reasoning: p.reasoning });
+    out.push({
+      found: p.found,
+      prompt: p.prompt,
+      completion: p.completion,
+      total: p.total,
+      cacheRead: p.cacheRead,
+      cacheWrite: p.cacheWrite,
+      reasoning: p.reasoning,
+    });
   }
   expect(out[1]).toEqual(out[0]);
   return out[0];
 }
 const json = (o: object) => billed('application/json', JSON.stringify(o));
 const sse = (...events: object[]) => billed('text/event-stream', events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join(''));
-const counts = (prompt: number, completion: number, cacheRead = 0, cacheWrite = 0, reasoning = 0): Billed =>
-  ({ found: true, prompt, completion, total: prompt + completion, cacheRead, cacheWrite, reasoning });
+const counts = (prompt: number, completion: number, cacheRead = 0, cacheWrite = 0, reasoning = 0): Billed => ({
+  found: true,
+  prompt,
+  completion,
+  total: prompt + completion,
+  cacheRead,
+  cacheWrite,
+  reasoning,
+});
 
 describe('a part never outgrows its count, and never moves the charge', () => {
   test('cached_tokens above prompt_tokens: the cache read is the whole prompt, the charge is the stated one', () => {
-    expect(json({ usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120, prompt_tokens_details: { cached_tokens: 5000 } } }))
-      .toEqual(counts(100, 20, 100));
+    expect(json({ usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120, prompt_tokens_details: { cached_tokens: 5000 } } })).toEqual(
+      counts(100, 20, 100),
+    );
   });
 
   test('reasoning_tokens above completion_tokens: reasoning is the whole completion', () => {
-    expect(json({ usage: { prompt_tokens: 10, completion_tokens: 30, total_tokens: 40, completion_tokens_details: { reasoning_tokens: 900 } } }))
-      .toEqual(counts(10, 30, 0, 0, 30));
+    expect(json({ usage: { prompt_tokens: 10, completion_tokens: 30, total_tokens: 40, completion_tokens_details: { reasoning_tokens: 900 } } })).toEqual(
+      counts(10, 30, 0, 0, 30),
+    );
   });
 
   test('read + write above the prompt: the (cheap) read gives way, the write and the charge stay', () => {
     // base 10 + write 40 = prompt 50; a read of 500 "inside" a base of 10 cannot be.
-    expect(json({ usage: { prompt_tokens: 10, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 500 }, cache_creation_input_tokens: 40 } }))
-      .toEqual(counts(50, 5, 10, 40));
+    expect(
+      json({ usage: { prompt_tokens: 10, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 500 }, cache_creation_input_tokens: 40 } }),
+    ).toEqual(counts(50, 5, 10, 40));
   });
 
   test('consistent parts are reported as stated', () => {
-    expect(json({ usage: { input_tokens: 30, cache_read_input_tokens: 2000, cache_creation_input_tokens: 100, output_tokens: 7 } }))
-      .toEqual(counts(2130, 7, 2000, 100));
+    expect(json({ usage: { input_tokens: 30, cache_read_input_tokens: 2000, cache_creation_input_tokens: 100, output_tokens: 7 } })).toEqual(
+      counts(2130, 7, 2000, 100),
+    );
   });
 });
 
 describe('Anthropic server-side fallback: the served hop is billed, declined hops are not', () => {
-  const hop = (type: string, model: string, i: number, o: number, r = 0, w = 0) =>
-    ({ type, model, input_tokens: i, cache_creation_input_tokens: w, cache_read_input_tokens: r, output_tokens: o });
+  const hop = (type: string, model: string, i: number, o: number, r = 0, w = 0) => ({
+    type,
+    model,
+    input_tokens: i,
+    cache_creation_input_tokens: w,
+    cache_read_input_tokens: r,
+    output_tokens: o,
+  });
 
   test('two declined hops (the requested model, then a first fallback) and the served one', () => {
-    const usage = { input_tokens: 515, output_tokens: 90, iterations: [hop('message', 'claude-fable-5', 500, 0), hop('message', 'claude-opus-5', 510, 12), hop('fallback_message', 'claude-opus-4-8', 515, 90)] };
+    const usage = {
+      input_tokens: 515,
+      output_tokens: 90,
+      iterations: [hop('message', 'claude-fable-5', 500, 0), hop('message', 'claude-opus-5', 510, 12), hop('fallback_message', 'claude-opus-4-8', 515, 90)],
+    };
     expect(json({ type: 'message', usage })).toEqual(counts(515, 90));
   });
 
   test('without a fallback_message entry, every entry is billed (compaction, server-tool loops)', () => {
-    const usage = { input_tokens: 20, output_tokens: 5, iterations: [hop('compaction', 'm', 900, 100), hop('message', 'm', 20, 5), hop('message', 'm', 30, 6)] };
+    const usage = {
+      input_tokens: 20,
+      output_tokens: 5,
+      iterations: [hop('compaction', 'm', 900, 100), hop('message', 'm', 20, 5), hop('message', 'm', 30, 6)],
+    };
     expect(json({ usage })).toEqual(counts(950, 111));
   });
 
   test('other entries next to a fallback stay billed (compaction, advisor); entries without a type too', () => {
-    const usage = { iterations: [hop('message', 'a', 400, 0, 100), hop('compaction', 'b', 1000, 200), hop('advisor_message', 'c', 50, 10), { input_tokens: 3, output_tokens: 1 }, hop('fallback_message', 'b', 300, 40, 0, 64)] };
+    const usage = {
+      iterations: [
+        hop('message', 'a', 400, 0, 100),
+        hop('compaction', 'b', 1000, 200),
+        hop('advisor_message', 'c', 50, 10),
+        { input_tokens: 3, output_tokens: 1 },
+        hop('fallback_message', 'b', 300, 40, 0, 64),
+      ],
+    };
     expect(json({ usage })).toEqual(counts(1000 + 50 + 3 + 300 + 64, 200 + 10 + 1 + 40, 0, 64));
   });
 
@@ -76,18 +119,30 @@ describe('Anthropic server-side fallback: the served hop is billed, declined hop
     const r = sse(
       { type: 'message_start', message: { model: 'claude-fable-5', usage: { input_tokens: 408, output_tokens: 1 } } },
       { type: 'content_block_start', index: 0, content_block: { type: 'fallback', from: { model: 'claude-fable-5' }, to: { model: 'claude-opus-4-8' } } },
-      { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { input_tokens: 412, output_tokens: 264, iterations: [hop('message', 'claude-fable-5', 408, 0), hop('fallback_message', 'claude-opus-4-8', 412, 264)] } },
+      {
+        type: 'message_delta',
+        delta: { stop_reason: 'end_turn' },
+        usage: {
+          input_tokens: 412,
+          output_tokens: 264,
+          iterations: [hop('message', 'claude-fable-5', 408, 0), hop('fallback_message', 'claude-opus-4-8', 412, 264)],
+        },
+      },
     );
     expect(r).toEqual(counts(412, 264));
   });
 });
 
-describe("Moonshot: usage in choices[i], and nowhere deeper", () => {
+describe('Moonshot: usage in choices[i], and nowhere deeper', () => {
   const chunk = (choice: object, extra: object = {}) => ({ id: 'c', object: 'chat.completion.chunk', model: 'moonshot-v1-8k', choices: [choice], ...extra });
 
-  test('read from the last chunk\'s choice, with its cached_tokens', () => {
-    expect(sse(chunk({ index: 0, delta: { content: 'hi' } }), chunk({ index: 0, delta: {}, finish_reason: 'stop', usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42, cached_tokens: 32 } })))
-      .toEqual(counts(40, 2, 32));
+  test("read from the last chunk's choice, with its cached_tokens", () => {
+    expect(
+      sse(
+        chunk({ index: 0, delta: { content: 'hi' } }),
+        chunk({ index: 0, delta: {}, finish_reason: 'stop', usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42, cached_tokens: 32 } }),
+      ),
+    ).toEqual(counts(40, 2, 32));
   });
 
   test('not under delta, message or a nested array of a choice; not in another top-level array', () => {
@@ -98,7 +153,8 @@ describe("Moonshot: usage in choices[i], and nowhere deeper", () => {
       { choices: [[{ usage: u }]] },
       { data: [{ usage: u }] },
       { choices: [{ index: 0, logprobs: { content: [{ usage: u }] } }] },
-    ]) expect([body, json(body).found]).toEqual([body, false]);
+    ])
+      expect([body, json(body).found]).toEqual([body, false]);
   });
 
   test('a "usage" written by the model (text or tool arguments) is text, not usage', () => {
@@ -107,8 +163,9 @@ describe("Moonshot: usage in choices[i], and nowhere deeper", () => {
   });
 
   test('top-level usage after the choices is still read (OpenAI include_usage)', () => {
-    expect(sse(chunk({ index: 0, delta: { content: 'x' } }), { id: 'c', choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } }))
-      .toEqual(counts(9, 3));
+    expect(
+      sse(chunk({ index: 0, delta: { content: 'x' } }), { id: 'c', choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } }),
+    ).toEqual(counts(9, 3));
   });
 });
 
@@ -123,11 +180,17 @@ describe('Amazon Titan: inputTextTokenCount is the bill only for embeddings', ()
     expect(json({ inputTextTokenCount: 12, results: [{ tokenCount: 300, outputText: 'x', completionReason: 'FINISH' }] }).found).toBe(false);
   });
 
-  test('Titan Text streamed: the invocation metrics bill prompt and output, the chunks\' count does not replace them', () => {
+  test("Titan Text streamed: the invocation metrics bill prompt and output, the chunks' count does not replace them", () => {
     const b = Buffer.concat([
       invokeChunk({ outputText: 'a', index: 0, totalOutputTextTokenCount: null, inputTextTokenCount: 12 }),
-      invokeChunk({ outputText: '', index: 0, totalOutputTextTokenCount: 40, completionReason: 'FINISH', inputTextTokenCount: null,
-        'amazon-bedrock-invocationMetrics': { inputTokenCount: 12, outputTokenCount: 40 } }),
+      invokeChunk({
+        outputText: '',
+        index: 0,
+        totalOutputTextTokenCount: 40,
+        completionReason: 'FINISH',
+        inputTextTokenCount: null,
+        'amazon-bedrock-invocationMetrics': { inputTokenCount: 12, outputTokenCount: 40 },
+      }),
     ]);
     expect(billed('application/vnd.amazon.eventstream', b)).toEqual(counts(12, 40));
   });
@@ -147,13 +210,15 @@ describe('Amazon Titan: inputTextTokenCount is the bill only for embeddings', ()
 
 describe('Cohere: cached_tokens counts processed tokens; the cache read is what the billed prompt holds', () => {
   test('at least cached - (processed - billed) of the billed prompt was read from the cache', () => {
-    expect(json({ usage: { billed_units: { input_tokens: 1021, output_tokens: 87 }, tokens: { input_tokens: 2178, output_tokens: 87 }, cached_tokens: 1536 } }))
-      .toEqual(counts(1021, 87, 379));
+    expect(
+      json({ usage: { billed_units: { input_tokens: 1021, output_tokens: 87 }, tokens: { input_tokens: 2178, output_tokens: 87 }, cached_tokens: 1536 } }),
+    ).toEqual(counts(1021, 87, 379));
   });
 
   test('the cache could be all unbilled tokens: no cache read', () => {
-    expect(json({ usage: { billed_units: { input_tokens: 5, output_tokens: 418 }, tokens: { input_tokens: 71, output_tokens: 418 }, cached_tokens: 64 } }))
-      .toEqual(counts(5, 418));
+    expect(
+      json({ usage: { billed_units: { input_tokens: 5, output_tokens: 418 }, tokens: { input_tokens: 71, output_tokens: 418 }, cached_tokens: 64 } }),
+    ).toEqual(counts(5, 418));
   });
 
   test('billed units without the processed count: the billed share is unknown, none is claimed', () => {

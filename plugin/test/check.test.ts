@@ -1,6 +1,4 @@
-import {
-  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, FilterDataStatus, respond, reports, message,
-} from './helpers';
+import { newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, FilterDataStatus, respond, reports, message } from './helpers';
 
 const UT: [string, string][] = [['user-type', 'regular-user']];
 
@@ -53,7 +51,8 @@ describe('check call', () => {
     expect(s.localResponse).toMatchObject({ status: 429 });
     // The default form: OpenAI's error object, which every OpenAI SDK turns into its exception.
     expect(JSON.parse(s.localResponse!.body.toString())).toEqual({
-      error: { message: 'regular-user is being rate-limited', type: 'tokens', param: null, code: 'rate_limit_exceeded' } });
+      error: { message: 'regular-user is being rate-limited', type: 'tokens', param: null, code: 'rate_limit_exceeded' },
+    });
     expect(header(s.localResponse!.headers, 'content-type')).toBe('application/json');
     expect(header(s.localResponse!.headers, 'retry-after')).toBeUndefined();
     expect(header(s.localResponse!.headers, 'x-should-retry')).toBeUndefined();
@@ -62,19 +61,28 @@ describe('check call', () => {
 
   test('rejectBody: "text" is the vendor\'s plain description', () => {
     const h = newHost(withConfig({ rejectBody: 'text' }));
-    const s = checkedRequest(h, { status: 200, body: '{"allow":false,"description":"regular-user is being rate-limited","limit":200,"retry_after_seconds":30}' });
+    const s = checkedRequest(h, {
+      status: 200,
+      body: '{"allow":false,"description":"regular-user is being rate-limited","limit":200,"retry_after_seconds":30}',
+    });
     expect(s.localResponse!.body.toString()).toBe('regular-user is being rate-limited');
     expect(header(s.localResponse!.headers, 'content-type')).toBe('text/plain; charset=utf-8');
   });
 
   test('the OpenAI form names the key, the limit and when it refills', () => {
     const h = newHost();
-    const s = checkedRequest(h, { status: 200, body: '{"allow":false,"description":"regular-user is being rate-limited","limit":200,"retry_after_seconds":29.2}' });
+    const s = checkedRequest(h, {
+      status: 200,
+      body: '{"allow":false,"description":"regular-user is being rate-limited","limit":200,"retry_after_seconds":29.2}',
+    });
     expect(message(s.localResponse!)).toBe('regular-user is being rate-limited (limit 200 tokens; enough tokens again in 30 s)');
   });
 
   test('a wait above noRetryAboveSeconds (default 30) tells SDKs not to retry: x-should-retry: false', () => {
-    const deny = (after: number) => ({ status: 200, body: JSON.stringify({ allow: false, description: 'k is being rate-limited', retry_after_seconds: after }) });
+    const deny = (after: number) => ({
+      status: 200,
+      body: JSON.stringify({ allow: false, description: 'k is being rate-limited', retry_after_seconds: after }),
+    });
     const h = newHost();
     expect(header(checkedRequest(h, deny(30)).localResponse!.headers, 'x-should-retry')).toBeUndefined();
     const long = checkedRequest(h, deny(1170)).localResponse!;
@@ -215,20 +223,30 @@ describe('check call', () => {
 
 describe('budget headers on allowed responses', () => {
   const allowWith = { status: 200, body: '{"allow":true,"description":"ok","key":"regular-user","limit":200,"remaining":95.5}' };
-  test('the limit and the balance the check saw, under our own names; the provider\'s x-ratelimit-* untouched', () => {
+  test("the limit and the balance the check saw, under our own names; the provider's x-ratelimit-* untouched", () => {
     const h = newHost();
     const s = checkedRequest(h, allowWith);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json'], ['x-ratelimit-remaining-tokens', '149000']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'application/json'],
+      ['x-ratelimit-remaining-tokens', '149000'],
+    ]);
     const hs = s.state.maps.get(2)!;
     expect(header(hs, 'x-llm-ratelimit-limit-tokens')).toBe('200');
     expect(header(hs, 'x-llm-ratelimit-remaining-tokens')).toBe('95');
     expect(header(hs, 'x-ratelimit-remaining-tokens')).toBe('149000');
   });
   test('budgetHeaders: false, or a reference service that sends no numbers: none added', () => {
-    for (const [cfg, reply] of [[{ budgetHeaders: false }, allowWith], [{}, ALLOW]] as [object, object][]) {
+    for (const [cfg, reply] of [
+      [{ budgetHeaders: false }, allowWith],
+      [{}, ALLOW],
+    ] as [object, object][]) {
       const h = newHost(withConfig(cfg));
       const s = checkedRequest(h, reply);
-      s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json']]);
+      s.sendResponseHeaders([
+        [':status', '200'],
+        ['content-type', 'application/json'],
+      ]);
       expect(header(s.state.maps.get(2)!, 'x-llm-ratelimit-remaining-tokens')).toBeUndefined();
     }
   });

@@ -22,7 +22,9 @@ describe('configuration', () => {
   test('a good configuration is logged once at info level', () => {
     const h = newHost();
     expect(h.logsAt(LogLevel.info)).toEqual([
-      'llm-token-ratelimit: configured: 1 match rule(s), 1 key template(s), service cluster ' + SEED_CLUSTER + ', failOpen true, ' +
+      'llm-token-ratelimit: configured: 1 match rule(s), 1 key template(s), service cluster ' +
+        SEED_CLUSTER +
+        ', failOpen true, ' +
         'estimateMissingUsage true, includeStreamUsage true, maxRequestBodyBytes 262144, reserve off',
     ]);
   });
@@ -65,8 +67,11 @@ describe('configuration', () => {
     ['keys not an array', withConfig({ rateLimitKeys: 'x' }), /rateLimitKeys: expected a non-empty array of strings, got "x"/],
     ['empty keys', withConfig({ rateLimitKeys: [] }), /rateLimitKeys: expected a non-empty array/],
     ['key not a string', withConfig({ rateLimitKeys: ['a', 7] }), /rateLimitKeys\[1\]: expected a non-empty string, got 7/],
-    ['unknown template variable', withConfig({ rateLimitKeys: ['{{request.header.user}}'] }),
-      /rateLimitKeys\[0\]: unknown template variable "request.header.user".*got "\{\{request.header.user\}\}"/],
+    [
+      'unknown template variable',
+      withConfig({ rateLimitKeys: ['{{request.header.user}}'] }),
+      /rateLimitKeys\[0\]: unknown template variable "request.header.user".*got "\{\{request.header.user\}\}"/,
+    ],
     ['unclosed placeholder', withConfig({ rateLimitKeys: ['a-{{request.host'] }), /rateLimitKeys\[0\]: unclosed/],
     ['bad header name', withConfig({ rateLimitKeys: ['{{request.headers.a b}}'] }), /rateLimitKeys\[0\]: invalid header name "a b"/],
     ['missing service', withConfig({ rateLimitService: { port: 80 } }), /rateLimitService.service: required/],
@@ -93,8 +98,11 @@ describe('configuration', () => {
     ['host match kind', withConfig({ matches: [{ host: { contains: 'a' } }] }), /matches\[0\].host.contains: unknown field/],
     ['host match two kinds', withConfig({ matches: [{ host: { exact: 'a', prefix: 'b' } }] }), /matches\[0\].host: expected exactly one/],
     ['host match value', withConfig({ matches: [{ host: { exact: 5 } }] }), /matches\[0\].host.exact: expected a string, got 5/],
-    ['regex unsupported', withConfig({ matches: [{ path: { regex: '^/v1/.*' } }] }),
-      /matches\[0\].path.regex: regular expressions are not supported.*got "\^\/v1\/\.\*"/],
+    [
+      'regex unsupported',
+      withConfig({ matches: [{ path: { regex: '^/v1/.*' } }] }),
+      /matches\[0\].path.regex: regular expressions are not supported.*got "\^\/v1\/\.\*"/,
+    ],
   ];
   test.each(invalid)('invalid: %s', (_name, config, expected) => {
     expect(configureError(config)).toMatch(expected);

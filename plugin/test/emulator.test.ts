@@ -3,13 +3,19 @@ import { serializeHeaders, parseHeaders, ProxyWasmHost, Trap } from './helpers';
 
 describe('host emulator', () => {
   test('header map wire format: u32 count, (u32 key len, u32 value len)*, key\\0 value\\0 ...', () => {
-    const b = serializeHeaders([[':status', '200'], ['a', '']]);
+    const b = serializeHeaders([
+      [':status', '200'],
+      ['a', ''],
+    ]);
     const expected = Buffer.concat([
       Buffer.from([2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
       Buffer.from(':status\u0000200\u0000a\u0000\u0000', 'latin1'),
     ]);
     expect(b.equals(expected)).toBe(true);
-    expect(parseHeaders(b)).toEqual([[':status', '200'], ['a', '']]);
+    expect(parseHeaders(b)).toEqual([
+      [':status', '200'],
+      ['a', ''],
+    ]);
     expect(parseHeaders(Buffer.alloc(0))).toEqual([]);
   });
 

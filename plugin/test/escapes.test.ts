@@ -4,8 +4,22 @@
  * estimates when the response carries no usage, and the retry queue for reports.
  */
 import {
-  newHost, withConfig, reqHeaders, header, checkedRequest, ALLOW, DENY, SEED_CONFIG, respond, reports, reportCalls,
-  ProxyWasmHost, LogLevel, HeaderList, FilterDataStatus, REQUEST_ID, message,
+  newHost,
+  withConfig,
+  reqHeaders,
+  header,
+  checkedRequest,
+  ALLOW,
+  SEED_CONFIG,
+  respond,
+  reports,
+  reportCalls,
+  ProxyWasmHost,
+  LogLevel,
+  HeaderList,
+  FilterDataStatus,
+  REQUEST_ID,
+  message,
 } from './helpers';
 
 const UT: HeaderList = [['user-type', 'regular-user']];
@@ -79,7 +93,8 @@ describe('hosts as Envoy routes them', () => {
 
   test('a trailing dot (and case, and a port) is the same host', () => {
     const h = newHost();
-    for (const host of ['dashscope.aliyuncs.com.', 'DASHSCOPE.aliyuncs.com.:443', 'dashscope.aliyuncs.com..']) expect([host, keysOrStatus(h, host)]).toEqual([host, 'checked']);
+    for (const host of ['dashscope.aliyuncs.com.', 'DASHSCOPE.aliyuncs.com.:443', 'dashscope.aliyuncs.com..'])
+      expect([host, keysOrStatus(h, host)]).toEqual([host, 'checked']);
     expect(keysOrStatus(h, 'dashscope.aliyuncs.com.evil')).toBe('passed');
   });
 
@@ -101,11 +116,13 @@ describe('hosts as Envoy routes them', () => {
   });
 
   test('route and cluster rules read the names Envoy resolved, not anything the client wrote', () => {
-    const h = newHost(withConfig({ matches: [{ route: { exact: 'llm' } }, { cluster: { prefix: 'outbound|443||api.openai' } }] }),
-      { properties: { 'xds.route_name': 'llm' } });
+    const h = newHost(withConfig({ matches: [{ route: { exact: 'llm' } }, { cluster: { prefix: 'outbound|443||api.openai' } }] }), {
+      properties: { 'xds.route_name': 'llm' },
+    });
     expect(keysOrStatus(h, 'whatever.example')).toBe('checked');
-    const c = newHost(withConfig({ matches: [{ route: { exact: 'llm' } }, { cluster: { prefix: 'outbound|443||api.openai' } }] }),
-      { properties: { 'xds.route_name': 'other', 'xds.cluster_name': 'outbound|443||api.openai.com' } });
+    const c = newHost(withConfig({ matches: [{ route: { exact: 'llm' } }, { cluster: { prefix: 'outbound|443||api.openai' } }] }), {
+      properties: { 'xds.route_name': 'other', 'xds.cluster_name': 'outbound|443||api.openai.com' },
+    });
     expect(keysOrStatus(c, 'x')).toBe('checked');
     const none = newHost(withConfig({ matches: [{ route: { exact: 'llm' } }] }));
     expect(keysOrStatus(none, 'dashscope.aliyuncs.com')).toBe('passed'); // no route name: no match
@@ -120,8 +137,9 @@ describe('configuration bounds (what the service can serve)', () => {
   };
   test('at most 16 key templates', () => {
     newHost(withConfig({ rateLimitKeys: Array.from({ length: 16 }, (_, i) => `k${i}-{{request.headers.user-type}}`) }));
-    expect(refused({ rateLimitKeys: Array.from({ length: 17 }, (_, i) => `k${i}`) }))
-      .toBe('llm-token-ratelimit: invalid pluginConfig: rateLimitKeys: at most 16 key templates (the protocol\'s bound), got 17');
+    expect(refused({ rateLimitKeys: Array.from({ length: 17 }, (_, i) => `k${i}`) })).toBe(
+      "llm-token-ratelimit: invalid pluginConfig: rateLimitKeys: at most 16 key templates (the protocol's bound), got 17",
+    );
   });
   test('maxKeyBytes from 64 to 512', () => {
     expect(refused({ maxKeyBytes: 513 })).toContain('maxKeyBytes: expected an integer from 64 to 512, got 513');
@@ -160,7 +178,10 @@ describe('responses without usage are charged an estimate', () => {
   test('a stream the client cut short: the prompt and the text delivered before the cut', () => {
     const h = newHost();
     const s = chatReq(h, 'a'.repeat(40), { stream: true }); // 10 tokens
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     s.sendResponseBody(sse([{ choices: [{ delta: { content: 'abcdefgh' } }] }]).replace('data: [DONE]\n\n', ''));
     s.sendResponseBody('data: {"choices":[{"delta":{"content":"ijklmnopqrst'); // cut mid-event
     s.end();
@@ -178,7 +199,10 @@ describe('responses without usage are charged an estimate', () => {
   test('an upstream error is not charged; nothing generated (no prompt, no text) is not reported', () => {
     const h = newHost();
     let s = chatReq(h, 'hello there');
-    s.sendResponseHeaders([[':status', '500'], ['content-type', 'application/json']]);
+    s.sendResponseHeaders([
+      [':status', '500'],
+      ['content-type', 'application/json'],
+    ]);
     s.sendResponseBody('{"error":{"message":"boom"}}', true);
     s = h.newStream();
     s.sendRequestHeaders(reqHeaders(UT, 'dashscope.aliyuncs.com', '/v1/models'), true);
@@ -253,7 +277,11 @@ describe('reports survive a service outage', () => {
     answered(h, 'fail');
     expect(h.metric('llm_ratelimit.reports_dropped')).toBe(2);
     h.tick(1000);
-    expect(reportCalls(h).slice(5).map((r) => r.total_tokens)).toEqual([10, 11, 12]);
+    expect(
+      reportCalls(h)
+        .slice(5)
+        .map((r) => r.total_tokens),
+    ).toEqual([10, 11, 12]);
   });
 
   test('maxQueuedReports: 0 turns retries off (no tick at all)', () => {
@@ -296,14 +324,16 @@ describe('reports survive a service outage', () => {
 });
 
 describe('reservations carry their id', () => {
-  test('the check reply\'s reservation_id comes back in the report with reserved_tokens', () => {
+  test("the check reply's reservation_id comes back in the report with reserved_tokens", () => {
     const h = newHost(withConfig({ reserve: { enabled: true } }));
     const s = h.newStream();
     s.sendRequestHeaders(reqHeaders(UT));
     s.sendRequestBody(JSON.stringify({ messages: [{ role: 'user', content: 'a'.repeat(40) }], max_tokens: 10 }), true);
     h.reply(h.pendingCalls()[0].token, { status: 200, body: '{"allow":true,"description":"ok","reserved":20,"reservation_id":"r-123"}' });
     respond(s, 'application/json', ['{"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}']);
-    expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, reserved_tokens: 20, reservation_id: 'r-123' }]);
+    expect(reports(h)).toEqual([
+      { ratelimit_keys: KEYS, prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, reserved_tokens: 20, reservation_id: 'r-123' },
+    ]);
   });
 });
 

@@ -23,17 +23,19 @@ export function crc32(b: Uint8Array): number {
 
 /** One message; headers are string-typed (type 7), as AWS writes :event-type and friends. */
 export function encodeMessage(headers: [string, string][], payload: Buffer): Buffer {
-  const hs = Buffer.concat(headers.map(([k, v]) => {
-    const kb = Buffer.from(k);
-    const vb = Buffer.from(v);
-    const b = Buffer.alloc(1 + kb.length + 1 + 2 + vb.length);
-    b[0] = kb.length;
-    kb.copy(b, 1);
-    b[1 + kb.length] = 7;
-    b.writeUInt16BE(vb.length, 2 + kb.length);
-    vb.copy(b, 4 + kb.length);
-    return b;
-  }));
+  const hs = Buffer.concat(
+    headers.map(([k, v]) => {
+      const kb = Buffer.from(k);
+      const vb = Buffer.from(v);
+      const b = Buffer.alloc(1 + kb.length + 1 + 2 + vb.length);
+      b[0] = kb.length;
+      kb.copy(b, 1);
+      b[1 + kb.length] = 7;
+      b.writeUInt16BE(vb.length, 2 + kb.length);
+      vb.copy(b, 4 + kb.length);
+      return b;
+    }),
+  );
   const prelude = Buffer.alloc(12);
   prelude.writeUInt32BE(12 + hs.length + payload.length + 4, 0);
   prelude.writeUInt32BE(hs.length, 4);
@@ -46,7 +48,14 @@ export function encodeMessage(headers: [string, string][], payload: Buffer): Buf
 
 export function eventMessage(eventType: string, payload: object | Buffer): Buffer {
   const p = Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload));
-  return encodeMessage([[':event-type', eventType], [':content-type', 'application/json'], [':message-type', 'event']], p);
+  return encodeMessage(
+    [
+      [':event-type', eventType],
+      [':content-type', 'application/json'],
+      [':message-type', 'event'],
+    ],
+    p,
+  );
 }
 
 /** Bedrock InvokeModelWithResponseStream: the event JSON base64-encoded in {"bytes":...}. */

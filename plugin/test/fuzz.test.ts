@@ -1,5 +1,5 @@
 // Generated inputs (seeded, reproducible): nothing may trap the VM.
-import { newHost, withConfig, ProxyWasmHost, reqHeaders, ALLOW, prng, SEED_CONFIG, HeaderList, utf8 } from './helpers';
+import { newHost, withConfig, ProxyWasmHost, reqHeaders, ALLOW, prng, HeaderList, utf8 } from './helpers';
 
 const SEED = 20261127;
 const ALPHABET = Buffer.from('{}[]":,\\ \n\r\t0123456789eE+-.abcdeflnrstuUx/\u0000');
@@ -21,12 +21,24 @@ function gen(rand: () => number) {
     for (let i = 0; i < ops; i++) {
       const at = int(b.length + 1);
       switch (int(6)) {
-        case 0: b = b.subarray(0, at); break; // truncate
-        case 1: if (b.length) b[int(b.length)] = int(256); break; // flip
-        case 2: b = Buffer.concat([b.subarray(0, at), randomBytes(1 + int(8)), b.subarray(at)]); break; // insert
-        case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(int(b.length))]); break; // cut/duplicate
-        case 4: b = Buffer.concat([b.subarray(0, at), Buffer.from('{"usage":{"total_tokens":' + '9'.repeat(int(40)) + '}}'), b.subarray(at)]); break;
-        case 5: b = Buffer.concat([b.subarray(0, at), Buffer.from('['.repeat(int(200)) + '{'.repeat(int(200))), b.subarray(at)]); break;
+        case 0:
+          b = b.subarray(0, at);
+          break; // truncate
+        case 1:
+          if (b.length) b[int(b.length)] = int(256);
+          break; // flip
+        case 2:
+          b = Buffer.concat([b.subarray(0, at), randomBytes(1 + int(8)), b.subarray(at)]);
+          break; // insert
+        case 3:
+          b = Buffer.concat([b.subarray(0, at), b.subarray(int(b.length))]);
+          break; // cut/duplicate
+        case 4:
+          b = Buffer.concat([b.subarray(0, at), Buffer.from('{"usage":{"total_tokens":' + '9'.repeat(int(40)) + '}}'), b.subarray(at)]);
+          break;
+        case 5:
+          b = Buffer.concat([b.subarray(0, at), Buffer.from('['.repeat(int(200)) + '{'.repeat(int(200))), b.subarray(at)]);
+          break;
       }
     }
     return b;
@@ -63,7 +75,10 @@ describe('generated inputs never trap', () => {
       s.sendRequestHeaders(reqHeaders([['user-type', 'u']]));
       h.reply(h.pendingCalls()[0].token, ALLOW);
       const sse = rand() < 0.5;
-      const hdrs: HeaderList = [[':status', '200'], ['content-type', sse ? 'text/event-stream' : 'application/json']];
+      const hdrs: HeaderList = [
+        [':status', '200'],
+        ['content-type', sse ? 'text/event-stream' : 'application/json'],
+      ];
       if (rand() < 0.05) hdrs.push(['content-encoding', g.headerValue()]);
       s.sendResponseHeaders(hdrs);
       const cs = g.chunks(g.body());
@@ -94,23 +109,34 @@ describe('generated inputs never trap', () => {
   test('odd request header values and paths: keys are valid JSON, decisions always made', () => {
     const rand = prng(SEED + 1);
     const g = gen(rand);
-    const h = newHost(withConfig({
-      matches: [],
-      rateLimitKeys: ['{{request.headers.user-type}}', 'p{{request.path}}q{{request.query.k}}', '{{request.host}}', '{{source.ip}}'],
-      onMissingKey: { default: '-' },
-    }), { properties: { 'source.address': '[::1' } });
+    const h = newHost(
+      withConfig({
+        matches: [],
+        rateLimitKeys: ['{{request.headers.user-type}}', 'p{{request.path}}q{{request.query.k}}', '{{request.host}}', '{{source.ip}}'],
+        onMissingKey: { default: '-' },
+      }),
+      { properties: { 'source.address': '[::1' } },
+    );
     for (let i = 0; i < 3000; i++) {
       const s = h.newStream();
       const before = h.httpCalls.length;
       const path = rand() < 0.5 ? g.headerValue() : '/p?k=' + g.headerValue();
-      s.sendRequestHeaders([[':method', g.headerValue()], [':path', path], [':authority', g.headerValue()], ['user-type', g.headerValue()]]);
+      s.sendRequestHeaders([
+        [':method', g.headerValue()],
+        [':path', path],
+        [':authority', g.headerValue()],
+        ['user-type', g.headerValue()],
+      ]);
       expect(h.httpCalls.length).toBe(before + 1);
       const call = h.httpCalls[before];
       const p = call.headers.find(([k]) => k === ':path')![1];
       const keys = JSON.parse(decodeURIComponent(p.slice('/ratelimit?ratelimit_keys='.length)));
       expect(keys).toHaveLength(4);
       for (const k of keys) expect(Buffer.byteLength(k)).toBeLessThanOrEqual(256 + 3 * 64); // U+FFFD may triple invalid bytes
-      h.reply(call.token, rand() < 0.5 ? ALLOW : { status: 200, body: g.mutate('{"allow":false,"description":"x","limit":1,"remaining":2,"retry_after_seconds":3}') });
+      h.reply(
+        call.token,
+        rand() < 0.5 ? ALLOW : { status: 200, body: g.mutate('{"allow":false,"description":"x","limit":1,"remaining":2,"retry_after_seconds":3}') },
+      );
       expect(s.requestContinued + (s.localResponse ? 1 : 0)).toBe(1);
       s.end();
     }
@@ -124,7 +150,8 @@ describe('generated inputs never trap', () => {
     for (let i = 0; i < 3000; i++) {
       const s = h.newStream();
       s.sendRequestHeaders(reqHeaders([['user-type', 'u']]));
-      const body = rand() < 0.3 ? g.randomBytes(g.int(100)) : g.mutate('{"allow":false,"description":"\\u9650 k","limit":200,"remaining":-3,"retry_after_seconds":1.5}');
+      const body =
+        rand() < 0.3 ? g.randomBytes(g.int(100)) : g.mutate('{"allow":false,"description":"\\u9650 k","limit":200,"remaining":-3,"retry_after_seconds":1.5}');
       h.reply(h.pendingCalls()[0].token, { status: rand() < 0.9 ? 200 : g.int(600), body });
       expect(s.requestContinued + (s.localResponse ? 1 : 0)).toBe(1);
       s.end();
@@ -148,13 +175,17 @@ describe('generated inputs never trap', () => {
   });
 
   test('a 10 MB JSON body in one chunk and in 64 KB chunks', () => {
-    const big = '{"choices":[{"message":{"content":"' + 'é\\"{['.repeat(2 * 1024 * 1024) + '"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}';
+    const big =
+      '{"choices":[{"message":{"content":"' + 'é\\"{['.repeat(2 * 1024 * 1024) + '"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}';
     for (const size of [big.length, 65536]) {
       const h = newHost();
       const s = h.newStream();
       s.sendRequestHeaders(reqHeaders([['user-type', 'u']]));
       h.reply(h.pendingCalls()[0].token, ALLOW);
-      s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json']]);
+      s.sendResponseHeaders([
+        [':status', '200'],
+        ['content-type', 'application/json'],
+      ]);
       const b = Buffer.from(big);
       for (let i = 0; i < b.length; i += size) s.sendResponseBody(b.subarray(i, i + size), i + size >= b.length);
       expect(JSON.parse(h.httpCalls[1].body.toString())).toMatchObject({ total_tokens: 3 });
@@ -166,8 +197,14 @@ describe('generated inputs never trap', () => {
     const s = h.newStream();
     s.sendRequestHeaders(reqHeaders([['user-type', 'u']]));
     h.reply(h.pendingCalls()[0].token, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json']]);
-    s.sendResponseBody('{"a":' + '['.repeat(100000) + ']'.repeat(100000) + ',"usage":{"total_tokens":1,"x":' + '{"y":'.repeat(100) + '1' + '}'.repeat(100) + '}}', true);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'application/json'],
+    ]);
+    s.sendResponseBody(
+      '{"a":' + '['.repeat(100000) + ']'.repeat(100000) + ',"usage":{"total_tokens":1,"x":' + '{"y":'.repeat(100) + '1' + '}'.repeat(100) + '}}',
+      true,
+    );
     expect(h.trapped).toBeNull();
     // The usage object itself is deeper than the JSON parser's limit: dropped, not a trap.
     expect(h.metric('llm_ratelimit.usage_not_found')).toBe(1);

@@ -56,9 +56,7 @@ export function checkedRequest(h: ProxyWasmHost, reply: object | 'fail' = ALLOW,
 
 /** Every report call (usage update) sent so far, retries included, parsed as sent. */
 export function reportCalls(h: ProxyWasmHost): any[] {
-  return h.httpCalls
-    .filter((c) => header(c.headers, ':path') === '/update_ratelimit_record')
-    .map((c) => JSON.parse(c.body.toString('utf8')));
+  return h.httpCalls.filter((c) => header(c.headers, ':path') === '/update_ratelimit_record').map((c) => JSON.parse(c.body.toString('utf8')));
 }
 
 /** Report ids: a random per-VM prefix (24 hex digits), '-', a counter. */

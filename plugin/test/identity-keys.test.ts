@@ -2,12 +2,14 @@
  * Keys from who the caller really is and what it calls: verified JWT claims and other Envoy
  * dynamic metadata, filter state, and fields of the JSON request body.
  */
-import {
-  newHost, withConfig, reqHeaders, checkKeys, ProxyWasmHost, LogLevel, FilterDataStatus, ALLOW, respond, reports, message, HeaderList,
-} from './helpers';
+import { newHost, withConfig, reqHeaders, checkKeys, ProxyWasmHost, LogLevel, FilterDataStatus, ALLOW, respond, reports, message, HeaderList } from './helpers';
 
 const JWT = 'metadata.filter_metadata.envoy.filters.http.jwt_authn.payload';
-const double = (n: number) => { const b = Buffer.alloc(8); b.writeDoubleLE(n); return b; };
+const double = (n: number) => {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(n);
+  return b;
+};
 
 /** The keys of the check made for a request without body, or the local reply's status. */
 function keysWith(config: object, properties: Record<string, string | Buffer>): string[] | string {
@@ -31,9 +33,23 @@ describe('verified JWT claims and Envoy metadata', () => {
   };
 
   test('a claim by name, nested claims, numbers and booleans as text', () => {
-    expect(keysWith({ rateLimitKeys: ['user-{{jwt.sub}}', 't-{{jwt.org.tenant}}', "n-{{jwt['n']}}", 'b-{{jwt.big}}', 'f-{{jwt.f}}',
-      'a-{{jwt.admin}}', 'g-{{jwt.guest}}', 'e-{{jwt.eight}}'] }, claims))
-      .toEqual(['user-alice', 't-acme', 'n-42', 'b-12345678901', 'f-1.5', 'a-true', 'g-false', 'e-abcdefgh']);
+    expect(
+      keysWith(
+        {
+          rateLimitKeys: [
+            'user-{{jwt.sub}}',
+            't-{{jwt.org.tenant}}',
+            "n-{{jwt['n']}}",
+            'b-{{jwt.big}}',
+            'f-{{jwt.f}}',
+            'a-{{jwt.admin}}',
+            'g-{{jwt.guest}}',
+            'e-{{jwt.eight}}',
+          ],
+        },
+        claims,
+      ),
+    ).toEqual(['user-alice', 't-acme', 'n-42', 'b-12345678901', 'f-1.5', 'a-true', 'g-false', 'e-abcdefgh']);
   });
 
   test('a missing claim (no token, or no such claim) follows onMissingKey', () => {
@@ -41,7 +57,7 @@ describe('verified JWT claims and Envoy metadata', () => {
     expect(keysWith({ rateLimitKeys: ['user-{{jwt.team}}'], onMissingKey: { default: 'anonymous' } }, claims)).toEqual(['user-anonymous']);
   });
 
-  test('any filter\'s dynamic metadata and filter state, with [\'...\'] for names with dots', () => {
+  test("any filter's dynamic metadata and filter state, with ['...'] for names with dots", () => {
     const props = { 'metadata.filter_metadata.my.authz.tenant': 'blue', 'filter_state.my.tenant.state': 'green' };
     expect(keysWith({ rateLimitKeys: ["{{metadata['my.authz'].tenant}}", "{{filter_state['my.tenant.state']}}"] }, props)).toEqual(['blue', 'green']);
   });
@@ -86,10 +102,15 @@ describe('fields of the JSON request body', () => {
   });
 
   test('two models for one user are two keys; dotted fields, numbers and booleans', () => {
-    const h = newHost(withConfig({ rateLimitKeys: ['{{request.body.model}}', '{{request.body.metadata.user_id}}', '{{request.body.n}}', '{{request.body.stream}}'] }));
+    const h = newHost(
+      withConfig({ rateLimitKeys: ['{{request.body.model}}', '{{request.body.metadata.user_id}}', '{{request.body.n}}', '{{request.body.stream}}'] }),
+    );
     send(h, ['{"model":"a","metadata":{"user_id":"u-1"},"n":2,"stream":true}']);
     send(h, ['{"model":"b","metadata":{"user_id":"u-1"},"n":2,"stream":false}']);
-    expect(h.pendingCalls().map(checkKeys)).toEqual([['a', 'u-1', '2', 'true'], ['b', 'u-1', '2', 'false']]);
+    expect(h.pendingCalls().map(checkKeys)).toEqual([
+      ['a', 'u-1', '2', 'true'],
+      ['b', 'u-1', '2', 'false'],
+    ]);
   });
 
   test.each([
@@ -128,7 +149,10 @@ describe('fields of the JSON request body', () => {
     const { s } = send(h, ['{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}']);
     h.reply(h.pendingCalls()[0].token, ALLOW);
     expect(JSON.parse(s.upstreamRequestBody().toString()).stream_options).toEqual({ include_usage: true });
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     expect(s.sendResponseBody('data: {"choices":[{"delta":{"content":"a"}}]}\n\n')).toBe(0);
     expect(s.sendResponseBody('data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\ndata: [DONE]\n\n', true)).toBe(0);
     expect(reports(h)).toEqual([{ ratelimit_keys: ['alice', 'model-m1'], prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }]);
@@ -170,11 +194,16 @@ describe('hash(): a key per secret without the secret', () => {
   test('any variable can be hashed (a claim, a body field); missing stays missing', () => {
     const props = { [`${JWT}.email`]: 'alice@example.com' };
     expect(keysWith({ rateLimitKeys: ['{{hash(jwt.email)}}'] }, props)).toEqual([sha('alice@example.com')]);
-    expect(keysWith({ rateLimitKeys: ['{{hash( request.headers.x-none )}}'] }, {})).toBe('403 missing rate limit key attribute: {{hash( request.headers.x-none )}}');
+    expect(keysWith({ rateLimitKeys: ['{{hash( request.headers.x-none )}}'] }, {})).toBe(
+      '403 missing rate limit key attribute: {{hash( request.headers.x-none )}}',
+    );
   });
 
   test('hash of an unknown variable, or of hash, is refused at configure time', () => {
-    for (const [tpl, err] of [['{{hash(nope)}}', 'unknown template variable "nope"'], ['{{hash(hash(request.path))}}', 'hash() of hash() adds nothing']]) {
+    for (const [tpl, err] of [
+      ['{{hash(nope)}}', 'unknown template variable "nope"'],
+      ['{{hash(hash(request.path))}}', 'hash() of hash() adds nothing'],
+    ]) {
       const h = new ProxyWasmHost();
       expect(h.configure(withConfig({ rateLimitKeys: [tpl] }))).toBe(false);
       expect(h.logsAt(LogLevel.error)[0]).toContain(err);

@@ -14,7 +14,10 @@ function importGraph(dir: string): Map<string, string[]> {
   const walk = (d: string): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
-      if (e.isDirectory()) { walk(p); continue; }
+      if (e.isDirectory()) {
+        walk(p);
+        continue;
+      }
       if (!e.name.endsWith('.ts')) continue;
       const src = fs.readFileSync(p, 'utf8');
       const deps: string[] = [];

@@ -24,13 +24,11 @@ describe('request matching', () => {
   });
 
   test('host prefix / suffix, path prefix without the query, any entry matches', () => {
-    const h = newHost(withConfig({
-      matches: [
-        { host: { suffix: '.openai.com' }, path: { prefix: '/v1/' } },
-        { host: { prefix: 'llm-' } },
-        { path: { exact: '/generate' } },
-      ],
-    }));
+    const h = newHost(
+      withConfig({
+        matches: [{ host: { suffix: '.openai.com' }, path: { prefix: '/v1/' } }, { host: { prefix: 'llm-' } }, { path: { exact: '/generate' } }],
+      }),
+    );
     expect(keysFor(h, reqHeaders(ut, 'api.openai.com', '/v1/chat'))).toEqual(['u']);
     expect(keysFor(h, reqHeaders(ut, 'api.openai.com', '/v2/chat'))).toBeNull();
     expect(keysFor(h, reqHeaders(ut, 'LLM-a:8080', '/x'))).toEqual(['u']);
@@ -46,7 +44,13 @@ describe('request matching', () => {
 
   test('request without :authority does not match a host rule', () => {
     const h = newHost();
-    expect(keysFor(h, [[':method', 'GET'], [':path', '/'], ['user-type', 'u']])).toBeNull();
+    expect(
+      keysFor(h, [
+        [':method', 'GET'],
+        [':path', '/'],
+        ['user-type', 'u'],
+      ]),
+    ).toBeNull();
   });
 });
 
@@ -61,17 +65,20 @@ describe('key templates', () => {
   };
 
   test('every variable, with literal text around placeholders', () => {
-    const h = newHost(withConfig({
-      matches: [],
-      rateLimitKeys: [
-        'user-{{request.headers.User-Type}}-x',
-        '{{request.host}}|{{request.path}}|{{request.method}}',
-        'q={{ request.query.tenant }}',
-        '{{source.address}} {{source.ip}} {{destination.address}}',
-        '{{connection.requested_server_name}}/{{source.principal}}',
-        '{{xds.route_name}}@{{xds.cluster_name}}',
-      ],
-    }), { properties: props });
+    const h = newHost(
+      withConfig({
+        matches: [],
+        rateLimitKeys: [
+          'user-{{request.headers.User-Type}}-x',
+          '{{request.host}}|{{request.path}}|{{request.method}}',
+          'q={{ request.query.tenant }}',
+          '{{source.address}} {{source.ip}} {{destination.address}}',
+          '{{connection.requested_server_name}}/{{source.principal}}',
+          '{{xds.route_name}}@{{xds.cluster_name}}',
+        ],
+      }),
+      { properties: props },
+    );
     expect(keysFor(h, reqHeaders([['user-type', 'gold']], 'API.example.com:8443', '/v1/chat?tenant=a%20b+c&x=1'))).toEqual([
       'user-gold-x',
       'api.example.com|/v1/chat|POST',
@@ -165,8 +172,9 @@ describe('key templates', () => {
     const keys = keysFor(h, reqHeaders([['user-type', raw]], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=%FF%FE'));
     expect(keys).toEqual(['regular-user~' + digestOf(raw), 'app-~' + digestOf('app-\xff\xfe')]);
     // Each byte sequence has its own digest: two invalid values never share a key.
-    expect(keysFor(h, reqHeaders([['user-type', 'regular-user\xfe']], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=x'))![0])
-      .toBe('regular-user~' + digestOf('regular-user\xfe'));
+    expect(keysFor(h, reqHeaders([['user-type', 'regular-user\xfe']], 'dashscope.aliyuncs.com', '/v1/chat/completions?app=x'))![0]).toBe(
+      'regular-user~' + digestOf('regular-user\xfe'),
+    );
   });
 
   test('odd bytes become valid JSON: quotes, backslashes, controls, unicode', () => {

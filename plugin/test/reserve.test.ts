@@ -1,8 +1,22 @@
 // reserve: the check at the end of the request body with &reserve=N, reserved_tokens in the
 // report, estimates when the usage never comes, includeStreamUsage.
 import {
-  newHost, withConfig, reqHeaders, header, reports, respond, ALLOW, DENY, ProxyWasmHost, Stream, HttpCall, HeaderList,
-  FilterDataStatus, LogLevel, prng, utf8,
+  newHost,
+  withConfig,
+  reqHeaders,
+  header,
+  reports,
+  respond,
+  ALLOW,
+  DENY,
+  ProxyWasmHost,
+  Stream,
+  HttpCall,
+  HeaderList,
+  FilterDataStatus,
+  LogLevel,
+  prng,
+  utf8,
 } from './helpers';
 
 const UT: HeaderList = [['user-type', 'regular-user']];
@@ -22,7 +36,11 @@ function checkCall(h: ProxyWasmHost, s: Stream): HttpCall | undefined {
   return h.httpCalls.find((c) => c.contextId === s.id && header(c.headers, ':path')!.startsWith('/ratelimit'));
 }
 
-interface Sent { s: Stream; call: HttpCall; bodyStatus: number[] }
+interface Sent {
+  s: Stream;
+  call: HttpCall;
+  bodyStatus: number[];
+}
 
 /** Headers (Continue), then the body in `parts` pieces; the check goes out at its end. */
 function send(h: ProxyWasmHost, body: string | Buffer | object, parts = 1, headers: HeaderList = UT, path = '/v1/chat/completions'): Sent {
@@ -69,7 +87,8 @@ describe('reserve: configuration', () => {
   test('enabled: logged with its settings', () => {
     const h = reserveHost({ includeStreamUsage: true, charsPerToken: 3.5 });
     expect(h.logsAt(LogLevel.info)[0]).toMatch(
-      /failOpen true, estimateMissingUsage true, includeStreamUsage true, maxRequestBodyBytes 262144, reserve on \(charsPerToken 3\.5, cjkCharsPerToken 1(\.0)?, defaultCompletionTokens 1024\)$/);
+      /failOpen true, estimateMissingUsage true, includeStreamUsage true, maxRequestBodyBytes 262144, reserve on \(charsPerToken 3\.5, cjkCharsPerToken 1(\.0)?, defaultCompletionTokens 1024\)$/,
+    );
   });
 
   test.each([
@@ -83,7 +102,10 @@ describe('reserve: configuration', () => {
     [{ defaultCompletionTokens: -1 }, 'reserve.defaultCompletionTokens: expected an integer from 0 to 1000000, got -1'],
     [{ defaultCompletionTokens: 1e7 }, 'reserve.defaultCompletionTokens: expected an integer from 0 to 1000000, got 10000000'],
     [{ includeStreamUsage: 1 }, 'reserve.includeStreamUsage: expected true or false, got 1'],
-    [{ enabled: true, maxBodyBytez: 1 }, 'reserve.maxBodyBytez: unknown field (allowed: enabled, maxBodyBytes, charsPerToken, cjkCharsPerToken, defaultCompletionTokens, includeStreamUsage), got 1'],
+    [
+      { enabled: true, maxBodyBytez: 1 },
+      'reserve.maxBodyBytez: unknown field (allowed: enabled, maxBodyBytes, charsPerToken, cjkCharsPerToken, defaultCompletionTokens, includeStreamUsage), got 1',
+    ],
   ])('%j is refused naming the field', (reserve, message) => {
     const h = new ProxyWasmHost();
     expect(h.configure(withConfig({ reserve }))).toBe(false);
@@ -116,7 +138,7 @@ describe('reserve: estimates', () => {
     expect(reservationFor({ contents: [{ role: 'user', parts: [{ text }] }], generationConfig: { maxOutputTokens: 11 } })).toBe(21);
     expect(reservationFor(chatBody(text))).toBe(10 + 1024);
     expect(reservationFor(chatBody(text), { defaultCompletionTokens: 5 })).toBe(15);
-    expect(reservationFor(chatBody(text, { max_tokens: 'many' }))).toBe(10 + 1024); // not a number: default
+    expect(reservationFor(chatBody(text, { max_tokens: 'many' }))).toBe(10 + 1 + 1024); // not a number: default (the string is text)
     expect(reservationFor(chatBody(text, { max_tokens: -3 }))).toBe(10 + 1024);
     expect(reservationFor(chatBody(text, { max_tokens: 100, n: 3 }))).toBe(10 + 300); // n choices
     expect(reservationFor(chatBody(text, { max_tokens: 1e30 }))).toBe(1e9); // capped
@@ -124,18 +146,55 @@ describe('reserve: estimates', () => {
 
   test('where the text is: OpenAI parts, legacy prompt, Responses input and instructions, Anthropic system, Gemini', () => {
     const t = (n: number) => 'x'.repeat(4 * n);
-    expect(reservationFor(chatBody([{ type: 'text', text: t(3) }, { type: 'image_url', image_url: { url: 'https://e/x.png' } }, { type: 'text', text: t(2) }], { max_tokens: 0 }))).toBe(5);
-    expect(reservationFor({ model: 'm', messages: [{ role: 'system', content: t(1) }, { role: 'user', content: t(2) }, { role: 'assistant', content: t(4) }], max_tokens: 0 })).toBe(7);
+    expect(
+      reservationFor(
+        chatBody(
+          [
+            { type: 'text', text: t(3) },
+            { type: 'image_url', image_url: { url: 'https://e/x.png' } },
+            { type: 'text', text: t(2) },
+          ],
+          { max_tokens: 0 },
+        ),
+      ),
+    ).toBe(5 + 1600); // an image: 1,600
+    expect(
+      reservationFor({
+        model: 'm',
+        messages: [
+          { role: 'system', content: t(1) },
+          { role: 'user', content: t(2) },
+          { role: 'assistant', content: t(4) },
+        ],
+        max_tokens: 0,
+      }),
+    ).toBe(7);
     expect(reservationFor({ model: 'davinci', prompt: t(6), max_tokens: 0 })).toBe(6);
     expect(reservationFor({ model: 'davinci', prompt: [t(1), t(2)], max_tokens: 0 })).toBe(3);
-    expect(reservationFor({ model: 'gpt', instructions: t(2), input: [{ role: 'user', content: [{ type: 'input_text', text: t(3) }] }], max_output_tokens: 0 })).toBe(5);
-    expect(reservationFor({ model: 'claude', system: [{ type: 'text', text: t(2) }], messages: [{ role: 'user', content: [{ type: 'text', text: t(3) }] }], max_tokens: 0 }, {}, '/v1/messages')).toBe(5);
-    expect(reservationFor({ systemInstruction: { parts: [{ text: t(1) }] }, contents: [{ role: 'user', parts: [{ text: t(2) }, { text: t(3) }] }], generationConfig: { maxOutputTokens: 0 } })).toBe(6);
+    expect(
+      reservationFor({ model: 'gpt', instructions: t(2), input: [{ role: 'user', content: [{ type: 'input_text', text: t(3) }] }], max_output_tokens: 0 }),
+    ).toBe(5);
+    expect(
+      reservationFor(
+        { model: 'claude', system: [{ type: 'text', text: t(2) }], messages: [{ role: 'user', content: [{ type: 'text', text: t(3) }] }], max_tokens: 0 },
+        {},
+        '/v1/messages',
+      ),
+    ).toBe(5);
+    expect(
+      reservationFor({
+        systemInstruction: { parts: [{ text: t(1) }] },
+        contents: [{ role: 'user', parts: [{ text: t(2) }, { text: t(3) }] }],
+        generationConfig: { maxOutputTokens: 0 },
+      }),
+    ).toBe(6);
   });
 
   test('no text found, or not JSON: the body length at the Latin ratio (plus the default completion)', () => {
-    const noText = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:...' } }] }] });
+    const noText = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [] }] });
     expect(reservationFor(noText)).toBe(Math.ceil(noText.length / 4) + 1024);
+    const imageOnly = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:...' } }] }] });
+    expect(reservationFor(imageOnly)).toBe(1600 + 1024); // an image, no text: the image's fixed cost
     expect(reservationFor('not json at all, 40 bytes long.........')).toBe(10 + 1024);
     const deep = '{"messages":' + '['.repeat(40) + ']'.repeat(40) + '}'; // deeper than the parser's 32 levels
     expect(reservationFor(deep)).toBe(Math.ceil(deep.length / 4) + 1024);
@@ -202,11 +261,17 @@ describe('reserve: check and decision', () => {
     s.end();
     const calls = h.httpCalls.filter((c) => header(c.headers, ':path') === '/update_ratelimit_record');
     expect(calls.map((c) => c.body.toString())).toEqual([
-      expect.stringMatching(/^\{"ratelimit_keys":\["regular-user"\],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105,"model":"qwen-plus","request_id":"[0-9A-F]{24}-1"\}$/)]);
+      expect.stringMatching(
+        /^\{"ratelimit_keys":\["regular-user"\],"prompt_tokens":10,"completion_tokens":95,"total_tokens":105,"model":"qwen-plus","request_id":"[0-9A-F]{24}-1"\}$/,
+      ),
+    ]);
   });
 
   test.each([
-    ['negative', '-5'], ['a string', '"100"'], ['zero', '0'], ['too big', '1e16'],
+    ['negative', '-5'],
+    ['a string', '"100"'],
+    ['zero', '0'],
+    ['too big', '1e16'],
   ])('"reserved" %s: treated as nothing reserved', (_n, v) => {
     const h = reserveHost();
     const { s, call } = send(h, chatBody('hi'));
@@ -315,8 +380,11 @@ describe('reserve: reports without usage', () => {
   });
 
   const sse = (pieces: string[], usage = false) =>
-    pieces.map((p) => `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(p)}},"finish_reason":null}]}\n\n`).join('') +
-    (usage ? 'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n' : '') + 'data: [DONE]\n\n';
+    pieces
+      .map((p) => `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(p)}},"finish_reason":null}]}\n\n`)
+      .join('') +
+    (usage ? 'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n' : '') +
+    'data: [DONE]\n\n';
 
   test('an SSE stream without a usage chunk: only the delta.content text counts (not the JSON around it), CJK at its ratio', () => {
     const h = reserveHost();
@@ -338,7 +406,8 @@ describe('reserve: reports without usage', () => {
     const r = reports(h);
     expect(r.length).toBeGreaterThan(10);
     // 2 CJK (escaped) = 2, "abcd" + one emoji = 5 characters = 2 tokens
-    for (const x of r) expect(x).toEqual({ ratelimit_keys: KEYS, prompt_tokens: 1, completion_tokens: 4, total_tokens: 5, reserved_tokens: 2, estimated: true });
+    for (const x of r)
+      expect(x).toEqual({ ratelimit_keys: KEYS, prompt_tokens: 1, completion_tokens: 4, total_tokens: 5, reserved_tokens: 2, estimated: true });
   });
 
   test('Anthropic text_delta and Responses output_text.delta count too', () => {
@@ -362,7 +431,10 @@ describe('reserve: reports without usage', () => {
   test('client abort mid-stream: what was streamed so far, estimated', () => {
     const h = reserveHost();
     const s = reserved(h, chatBody('a'.repeat(400), { max_tokens: 500 }), 600);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     s.sendResponseBody(sse(['a'.repeat(40), 'b'.repeat(40)]).replace('data: [DONE]\n\n', ''), false);
     s.end(); // the client went away
     expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 100, completion_tokens: 20, total_tokens: 120, reserved_tokens: 600, estimated: true }]);
@@ -378,7 +450,10 @@ describe('reserve: reports without usage', () => {
   test.each([400, 429, 500, 503])('upstream %d without usage: a full refund (actual 0) when something was reserved, else nothing', (status) => {
     const h = reserveHost();
     const s = reserved(h, chatBody('hi'), 1025);
-    s.sendResponseHeaders([[':status', String(status)], ['content-type', 'application/json']]);
+    s.sendResponseHeaders([
+      [':status', String(status)],
+      ['content-type', 'application/json'],
+    ]);
     s.sendResponseBody('{"error":{"message":"upstream error","type":"x","content":"not counted"}}', true);
     s.end();
     expect(reports(h)).toEqual([{ ratelimit_keys: KEYS, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, reserved_tokens: 1025 }]);
@@ -386,7 +461,10 @@ describe('reserve: reports without usage', () => {
     const h2 = reserveHost();
     const t = send(h2, chatBody('hi'));
     h2.reply(t.call.token, ALLOW); // reference service: nothing reserved
-    t.s.sendResponseHeaders([[':status', String(status)], ['content-type', 'application/json']]);
+    t.s.sendResponseHeaders([
+      [':status', String(status)],
+      ['content-type', 'application/json'],
+    ]);
     t.s.sendResponseBody('{"error":{}}', true);
     t.s.end();
     expect(reports(h2)).toEqual([]);
@@ -431,11 +509,23 @@ describe('reserve: includeStreamUsage', () => {
   });
 
   test.each([
-    ['merged into stream_options', '{"stream":true,"stream_options":{"x":1},"messages":[]}', '{"stream":true,"stream_options":{"x":1,"include_usage":true},"messages":[]}'],
+    [
+      'merged into stream_options',
+      '{"stream":true,"stream_options":{"x":1},"messages":[]}',
+      '{"stream":true,"stream_options":{"x":1,"include_usage":true},"messages":[]}',
+    ],
     ['empty stream_options', '{"stream":true,"stream_options":{ },"messages":[]}', '{"stream":true,"stream_options":{ "include_usage":true},"messages":[]}'],
-    ['include_usage false', '{"stream":true,"stream_options":{"include_usage":false},"prompt":"p"}', '{"stream":true,"stream_options":{"include_usage":true},"prompt":"p"}'],
+    [
+      'include_usage false',
+      '{"stream":true,"stream_options":{"include_usage":false},"prompt":"p"}',
+      '{"stream":true,"stream_options":{"include_usage":true},"prompt":"p"}',
+    ],
     ['stream_options null', '{"stream":true,"stream_options":null,"messages":[]}', '{"stream":true,"stream_options":{"include_usage":true},"messages":[]}'],
-    ['whitespace and unicode kept', ' {\n "messages" : [{"content":"你好\\u0041"}] ,\n "stream" : true \n}\n', ' {\n "messages" : [{"content":"你好\\u0041"}] ,\n "stream" : true \n,"stream_options":{"include_usage":true}}\n'],
+    [
+      'whitespace and unicode kept',
+      ' {\n "messages" : [{"content":"你好\\u0041"}] ,\n "stream" : true \n}\n',
+      ' {\n "messages" : [{"content":"你好\\u0041"}] ,\n "stream" : true \n,"stream_options":{"include_usage":true}}\n',
+    ],
   ])('%s', (_n, body, expected) => {
     expect(upstream({ includeStreamUsage: true }, body).body).toBe(expected);
   });
@@ -463,14 +553,47 @@ describe('reserve: generated inputs', () => {
   test('random request bodies, chunkings, replies and responses never trap; memory does not grow', () => {
     const rand = prng(7);
     const int = (n: number) => Math.floor(rand() * n);
-    const pieces = ['{', '}', '[', ']', '"messages"', '"content"', '"text"', '"parts"', '"max_tokens"', '"stream"', 'true', '"stream_options"',
-      '"include_usage"', ':', ',', '12', '-1', '1e999', '"你好"', '"\\u4f60"', '"\\ud83d"', '"a\\"b"', 'null', ' ', '\xff', '"prompt"', '"input"',
-      '"generationConfig"', '{"maxOutputTokens":3}', '"n"'];
+    const pieces = [
+      '{',
+      '}',
+      '[',
+      ']',
+      '"messages"',
+      '"content"',
+      '"text"',
+      '"parts"',
+      '"max_tokens"',
+      '"stream"',
+      'true',
+      '"stream_options"',
+      '"include_usage"',
+      ':',
+      ',',
+      '12',
+      '-1',
+      '1e999',
+      '"你好"',
+      '"\\u4f60"',
+      '"\\ud83d"',
+      '"a\\"b"',
+      'null',
+      ' ',
+      '\xff',
+      '"prompt"',
+      '"input"',
+      '"generationConfig"',
+      '{"maxOutputTokens":3}',
+      '"n"',
+    ];
     const body = () => {
       if (rand() < 0.3) {
-        return JSON.stringify({ model: 'm', stream: rand() < 0.5, stream_options: rand() < 0.3 ? { include_usage: rand() < 0.5 } : undefined,
+        return JSON.stringify({
+          model: 'm',
+          stream: rand() < 0.5,
+          stream_options: rand() < 0.3 ? { include_usage: rand() < 0.5 } : undefined,
           messages: [{ role: 'user', content: rand() < 0.5 ? 'x'.repeat(int(3000)) : [{ type: 'text', text: '字'.repeat(int(100)) }] }],
-          max_tokens: rand() < 0.5 ? int(5000) : undefined });
+          max_tokens: rand() < 0.5 ? int(5000) : undefined,
+        });
       }
       let s = '';
       const n = int(60);
@@ -479,9 +602,12 @@ describe('reserve: generated inputs', () => {
     };
     const h = reserveHost({ includeStreamUsage: true, maxBodyBytes: 2048 });
     const mem = () => (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+    // Memory after a warm-up (1,000 requests: the heap's high-water mark depends on the order of
+    // the allocations, and a page may be added once early on), then 2,000 more: a leak of even a
+    // few bytes per request would grow it.
     let memAt500 = 0;
-    for (let i = 0; i < 1500; i++) {
-      if (i === 500) memAt500 = mem();
+    for (let i = 0; i < 3000; i++) {
+      if (i === 1000) memAt500 = mem();
       const b = Buffer.from(body(), 'latin1');
       const s = h.newStream();
       s.sendRequestHeaders(reqHeaders([...UT, ['content-length', String(b.length)]]));
@@ -496,7 +622,10 @@ describe('reserve: generated inputs', () => {
       }
       if (rand() < 0.8) {
         const sseMode = rand() < 0.5;
-        s.sendResponseHeaders([[':status', String([200, 200, 200, 500][int(4)])], ['content-type', sseMode ? 'text/event-stream' : 'application/json']]);
+        s.sendResponseHeaders([
+          [':status', String([200, 200, 200, 500][int(4)])],
+          ['content-type', sseMode ? 'text/event-stream' : 'application/json'],
+        ]);
         const rb = Buffer.from(body(), 'latin1');
         const cut = int(rb.length + 1);
         s.sendResponseBody(sseMode ? Buffer.concat([Buffer.from('data: '), rb.subarray(0, cut)]) : rb.subarray(0, cut), false);

@@ -12,7 +12,10 @@ const trace = (body: string, chunks?: number[]) => {
   if (!chunks) return sc.sseTrace([b]);
   const parts: Buffer[] = [];
   let i = 0;
-  for (const n of chunks) { parts.push(b.subarray(i, i + n)); i += n; }
+  for (const n of chunks) {
+    parts.push(b.subarray(i, i + n));
+    i += n;
+  }
   parts.push(b.subarray(i));
   return sc.sseTrace(parts);
 };
@@ -39,15 +42,25 @@ describe('SSE line reader', () => {
   });
 
   test('split anywhere (every byte, random chunks), the trace is the same', () => {
-    const body = 'event: message_start\r\ndata: {"type":"message_start","message":{"usage":{"input_tokens":12}}}\r\n\r\n' +
+    const body =
+      'event: message_start\r\ndata: {"type":"message_start","message":{"usage":{"input_tokens":12}}}\r\n\r\n' +
       ': keep-alive\n\ndata: {"x":"\u00e4\u00f6"}\ndata: [DONE]\n\n';
     const whole = trace(body);
-    expect(trace(body, Array.from({ length: body.length }, () => 1))).toBe(whole);
+    expect(
+      trace(
+        body,
+        Array.from({ length: body.length }, () => 1),
+      ),
+    ).toBe(whole);
     const rand = prng(11);
     for (let k = 0; k < 50; k++) {
       const cuts: number[] = [];
       let left = body.length;
-      while (left > 0) { const n = 1 + Math.floor(rand() * 20); cuts.push(n); left -= n; }
+      while (left > 0) {
+        const n = 1 + Math.floor(rand() * 20);
+        cuts.push(n);
+        left -= n;
+      }
       expect(trace(body, cuts)).toBe(whole);
     }
   });

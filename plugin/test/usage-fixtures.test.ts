@@ -7,8 +7,22 @@ import { newHost, checkedRequest, respond, reports, prng, ALLOW, ProxyWasmHost }
 import { buildEventStream, binPath } from './eventstream';
 
 const DIR = path.join(__dirname, 'fixtures');
-interface Expected { prompt: number; completion: number; total: number; cacheRead: number; cacheWrite: number; reasoning: number }
-interface Fixture { file: string; contentType: string; source: string; expected: Expected | null }
+// estimated: a stream cut before its final usage (issue 23), charged at least the estimate of what it delivered.
+interface Expected {
+  prompt: number;
+  completion: number;
+  total: number;
+  cacheRead: number;
+  cacheWrite: number;
+  reasoning: number;
+  estimated?: boolean;
+}
+interface Fixture {
+  file: string;
+  contentType: string;
+  source: string;
+  expected: Expected | null;
+}
 const FIXTURES: Fixture[] = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8'));
 
 export function fixtureBody(f: Fixture): Buffer {
@@ -36,6 +50,7 @@ function want(e: Expected | null): any {
   if (e.cacheRead > 0) r.cache_read_tokens = e.cacheRead;
   if (e.cacheWrite > 0) r.cache_write_tokens = e.cacheWrite;
   if (e.reasoning > 0) r.reasoning_tokens = e.reasoning;
+  if (e.estimated) r.estimated = true;
   return r;
 }
 
@@ -80,7 +95,13 @@ describe('fixture corpus', () => {
 
   test.each(FIXTURES.map((f) => [f.file, f] as [string, Fixture]))('%s: byte by byte', (_n, f) => {
     const body = fixtureBody(f);
-    expect(report(newHost(), f.contentType, [...body].map((x) => Buffer.from([x])))).toEqual(want(f.expected));
+    expect(
+      report(
+        newHost(),
+        f.contentType,
+        [...body].map((x) => Buffer.from([x])),
+      ),
+    ).toEqual(want(f.expected));
   });
 
   test('CRLF line ends in every SSE fixture', () => {
@@ -105,14 +126,16 @@ describe('event streams through the plugin', () => {
     const base = Buffer.concat(FIXTURES.filter((f) => f.file.endsWith('.events.json')).map(fixtureBody));
     const h = newHost();
     let mem = 0;
-    for (let k = 0; k < 300; k++) {
+    // Memory after a warm-up of 150 streams (the heap's high-water mark depends on the order of
+    // the allocations: a page may be added once early on), then 300 more must not grow it.
+    for (let k = 0; k < 450; k++) {
       const b = Buffer.from(base);
       for (let i = 0; i < 1 + Math.floor(rand() * 5); i++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
       const s = checkedRequest(h, ALLOW);
       respond(s, 'application/vnd.amazon.eventstream', randomSplits(b, rand));
       s.end();
       for (const c of h.pendingCalls()) h.reply(c.token, { status: 200 });
-      if (k === 50) mem = (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+      if (k === 150) mem = (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
     }
     expect(h.trapped).toBeNull();
     expect((h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength).toBe(mem);

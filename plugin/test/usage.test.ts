@@ -23,30 +23,46 @@ function splits(body: string): string[][] {
 }
 
 const JSON_BODIES: [string, string, object][] = [
-  ['OpenAI chat (the seed reply)',
+  [
+    'OpenAI chat (the seed reply)',
     '{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"我是通义千问"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}}',
-    tokens(10, 95, 105)],
-  ['OpenAI with token details',
+    tokens(10, 95, 105),
+  ],
+  [
+    'OpenAI with token details',
     '{"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}},"choices":[]}',
-    tokens(19, 10, 29)],
-  ['OpenAI Responses',
+    tokens(19, 10, 29),
+  ],
+  [
+    'OpenAI Responses',
     '{"id":"resp_1","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"hi"}]}],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123}}',
-    tokens(36, 87, 123)],
-  ['DashScope native',
+    tokens(36, 87, 123),
+  ],
+  [
+    'DashScope native',
     '{"output":{"choices":[{"message":{"content":"x","role":"assistant"},"finish_reason":"stop"}]},"usage":{"total_tokens":30,"output_tokens":22,"input_tokens":8},"request_id":"abc"}',
-    tokens(8, 22, 30)],
-  ['Anthropic (no total: summed)',
+    tokens(8, 22, 30),
+  ],
+  [
+    'Anthropic (no total: summed)',
     '{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","usage":{"input_tokens":2095,"output_tokens":503,"cache_creation_input_tokens":0}}',
-    tokens(2095, 503, 2598)],
-  ['Gemini',
+    tokens(2095, 503, 2598),
+  ],
+  [
+    'Gemini',
     '{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7,"totalTokenCount":11},"modelVersion":"gemini-2.0-flash"}',
-    tokens(4, 7, 11)],
-  ['Gemini stream without alt=sse (JSON array of chunks)',
+    tokens(4, 7, 11),
+  ],
+  [
+    'Gemini stream without alt=sse (JSON array of chunks)',
     '[{"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":4,"totalTokenCount":4}}\r\n,\r\n{"candidates":[{"content":{"parts":[{"text":"b"}]}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":9,"totalTokenCount":13}}]',
-    tokens(4, 9, 13)],
-  ['usage first, whitespace everywhere',
+    tokens(4, 9, 13),
+  ],
+  [
+    'usage first, whitespace everywhere',
     ' {\n  "usage" : {\n "prompt_tokens" : 1 , "completion_tokens" : 2 , "total_tokens" : 3 } , "choices" : [ ] }\n',
-    tokens(1, 2, 3)],
+    tokens(1, 2, 3),
+  ],
 ];
 
 describe('usage in JSON bodies', () => {
@@ -73,8 +89,10 @@ describe('usage in JSON bodies', () => {
     const calls = h.httpCalls.filter((c) => header(c.headers, ':path') === '/update_ratelimit_record');
     expect(calls).toHaveLength(1);
     expect(calls[0].headers).toEqual([
-      [':method', 'POST'], [':path', '/update_ratelimit_record'],
-      [':authority', 'asm-llm-token-rate-limit-example.default.svc.cluster.local'], ['content-type', 'application/json'],
+      [':method', 'POST'],
+      [':path', '/update_ratelimit_record'],
+      [':authority', 'asm-llm-token-rate-limit-example.default.svc.cluster.local'],
+      ['content-type', 'application/json'],
     ]);
     expect(calls[0].cluster).toBe('outbound|80||asm-llm-token-rate-limit-example.default.svc.cluster.local');
     expect(h.metric('llm_ratelimit.reports_sent')).toBe(1);
@@ -95,15 +113,27 @@ describe('usage in JSON bodies', () => {
   test('body chunks always pass through at once (Continue), never buffered', () => {
     const h = newHost();
     const s = checkedRequest(h, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'application/json'],
+    ]);
     expect(s.sendResponseBody('{"choices":[', false)).toBe(0);
     expect(s.sendResponseBody('],"usage":{"total_tokens":4}}', true)).toBe(0);
   });
 
   test('usage not found: counted, nothing reported', () => {
     const h = newHost();
-    for (const body of ['{"error":{"message":"bad"}}', '{"usage":null}', '{"usage":{}}', '{"usage":{"total_tokens":"5"}}',
-      '{"x":{"usage":{"total_tokens":5}}}', '[[{"usage":{"total_tokens":5}}]]', '{"a":"\\"usage\\":{\\"total_tokens\\":5}"}', 'not json', '']) {
+    for (const body of [
+      '{"error":{"message":"bad"}}',
+      '{"usage":null}',
+      '{"usage":{}}',
+      '{"usage":{"total_tokens":"5"}}',
+      '{"x":{"usage":{"total_tokens":5}}}',
+      '[[{"usage":{"total_tokens":5}}]]',
+      '{"a":"\\"usage\\":{\\"total_tokens\\":5}"}',
+      'not json',
+      '',
+    ]) {
       const s = checkedRequest(h, ALLOW);
       respond(s, 'application/json', [body]);
       s.end();
@@ -153,7 +183,10 @@ describe('usage in JSON bodies', () => {
   test('response trailers end the accounting', () => {
     const h = newHost();
     const s = checkedRequest(h, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'application/json']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'application/json'],
+    ]);
     s.sendResponseBody('{"usage":{"total_tokens":3}}', false);
     s.sendResponseTrailers([['grpc-status', '0']]);
     expect(reports(h)).toEqual([tokens(0, 0, 3)]);
@@ -167,37 +200,55 @@ function sse(events: string[], eol = '\n'): string {
 }
 
 const SSE_BODIES: [string, string, object][] = [
-  ['OpenAI chat stream with include_usage', sse([
-    'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}',
-    'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hel\\"lo {\\"usage\\":{\\"total_tokens\\":999}}"}}],"usage":null}',
-    'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}',
-    'data: {"id":"c","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}}',
-    'data: [DONE]',
-  ]), tokens(10, 95, 105)],
-  ['Anthropic stream: message_start + message_delta', sse([
-    'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"usage":{"input_tokens":25,"output_tokens":1}}}',
-    'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
-    'event: ping\ndata: {"type": "ping"}',
-    'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}',
-    'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}',
-    'event: message_stop\ndata: {"type":"message_stop"}',
-  ]), tokens(25, 15, 40)],
-  ['OpenAI Responses stream', sse([
-    'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_1","status":"in_progress","usage":null}}',
-    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}',
-    'event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_1","status":"completed","usage":{"input_tokens":5,"output_tokens":6,"total_tokens":11}}}',
-  ]), tokens(5, 6, 11)],
-  ['Gemini stream (cumulative usageMetadata)', sse([
-    'data: {"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":4,"totalTokenCount":4}}',
-    'data: {"candidates":[{"content":{"parts":[{"text":"b"}]}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":9,"totalTokenCount":13}}',
-  ]), tokens(4, 9, 13)],
-  ['DashScope native stream', sse([
-    'id:1\nevent:result\n:HTTP_STATUS/200\ndata:{"output":{"choices":[{"message":{"content":"x"}}]},"usage":{"total_tokens":9,"output_tokens":1,"input_tokens":8}}',
-    'id:2\nevent:result\n:HTTP_STATUS/200\ndata:{"output":{"choices":[{"message":{"content":"y"}}]},"usage":{"total_tokens":12,"output_tokens":4,"input_tokens":8}}',
-  ]), tokens(8, 4, 12)],
-  ['multi-line data event', sse([
-    'data: {"choices":[],\ndata:  "usage":\ndata: {"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}',
-  ]), tokens(1, 1, 2)],
+  [
+    'OpenAI chat stream with include_usage',
+    sse([
+      'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}',
+      'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hel\\"lo {\\"usage\\":{\\"total_tokens\\":999}}"}}],"usage":null}',
+      'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}',
+      'data: {"id":"c","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":95,"total_tokens":105}}',
+      'data: [DONE]',
+    ]),
+    tokens(10, 95, 105),
+  ],
+  [
+    'Anthropic stream: message_start + message_delta',
+    sse([
+      'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"usage":{"input_tokens":25,"output_tokens":1}}}',
+      'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+      'event: ping\ndata: {"type": "ping"}',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}',
+      'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}',
+      'event: message_stop\ndata: {"type":"message_stop"}',
+    ]),
+    tokens(25, 15, 40),
+  ],
+  [
+    'OpenAI Responses stream',
+    sse([
+      'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_1","status":"in_progress","usage":null}}',
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}',
+      'event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_1","status":"completed","usage":{"input_tokens":5,"output_tokens":6,"total_tokens":11}}}',
+    ]),
+    tokens(5, 6, 11),
+  ],
+  [
+    'Gemini stream (cumulative usageMetadata)',
+    sse([
+      'data: {"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":4,"totalTokenCount":4}}',
+      'data: {"candidates":[{"content":{"parts":[{"text":"b"}]}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":9,"totalTokenCount":13}}',
+    ]),
+    tokens(4, 9, 13),
+  ],
+  [
+    'DashScope native stream',
+    sse([
+      'id:1\nevent:result\n:HTTP_STATUS/200\ndata:{"output":{"choices":[{"message":{"content":"x"}}]},"usage":{"total_tokens":9,"output_tokens":1,"input_tokens":8}}',
+      'id:2\nevent:result\n:HTTP_STATUS/200\ndata:{"output":{"choices":[{"message":{"content":"y"}}]},"usage":{"total_tokens":12,"output_tokens":4,"input_tokens":8}}',
+    ]),
+    tokens(8, 4, 12),
+  ],
+  ['multi-line data event', sse(['data: {"choices":[],\ndata:  "usage":\ndata: {"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}']), tokens(1, 1, 2)],
 ];
 
 describe('usage in SSE streams', () => {
@@ -222,14 +273,18 @@ describe('usage in SSE streams', () => {
   });
 
   test('a truncated event does not poison the next one', () => {
-    const body = 'data: {"usage":{"prompt_tokens":7,"compl\n\ndata: {"choices":[{"x":"}}}]]]"}]}\n\ndata: {"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n';
+    const body =
+      'data: {"usage":{"prompt_tokens":7,"compl\n\ndata: {"choices":[{"x":"}}}]]]"}]}\n\ndata: {"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n';
     expect(usageOf('text/event-stream', [body])).toEqual(tokens(1, 2, 3));
   });
 
   test('a stream cut before its end reports what is known, once, from proxy_on_done', () => {
     const h = newHost();
     const s = checkedRequest(h, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     s.sendResponseBody(SSE_BODIES[1][1].slice(0, 200), false); // message_start only
     expect(reports(h)).toHaveLength(0);
     s.end(); // client went away: on_done, on_delete
@@ -239,7 +294,10 @@ describe('usage in SSE streams', () => {
   test('a stream cut before any usage: usage not found', () => {
     const h = newHost();
     const s = checkedRequest(h, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     s.sendResponseBody('data: {"choices":[]}\n\n', false);
     s.end();
     expect(h.metric('llm_ratelimit.usage_not_found')).toBe(1);
@@ -248,7 +306,10 @@ describe('usage in SSE streams', () => {
   test('memory is bounded: a long stream with long lines keeps only the usage object', () => {
     const h = newHost();
     const s: Stream = checkedRequest(h, ALLOW);
-    s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/event-stream']]);
+    s.sendResponseHeaders([
+      [':status', '200'],
+      ['content-type', 'text/event-stream'],
+    ]);
     const mem = () => (h.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
     const line = `data: {"choices":[{"delta":{"content":"${'x'.repeat(100000)}"}}]}\n\n`;
     for (let i = 0; i < 5; i++) s.sendResponseBody(line, false);

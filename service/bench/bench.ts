@@ -129,8 +129,31 @@ function redisBenchmark(port: number, sha: string, op: string, pipeline: number)
   const n = pipeline > 1 ? 300_000 : 100_000;
   const out = execFileSync(
     'redis-benchmark',
-    ['-h', '127.0.0.1', '-p', String(port), '-c', '50', '-n', String(n), '-P', String(pipeline), '--csv',
-      'EVALSHA', sha, '1', 'llmrl:{bench-rb}', '1000000000', '1000', '60000000', '3600', op === 'charge' ? '1' : '0', op, '', '10000000000'],
+    [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-c',
+      '50',
+      '-n',
+      String(n),
+      '-P',
+      String(pipeline),
+      '--csv',
+      'EVALSHA',
+      sha,
+      '1',
+      'llmrl:{bench-rb}',
+      '1000000000',
+      '1000',
+      '60000000',
+      '3600',
+      op === 'charge' ? '1' : '0',
+      op,
+      '',
+      '10000000000',
+    ],
     { encoding: 'utf8', timeout: 60_000 },
   );
   const lines = out.trim().split('\n');
@@ -177,7 +200,20 @@ async function targetOnly(): Promise<void> {
 /** One wrk run of `mode` against the service on `port` (with `token`: sent as a bearer token). */
 export function wrk(port: number, mode: 'check' | 'update', seconds: number, token?: string): Promise<Phase> {
   return new Promise((resolveRun, reject) => {
-    const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', join(__dirname, 'service.lua'), `http://127.0.0.1:${port}/`, '--', `mode=${mode}`, `keys=${KEYS}`, `prefix=${KEY_PREFIX}`];
+    const args = [
+      '-t2',
+      `-c${CONNECTIONS}`,
+      `-d${seconds}s`,
+      '--timeout',
+      '5s',
+      '-s',
+      join(__dirname, 'service.lua'),
+      `http://127.0.0.1:${port}/`,
+      '--',
+      `mode=${mode}`,
+      `keys=${KEYS}`,
+      `prefix=${KEY_PREFIX}`,
+    ];
     if (token) args.push(`token=${token}`);
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -217,7 +253,16 @@ export async function phase(port: number, mode: 'check' | 'update', seconds: num
 async function measure(redisUrl: string, redisPid: number, workers: number): Promise<{ workers: number; check: Phase; update: Phase }> {
   const mainJs = join(__dirname, '..', 'dist', 'main.js');
   const child = spawn(process.execPath, [mainJs], {
-    env: { ...process.env, PORT: '0', ADMIN_PORT: '0', WORKERS: String(workers), REDIS_URL: redisUrl, RATE_LIMIT_CONFIG: JSON.stringify(RULES), RATE_LIMIT_CONFIG_FILE: '', LOG_LEVEL: 'warn' },
+    env: {
+      ...process.env,
+      PORT: '0',
+      ADMIN_PORT: '0',
+      WORKERS: String(workers),
+      REDIS_URL: redisUrl,
+      RATE_LIMIT_CONFIG: JSON.stringify(RULES),
+      RATE_LIMIT_CONFIG_FILE: '',
+      LOG_LEVEL: 'warn',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
@@ -258,7 +303,10 @@ async function answering(port: number, ms: number): Promise<void> {
 
 /** The reference Go service (BENCH_REFERENCE) on the same Redis: warm-up, then checks and updates. */
 async function measureReference(redisPort: number, redisPid: number): Promise<{ check: Phase; update: Phase }> {
-  const busy = await fetch(`http://127.0.0.1:${REFERENCE_PORT}/`).then(() => true, () => false);
+  const busy = await fetch(`http://127.0.0.1:${REFERENCE_PORT}/`).then(
+    () => true,
+    () => false,
+  );
   if (busy) throw new Error(`BENCH_REFERENCE: port ${REFERENCE_PORT} is in use; the reference service listens there and nowhere else`);
   const child = spawn(REFERENCE, [], {
     env: { PATH: process.env.PATH ?? '', REDIS_ADDRESS: `127.0.0.1:${redisPort}`, RATE_LIMIT_CONFIG: JSON.stringify(RULES) },
@@ -295,7 +343,9 @@ async function sideBySide(redis: { url: string; port: number; pid: number }, n: 
     const one = await measure(redis.url, redis.pid, 1);
     const many = await measure(redis.url, redis.pid, n);
     rounds.push({ reference, one, many });
-    process.stderr.write(`[bench] round ${i + 1}: reference ${reference.check.rps}/${reference.update.rps}, WORKERS=1 ${one.check.rps}/${one.update.rps}, WORKERS=${n} ${many.check.rps}/${many.update.rps} checks/updates per second\n`);
+    process.stderr.write(
+      `[bench] round ${i + 1}: reference ${reference.check.rps}/${reference.update.rps}, WORKERS=1 ${one.check.rps}/${one.update.rps}, WORKERS=${n} ${many.check.rps}/${many.update.rps} checks/updates per second\n`,
+    );
   }
   const med = (pick: (r: (typeof rounds)[number]) => { check: Phase; update: Phase }) => ({
     check: medianRun(rounds.map((r) => pick(r).check)),

@@ -60,7 +60,7 @@ const median = (xs: number[]) => {
 
 async function main(): Promise<void> {
   const baseMain = resolve(BASE, 'service/dist/main.js');
-  if (!BASE || !existsSync(baseMain)) throw new Error(`BENCH_BASE must be a built checkout (no ${baseMain}); see service/README.md`);
+  if (!BASE || !existsSync(baseMain)) throw new Error(`BENCH_BASE must be a built checkout (no ${baseMain}); see docs/performance.md`);
   if (!haveWrk()) throw new Error('wrk not found: apt-get install -y wrk (make bench-tools does it)');
   const redis = await startRedis();
   const procs: ChildProcess[] = [];
@@ -74,8 +74,7 @@ async function main(): Promise<void> {
     procs.push(head.child);
     const sides = { base: { port: base.port, pid: base.child.pid! }, head: { port: head.port, pid: head.child.pid! } };
     const seconds = Number(process.env.BENCH_SECONDS ?? 6);
-    const measure = async (s: (typeof sides)['base'], mode: 'check' | 'update') =>
-      (await phase(s.port, mode, seconds, [s.pid], redis.pid, token)) as Measured;
+    const measure = async (s: (typeof sides)['base'], mode: 'check' | 'update') => (await phase(s.port, mode, seconds, [s.pid], redis.pid, token)) as Measured;
     // Warm-up both (JIT, connections, script cache, key → rule cache).
     for (const s of Object.values(sides)) {
       await wrk(s.port, 'check', 3, token);
@@ -102,7 +101,13 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       base: BASE,
-      setup: { load: 'wrk -t2 (bench/service.lua)', connections: Number(process.env.BENCH_CONNECTIONS ?? 32), seconds_per_phase: seconds, workers: 1, token: !!token },
+      setup: {
+        load: 'wrk -t2 (bench/service.lua)',
+        connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
+        seconds_per_phase: seconds,
+        workers: 1,
+        token: !!token,
+      },
       rounds,
       median_rps: {
         base: { check: median(rounds.map((x) => x.base.check.rps)), update: median(rounds.map((x) => x.base.update.rps)) },

@@ -76,6 +76,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     reservationTtlMs: settings.reservationTtlMs,
     requestWindowMs: settings.requestWindowMs,
     acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+    maxUpdateTokens: settings.maxUpdateTokens,
   });
   // The primary's rules serve /buckets; each worker watches the file itself.
   let watcher: ConfigWatcher | undefined;
@@ -175,7 +176,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   } catch (err) {
     stopping = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-    throw new Error(`admin port ${settings.adminPort}: ${(err as Error).message}`);
+    throw new Error(`admin port ${settings.adminPort}: ${(err as Error).message}`, { cause: err });
   }
   readiness(store, log)().catch(() => undefined);
   log.always('listening', {

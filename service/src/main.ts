@@ -32,7 +32,7 @@ export async function openStore(settings: Settings, log: Logger): Promise<Bucket
       // At most one line per 10 s: a flood of new keys must not flood the log.
       if (Date.now() - lastFullLog < 10_000) return;
       lastFullLog = Date.now();
-      log.error('embedded store full: new keys refused (checks denied, updates 503) rather than forget a balance', {
+      log.error('embedded store full of balances at or below zero: new keys refused (checks denied, updates 503) rather than forget a debt', {
         max_keys: settings.memoryMaxKeys,
         hint: 'raise MEMORY_MAX_KEYS or use Redis',
       });
@@ -81,6 +81,7 @@ function serviceOptions(settings: Settings, rules: Rule[], configText: string, s
       reservationTtlMs: settings.reservationTtlMs,
       requestWindowMs: settings.requestWindowMs,
       acceptRefundsWithoutReservationId: settings.acceptRefundsWithoutReservationId,
+      maxUpdateTokens: settings.maxUpdateTokens,
     },
   };
 }
@@ -89,10 +90,14 @@ function serviceOptions(settings: Settings, rules: Rule[], configText: string, s
 function startWarnings(settings: Settings, log: Logger): void {
   if (settings.redis && settings.snapshotFile) log.warn('MEMORY_SNAPSHOT_FILE is ignored with Redis (Redis keeps the records)');
   if (settings.tokens.length === 0) {
-    log.warn('SERVICE_TOKENS is not set: /ratelimit and /update_ratelimit_record are open to any caller that can reach this port (set SERVICE_TOKENS or SERVICE_TOKENS_FILE)');
+    log.warn(
+      'SERVICE_TOKENS is not set: /ratelimit and /update_ratelimit_record are open to any caller that can reach this port (set SERVICE_TOKENS or SERVICE_TOKENS_FILE)',
+    );
   }
   if (settings.acceptRefundsWithoutReservationId) {
-    log.warn('ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID=true: updates without reservation_id are refunded their reserved_tokens unverified (any caller can credit itself); for migrating from plugins that do not send reservation_id only');
+    log.warn(
+      'ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID=true: updates without reservation_id are refunded their reserved_tokens unverified (any caller can credit itself); for migrating from plugins that do not send reservation_id only',
+    );
   }
   if (settings.adminTokens.length === 0) log.info('ADMIN_TOKENS is not set: /buckets is disabled on the admin port');
 }
@@ -108,7 +113,16 @@ async function runSingle(settings: Settings, rules: Rule[], configText: string, 
   const store = await openStore(settings, log);
   let svc: RunningService;
   try {
-    svc = await startService(serviceOptions(settings, rules, configText, store, log, new Metrics({ defaultMetrics: true, topKeys: settings.topKeys, topKeysIntervalMs: settings.topKeysIntervalMs })));
+    svc = await startService(
+      serviceOptions(
+        settings,
+        rules,
+        configText,
+        store,
+        log,
+        new Metrics({ defaultMetrics: true, topKeys: settings.topKeys, topKeysIntervalMs: settings.topKeysIntervalMs }),
+      ),
+    );
   } catch (err) {
     await store.close();
     die(`cannot listen on port ${settings.port}: ${(err as Error).message}`);
@@ -124,7 +138,8 @@ async function runSingle(settings: Settings, rules: Rule[], configText: string, 
   });
   if (!settings.redis && settings.workers > 1) {
     const fields = { workers: 1, requested: settings.workers, variable: settings.workersSet ? 'WORKERS' : 'WORKERS (default: cores)' };
-    const msg = 'one process with the embedded store: each process would hold its own buckets, so a client would get N times its limit (use Redis for several workers)';
+    const msg =
+      'one process with the embedded store: each process would hold its own buckets, so a client would get N times its limit (use Redis for several workers)';
     if (settings.workersSet) log.warn(msg, fields);
     else log.info(msg, fields);
   }
@@ -198,9 +213,7 @@ async function main(): Promise<void> {
   } catch (err) {
     die((err as Error).message);
   }
-  const log = cluster.isWorker
-    ? createLogger(settings.logLevel, undefined, { worker: cluster.worker!.id, pid: process.pid })
-    : createLogger(settings.logLevel);
+  const log = cluster.isWorker ? createLogger(settings.logLevel, undefined, { worker: cluster.worker!.id, pid: process.pid }) : createLogger(settings.logLevel);
   if (cluster.isWorker) return runWorker(settings, rules, configText, log);
   // With the embedded store the buckets live in the process: one process only.
   if (!settings.redis || settings.workers <= 1) return runSingle(settings, rules, configText, log);

@@ -74,6 +74,9 @@ export class Metrics {
   readonly unverifiedRefunds: Counter<'rule'>;
   readonly duplicateUpdates: Counter<'rule'>;
   readonly storeFull: Counter<'op'>;
+  readonly storeForgiven: Counter;
+  readonly cappedCharges: Counter<'rule' | 'op'>;
+  readonly metadataErrors: Counter<'field'>;
   readonly requestDuration: Histogram<'route' | 'status'>;
   readonly configReloads: Counter<'result'>;
   readonly topKeyTokens: Gauge<'key' | 'rule'>;
@@ -83,6 +86,7 @@ export class Metrics {
     const o: MetricsOptions = typeof options === 'boolean' ? { defaultMetrics: options } : options;
     const defaultMetrics = o.defaultMetrics ?? false;
     const registers = [this.registry];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the gauge as `this`
     const self = this;
     this.topKeyTokens = new Gauge({
       name: 'llmrl_top_key_tokens',
@@ -155,8 +159,25 @@ export class Metrics {
     });
     this.storeFull = new Counter({
       name: 'llmrl_store_full_total',
-      help: 'New keys refused by the embedded store because every record holds a balance below full, by operation (check: denied; update: 503).',
+      help: 'New keys refused by the embedded store at MEMORY_MAX_KEYS because every record examined is at or below zero (a debt or an exhausted bucket), by operation (check: denied; update: 503).',
       labelNames: ['op'],
+      registers,
+    });
+    this.storeForgiven = new Counter({
+      name: 'llmrl_store_forgiven_tokens_total',
+      help: 'Embedded store at MEMORY_MAX_KEYS: tokens given back to keys whose partly spent record was dropped to make room for a new key (none while a full bucket can go).',
+      registers,
+    });
+    this.cappedCharges = new Counter({
+      name: 'llmrl_capped_charges_total',
+      help: 'Charges above MAX_UPDATE_TOKENS for one key, charged the cap instead, by rule and operation (update: a report; reserve: a check with reserve=N).',
+      labelNames: ['rule', 'op'],
+      registers,
+    });
+    this.metadataErrors = new Counter({
+      name: 'llmrl_update_metadata_errors_total',
+      help: 'Updates with a bad field that is not a count (model, request_id, reservation_id, estimated), charged without it, by field.',
+      labelNames: ['field'],
       registers,
     });
     this.storeErrors = new Counter({

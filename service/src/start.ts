@@ -112,7 +112,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   const logger = opts.logger ?? silentLogger;
   const metrics = opts.metrics ?? new Metrics();
   const store = opts.store ?? new MemoryStore();
-  const limiter = createLimiter(opts.rules, store, metrics, opts.limiter);
+  const limiter = createLimiter(opts.rules, store, metrics, { logger, ...opts.limiter });
   const setRules = (rules: Rule[]) => limiter.setRules(new RuleSet(rules));
 
   let watcher: ConfigWatcher | undefined;
@@ -145,7 +145,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       adminPort = await listen(admin.server, opts.adminPort ?? 0, opts.adminHost ?? opts.host);
     } catch (err) {
       await http.close(0);
-      throw new Error(`admin port ${opts.adminPort}: ${(err as Error).message}`);
+      throw new Error(`admin port ${opts.adminPort}: ${(err as Error).message}`, { cause: err });
     }
   }
   // At start: the eviction-policy warning, once (also on every /readyz that sees it change).

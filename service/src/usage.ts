@@ -1,6 +1,6 @@
 /**
  * Usage records (USAGE_RECORDS=stdout or a file path): one JSON line per applied update, a
- * stable format for billing and analysis pipelines (service/README.md, "Usage records").
+ * stable format for billing and analysis pipelines (docs/operations.md, "Usage records").
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { AppliedCharge } from './limiter/limiter';
@@ -32,6 +32,7 @@ export function usageRecord(body: UpdateBody, charges: AppliedCharge[], now = ne
   if (body.requestId !== undefined) rec.request_id = body.requestId;
   if (body.reservationId !== undefined) rec.reservation_id = body.reservationId;
   if (body.model !== undefined) rec.model = body.model;
+  if (body.metadataErrors.length > 0) rec.metadata_errors = body.metadataErrors.map((e) => `${e.field}: ${e.error}`);
   return rec;
 }
 

@@ -127,6 +127,74 @@ describe.each(stores)('%s', (_name, makeStore) => {
     expect(await balance(svc, 'regular-user-r')).toBe(174);
   });
 
+  test('8. a report with a bad field that is not a count is still charged: the field is dropped, never the report', async () => {
+    const r = await check(svc, ['regular-user-m'], 100); // 200 - 100
+    // The plugin reported "model":"" and the report was refused (400): charged 0. Now charged.
+    expect(await update(svc, { ratelimit_keys: ['regular-user-m'], total_tokens: 30, model: '' })).toBe(200);
+    expect(await balance(svc, 'regular-user-m')).toBe(70);
+    // A malformed request_id cannot make reports duplicates (charged 0) or be refused: each is charged.
+    for (const id of [42, '', 42]) expect(await update(svc, { ratelimit_keys: ['regular-user-m'], total_tokens: 10, request_id: id })).toBe(200);
+    expect(await balance(svc, 'regular-user-m')).toBe(40);
+    // A malformed reservation_id refunds nothing: the usage is charged in full; the reservation stays live.
+    const badId = { ratelimit_keys: ['regular-user-m'], total_tokens: 5, reserved_tokens: 100, reservation_id: 'x'.repeat(129) };
+    expect(await update(svc, badId)).toBe(200);
+    expect(await balance(svc, 'regular-user-m')).toBe(35);
+    const settle = { ratelimit_keys: ['regular-user-m'], total_tokens: 0, reserved_tokens: 100, reservation_id: r.reservation_id, estimated: 'yes' };
+    expect(await update(svc, settle)).toBe(200);
+    expect(await balance(svc, 'regular-user-m')).toBe(135);
+    // Counts stay strict: a bad count is a 400 and charges nothing, whatever the metadata.
+    expect(await update(svc, { ratelimit_keys: ['regular-user-m'], total_tokens: -1, model: 'm' })).toBe(400);
+    expect(await update(svc, { ratelimit_keys: ['regular-user-m'], total_tokens: 5, reserved_tokens: 1.5, model: '' })).toBe(400);
+    expect(await balance(svc, 'regular-user-m')).toBe(135);
+    const m = await (await adminFetch(svc, '/metrics')).text();
+    expect(m).toContain('llmrl_update_metadata_errors_total{field="model"} 1');
+    expect(m).toContain('llmrl_update_metadata_errors_total{field="request_id"} 3');
+    expect(m).toContain('llmrl_update_metadata_errors_total{field="reservation_id"} 1');
+    expect(m).toContain('llmrl_update_metadata_errors_total{field="estimated"} 1');
+  });
+
+  test('9. MAX_UPDATE_TOKENS: one update charges a key at most the cap, one check reserves at most the cap; logged by rule, never by key', async () => {
+    const lines: string[] = [];
+    const capped = await startService({
+      rules: RULES,
+      store: await makeStore(),
+      adminTokens: [ADMIN_TOKEN],
+      limiter: { maxUpdateTokens: 1000 },
+      logger: createLogger('info', (l) => lines.push(l)),
+    });
+    try {
+      expect(await update(capped, { ratelimit_keys: ['regular-user-forged'], total_tokens: 1500 })).toBe(200);
+      expect(await balance(capped, 'regular-user-forged')).toBe(-800); // 200 - 1000, not 200 - 1500
+      expect(await update(capped, { ratelimit_keys: ['regular-user-exact'], total_tokens: 1000 })).toBe(200);
+      expect(await balance(capped, 'regular-user-exact')).toBe(-800);
+      const r = await check(capped, ['regular-user-big'], 5000);
+      expect(r).toMatchObject({ allow: true, reserved: 1000 });
+      expect(await balance(capped, 'regular-user-big')).toBe(-800);
+      // Its report: the usage is capped too, the reservation refunded: one request cost the cap.
+      const settle = { ratelimit_keys: ['regular-user-big'], total_tokens: 3000, reserved_tokens: 1000, reservation_id: r.reservation_id };
+      expect(await update(capped, settle)).toBe(200);
+      expect(await balance(capped, 'regular-user-big')).toBe(-800);
+      const m = await (await adminFetch(capped, '/metrics')).text();
+      expect(m).toContain('llmrl_capped_charges_total{rule="^regular-user",op="update"} 2');
+      expect(m).toContain('llmrl_capped_charges_total{rule="^regular-user",op="reserve"} 1');
+      const warned = lines.filter((l) => /MAX_UPDATE_TOKENS/.test(l));
+      expect(warned).toHaveLength(1); // at most one line per 10 s
+      expect(JSON.parse(warned[0])).toMatchObject({ level: 'warn', rule: '^regular-user', op: 'update', tokens: 1500, max_update_tokens: 1000 });
+      expect(lines.join('\n')).not.toContain('regular-user-');
+    } finally {
+      await capped.close();
+    }
+    // The default cap is 1,000,000 (a rule big enough to show it).
+    const big = { rate_limit_key_regex: '^big-', redis_expired_seconds: 60, fill_interval_second: 60, tokens_per_fill: 1, max_tokens: 10_000_000 };
+    const dflt = await startService({ rules: JSON.stringify([big]), store: await makeStore(), adminTokens: [ADMIN_TOKEN] });
+    try {
+      expect(await update(dflt, { ratelimit_keys: ['big-a'], total_tokens: 2_500_000 })).toBe(200);
+      expect(await balance(dflt, 'big-a')).toBe(9_000_000);
+    } finally {
+      await dflt.close();
+    }
+  });
+
   test('7. RE2 rules: patterns the reference (Go) accepts mean the same; a backtracking-shaped rule answers a 512-byte key within 100 ms', async () => {
     const base = { redis_expired_seconds: 60, fill_interval_second: 60, tokens_per_fill: 1, max_tokens: 1 };
     const rules = [
@@ -166,7 +234,11 @@ test('6 (Redis). an update that timed out (503) is still applied when Redis resu
     const body = { ratelimit_keys: ['regular-user-retry'], total_tokens: 105, request_id: 'plugin-report-1' };
     const c = await directClient(redis.url);
     await c.sendCommand(['CLIENT', 'PAUSE', '700', 'ALL']);
-    const first = await fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const first = await fetch(`${svc.url}/update_ratelimit_record`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     expect(first.status).toBe(503);
     expect(await first.json()).toEqual({ error: 'rate-limit store unavailable' });
     // Redis runs the queued script once the pause ends: the first attempt was applied after all.
@@ -182,38 +254,59 @@ test('6 (Redis). an update that timed out (503) is still applied when Redis resu
   }
 });
 
-test('4. embedded store flooded with 6,250 distinct keys at its bound keeps the debt: new keys are refused instead', async () => {
-  const lines: string[] = [];
-  const store = new MemoryStore({ sweepIntervalMs: 0, maxKeys: 5000 });
-  const svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN], logger: createLogger('info', (l) => lines.push(l)) });
-  try {
-    expect(await update(svc, { ratelimit_keys: ['regular-user-debtor'], total_tokens: 100_000 })).toBe(200);
-    expect(await balance(svc, 'regular-user-debtor')).toBe(-2000);
+describe('4. embedded store at its bound (MEMORY_MAX_KEYS 5,000), flooded with 6,250 new keys', () => {
+  let store: MemoryStore;
+  let svc: RunningService;
+  beforeEach(async () => {
+    store = new MemoryStore({ sweepIntervalMs: 0, maxKeys: 5000 });
+    svc = await startService({ rules: RULES, store, adminTokens: [ADMIN_TOKEN] });
+    // The slow rule (1 token an hour): no refill during the test, however slow the machine.
+    expect(await update(svc, { ratelimit_keys: ['slow-debtor'], total_tokens: 100_000 })).toBe(200);
+    expect(await balance(svc, 'slow-debtor')).toBe(-100);
+  });
+  afterEach(() => svc.close());
+
+  async function flood(totalTokens: number): Promise<number[]> {
     const statuses: number[] = [];
-    const N = 6250;
     let next = 0;
     await Promise.all(
       Array.from({ length: 16 }, async () => {
-        while (next < N) {
+        while (next < 6250) {
           const i = next++;
-          statuses.push(await update(svc, { ratelimit_keys: [`regular-user-flood-${i}`], total_tokens: 105 }));
+          statuses.push(await update(svc, { ratelimit_keys: [`slow-flood-${i}`], total_tokens: totalTokens }));
         }
       }),
     );
-    expect(statuses.filter((s) => s === 200).length).toBe(4999);
-    expect(statuses.filter((s) => s === 503).length).toBe(N - 4999);
-    expect(store.size).toBe(5000);
-    expect(await balance(svc, 'regular-user-debtor')).toBe(-2000);
-    expect(await check(svc, ['regular-user-debtor'])).toMatchObject({ allow: false });
-    // A new key cannot be recorded, so it is denied rather than admitted for free.
-    expect(await check(svc, ['regular-user-newcomer'])).toMatchObject({ allow: false, description: 'regular-user-newcomer is being rate-limited' });
-    const m = await (await adminFetch(svc, '/metrics')).text();
-    expect(m).toContain(`llmrl_store_full_total{op="update"} ${N - 4999}`);
-    expect(m).toContain('llmrl_store_full_total{op="check"} 1');
-  } finally {
-    await svc.close();
+    return statuses;
   }
-}, 60_000);
+
+  test('each spending a little: every update is charged, newcomers are served, the debt stays', async () => {
+    const statuses = await flood(4);
+    expect(statuses.filter((s) => s === 200).length).toBe(6250);
+    expect(store.size).toBe(5000);
+    expect(await balance(svc, 'slow-debtor')).toBe(-100);
+    expect(await check(svc, ['slow-debtor'])).toMatchObject({ allow: false });
+    expect(await check(svc, ['slow-newcomer'], 8)).toMatchObject({ allow: true, reserved: 8, remaining: 2 });
+    const m = await (await adminFetch(svc, '/metrics')).text();
+    expect(m).not.toContain('llmrl_store_full_total{');
+    // 1,251 flood records, then the newcomer's, made room: each had spent 4 of 10.
+    expect(m).toContain('llmrl_store_forgiven_tokens_total 5008');
+  }, 60_000);
+
+  test('each driven into debt: new keys are refused (updates 503, checks denied) rather than a debt forgotten', async () => {
+    const statuses = await flood(15);
+    expect(statuses.filter((s) => s === 200).length).toBe(4999);
+    expect(statuses.filter((s) => s === 503).length).toBe(6250 - 4999);
+    expect(store.size).toBe(5000);
+    expect(await balance(svc, 'slow-debtor')).toBe(-100);
+    expect(await balance(svc, 'slow-flood-0')).toBe(-5);
+    // A new key cannot be recorded, so it is denied rather than admitted for free.
+    expect(await check(svc, ['slow-newcomer'])).toMatchObject({ allow: false, description: 'slow-newcomer is being rate-limited' });
+    const m = await (await adminFetch(svc, '/metrics')).text();
+    expect(m).toContain(`llmrl_store_full_total{op="update"} ${6250 - 4999}`);
+    expect(m).toContain('llmrl_store_full_total{op="check"} 1');
+  }, 60_000);
+});
 
 test('5. Redis maxmemory: an evicting policy is reported at start and on /readyz; with noeviction a flood fails (503 JSON) and evicts no debt', async () => {
   const lines: string[] = [];
@@ -237,7 +330,11 @@ test('5. Redis maxmemory: an evicting policy is reported at start and on /readyz
     for (let i = 0; i < 50_000 && !failed; i += 32) {
       const rs = await Promise.all(
         Array.from({ length: 32 }, (_, j) =>
-          fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ratelimit_keys: [`regular-user-flood-${i + j}`], total_tokens: 105 }) }),
+          fetch(`${svc.url}/update_ratelimit_record`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ ratelimit_keys: [`regular-user-flood-${i + j}`], total_tokens: 105 }),
+          }),
         ),
       );
       for (const r of rs) {

@@ -104,7 +104,10 @@ describe('HTTP edges (no token configured: open, as the reference)', () => {
     expect(big).toMatch(/^HTTP\/1.1 431 /);
     expect(big).toMatch(/Content-Type: application\/json/);
     expect(JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'request headers too large' });
-    const utf8 = await rawHttp(svc.port, Buffer.concat([Buffer.from('GET /ratelimit?ratelimit_keys=["'), Buffer.from('用户', 'utf8'), Buffer.from('"] HTTP/1.1\r\nHost: x\r\n\r\n')]));
+    const utf8 = await rawHttp(
+      svc.port,
+      Buffer.concat([Buffer.from('GET /ratelimit?ratelimit_keys=["'), Buffer.from('用户', 'utf8'), Buffer.from('"] HTTP/1.1\r\nHost: x\r\n\r\n')]),
+    );
     expect(utf8).toMatch(/^HTTP\/1.1 400 /);
     expect(typeof JSON.parse(utf8.slice(utf8.indexOf('\r\n\r\n') + 4)).error).toBe('string');
     const junk = await rawHttp(svc.port, Buffer.from('NOT HTTP\r\n\r\n'));
@@ -122,24 +125,33 @@ describe('HTTP edges (no token configured: open, as the reference)', () => {
     expect((await fetch(`${svc.url}/ratelimit`, { method: 'PUT' })).status).toBe(405);
   });
 
-  test('update: new usage parts and ids are validated; they do not change the charge', async () => {
+  test('update: new usage parts and ids are validated; they do not change the charge; bad ids are left out, the counts charged', async () => {
     const send = (body: unknown) =>
       fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const ok = await send({ ratelimit_keys: ['regular-user'], total_tokens: 10, cache_read_tokens: 5, cache_write_tokens: 0, reasoning_tokens: 3, request_id: 'x'.repeat(128) });
+    const ok = await send({
+      ratelimit_keys: ['regular-user'],
+      total_tokens: 10,
+      cache_read_tokens: 5,
+      cache_write_tokens: 0,
+      reasoning_tokens: 3,
+      request_id: 'x'.repeat(128),
+    });
     expect(ok.status).toBe(200);
     expect((await svc.limiter.peek('regular-user')).balance).toBe(190);
     for (const [body, field] of [
       [{ cache_read_tokens: -1 }, 'cache_read_tokens'],
       [{ cache_write_tokens: 1.5 }, 'cache_write_tokens'],
       [{ reasoning_tokens: '3' }, 'reasoning_tokens'],
-      [{ request_id: 'x'.repeat(129) }, 'request_id'],
-      [{ request_id: 5 }, 'request_id'],
-      [{ reservation_id: '' }, 'reservation_id'],
     ] as const) {
       const r = await send({ ratelimit_keys: ['regular-user'], total_tokens: 10, ...body });
       expect(r.status).toBe(400);
       expect((await r.json()).error).toContain(field);
     }
     expect((await svc.limiter.peek('regular-user')).balance).toBe(190);
+    for (const body of [{ request_id: 'x'.repeat(129) }, { request_id: 5 }, { reservation_id: '' }]) {
+      const r = await send({ ratelimit_keys: ['regular-user'], total_tokens: 10, ...body });
+      expect(r.status).toBe(200);
+    }
+    expect((await svc.limiter.peek('regular-user')).balance).toBe(160);
   });
 });

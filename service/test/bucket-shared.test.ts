@@ -50,7 +50,7 @@ describe.each(stores)('%s store', (name, store) => {
 test('both stores return identical results step by step, including the record TTL', async () => {
   // Same random walk on both stores.
   let seed = 42;
-  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
   const p = { maxTokens: 500, tokensPerFill: 7, fillIntervalUs: 3_000_000, ttlSeconds: 5, maxDebt: 5000 };
   let now = 1_800_000_000_000_000;
   for (let i = 0; i < 150; i++) {
@@ -93,7 +93,7 @@ describe('property: random sequences over the whole integer range give identical
   const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
   test.each(seeds)('seed %i', async (seed0) => {
     let seed = seed0 * 7919;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const int = (max: number) => Math.floor(rnd() * (max + 1));
     // Magnitudes spread over the whole range: 0, small, medium, up to `max`.
     const wide = (max: number) => {

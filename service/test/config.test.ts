@@ -25,11 +25,19 @@ describe('rule validation names the rule index, the field and the value', () => 
     ['negative tokens_per_fill', { tokens_per_fill: -3 }, /rule 1: field "tokens_per_fill" = -3: must be a positive integer/],
     ['fractional interval', { fill_interval_second: 1.5 }, /rule 1: field "fill_interval_second" = 1.5: must be a positive integer/],
     ['string number', { redis_expired_seconds: '60' }, /rule 1: field "redis_expired_seconds" = "60": must be a positive integer/],
-    ['expiry shorter than the fill interval', { redis_expired_seconds: 10 }, /rule 1: field "redis_expired_seconds" = 10: is shorter than fill_interval_second \(30\)/],
+    [
+      'expiry shorter than the fill interval',
+      { redis_expired_seconds: 10 },
+      /rule 1: field "redis_expired_seconds" = 10: is shorter than fill_interval_second \(30\)/,
+    ],
     ['unknown field', { max_token: 10 }, /rule 1: field "max_token" = 10: unknown field/],
     ['negative max_debt', { max_debt: -1 }, /rule 1: field "max_debt" = -1: must be a non-negative integer/],
     ['max_debt too large', { max_debt: 1e14 }, /rule 1: field "max_debt" = 100000000000000: must be at most 10000000000000/],
-    ['look-behind (RE2 has none, nor has the reference)', { rate_limit_key_regex: '(?<=a)b' }, /rule 1: field "rate_limit_key_regex" = "\(\?<=a\)b": does not compile/],
+    [
+      'look-behind (RE2 has none, nor has the reference)',
+      { rate_limit_key_regex: '(?<=a)b' },
+      /rule 1: field "rate_limit_key_regex" = "\(\?<=a\)b": does not compile/,
+    ],
     ['bad charge', { charge: 'all_tokens' }, /rule 1: field "charge" = "all_tokens": must be one of total_tokens, prompt_tokens, completion_tokens/],
   ])('%s', (_n, patch, re) => {
     expect(msg([ok, { ...ok, ...patch }])).toMatch(re);
@@ -53,10 +61,12 @@ describe('rule validation names the rule index, the field and the value', () => 
   });
 
   test('reference (Go RE2) syntax compiles and means what it means there', () => {
-    const rules = parseRules(JSON.stringify([
-      { ...ok, rate_limit_key_regex: '(?i)^vip-(?P<name>[[:alnum:]]+)\\z' },
-      { ...ok, rate_limit_key_regex: '^\\Qa+b\\E' },
-    ]));
+    const rules = parseRules(
+      JSON.stringify([
+        { ...ok, rate_limit_key_regex: '(?i)^vip-(?P<name>[[:alnum:]]+)\\z' },
+        { ...ok, rate_limit_key_regex: '^\\Qa+b\\E' },
+      ]),
+    );
     expect(rules[0].regex.test('VIP-anna7')).toBe(true);
     expect(rules[0].regex.test('VIP-anna7\n')).toBe(false);
     expect(rules[1].regex.test('a+b-1')).toBe(true);
@@ -65,7 +75,15 @@ describe('rule validation names the rule index, the field and the value', () => 
 });
 
 test('rule matching: first match, unanchored search, cached, no match → null', () => {
-  const rs = new RuleSet(parseRules(JSON.stringify([{ ...ok, rate_limit_key_regex: 'user' }, { ...ok, rate_limit_key_regex: '.*' }])), 2);
+  const rs = new RuleSet(
+    parseRules(
+      JSON.stringify([
+        { ...ok, rate_limit_key_regex: 'user' },
+        { ...ok, rate_limit_key_regex: '.*' },
+      ]),
+    ),
+    2,
+  );
   expect(rs.match('a-user-b')?.index).toBe(0);
   expect(rs.match('other')?.index).toBe(1);
   expect(rs.match('a-user-b')?.index).toBe(0); // from the cache
@@ -81,7 +99,11 @@ describe('environment', () => {
   });
   test('reference REDIS_ADDRESS / PASSWORD / DB_INDEX, and REDIS_URL', () => {
     expect(settingsFromEnv({ RATE_LIMIT_CONFIG: R, REDIS_ADDRESS: 'redis:6379', REDIS_PASSWORD: 'pw', REDIS_DB_INDEX: '2' }).redis).toEqual({
-      urls: ['redis://redis:6379'], cluster: false, password: 'pw', database: 2, commandTimeoutMs: 500,
+      urls: ['redis://redis:6379'],
+      cluster: false,
+      password: 'pw',
+      database: 2,
+      commandTimeoutMs: 500,
     });
     expect(settingsFromEnv({ RATE_LIMIT_CONFIG: R, REDIS_URL: 'redis://h:1', PORT: '0' })).toMatchObject({ port: 0, redis: { urls: ['redis://h:1'] } });
   });
@@ -89,6 +111,11 @@ describe('environment', () => {
     expect(() => settingsFromEnv({})).toThrow(/RATE_LIMIT_CONFIG/);
     expect(() => settingsFromEnv({ RATE_LIMIT_CONFIG: R, PORT: 'x' })).toThrow(/PORT/);
     expect(() => settingsFromEnv({ RATE_LIMIT_CONFIG: R, RATE_LIMIT_CONFIG_FILE: '/x' })).toThrow(/only one/);
+    expect(settingsFromEnv({ RATE_LIMIT_CONFIG: R }).maxUpdateTokens).toBe(1_000_000);
+    expect(settingsFromEnv({ RATE_LIMIT_CONFIG: R, MAX_UPDATE_TOKENS: '5000' }).maxUpdateTokens).toBe(5000);
+    for (const v of ['0', '-1', '1.5', 'lots', '1e16']) {
+      expect(() => settingsFromEnv({ RATE_LIMIT_CONFIG: R, MAX_UPDATE_TOKENS: v })).toThrow(`MAX_UPDATE_TOKENS=${JSON.stringify(v)}: must be an integer`);
+    }
   });
 });
 
@@ -114,7 +141,13 @@ describe('config file reload', () => {
     const init = ConfigWatcher.readInitial(file);
     let current = init.rules;
     const results: boolean[] = [];
-    const w = new ConfigWatcher(file, init.text, (r) => (current = r), silentLogger, (okk) => results.push(okk));
+    const w = new ConfigWatcher(
+      file,
+      init.text,
+      (r) => (current = r),
+      silentLogger,
+      (okk) => results.push(okk),
+    );
     w.start(0); // no poll: the watch alone must see it
     try {
       const swap = (name: string, content: string) => {

@@ -315,7 +315,10 @@ describe('accepted although unusual (what Envoy forwards)', () => {
   beforeEach(() => start());
 
   test('a Content-Length with leading zeros', async () => {
-    for (const [key, pad] of [['regular-z1', '00'], ['regular-z2', '0'.repeat(20)]] as const) {
+    for (const [key, pad] of [
+      ['regular-z1', '00'],
+      ['regular-z2', '0'.repeat(20)],
+    ] as const) {
       const body = updateBody(key, 11);
       const x = await exchange([
         `POST /update_ratelimit_record HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${pad}${body.length}\r\n\r\n${body}`,
@@ -351,7 +354,11 @@ describe('refused: a JSON error, the connection closed, nothing applied', () => 
   const chunked = (b: string) => `${Buffer.byteLength(b).toString(16)}\r\n${b}\r\n0\r\n\r\n`;
   const cases: [string, string | Buffer, number][] = [
     ['not HTTP', 'NOT HTTP\r\n\r\n', 400],
-    ['raw UTF-8 in the target', Buffer.concat([Buffer.from('GET /ratelimit?ratelimit_keys=["'), Buffer.from('用', 'utf8'), Buffer.from('"] HTTP/1.1\r\nHost: x\r\n\r\n')]), 400],
+    [
+      'raw UTF-8 in the target',
+      Buffer.concat([Buffer.from('GET /ratelimit?ratelimit_keys=["'), Buffer.from('用', 'utf8'), Buffer.from('"] HTTP/1.1\r\nHost: x\r\n\r\n')]),
+      400,
+    ],
     ['HTTP/2 request line', `POST /update_ratelimit_record HTTP/2.0\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 505],
     ['no Host in HTTP/1.1', `POST /update_ratelimit_record HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 400],
     ['a folded header line', update(`X-A: 1\r\n  2\r\nContent-Length: ${body.length}\r\n`, body), 400],
@@ -512,5 +519,30 @@ describe('shutdown', () => {
     expect(b.text).toMatch(/\r\nConnection: close\r\n/i);
     await closing;
     svc = undefined;
+  });
+});
+
+describe('request targets', () => {
+  beforeEach(() => start());
+
+  test('the absolute form (RFC 9112 §3.2.2: a server must accept it) is the same request as its path', async () => {
+    const upd = updateBody('regular-abs', 30);
+    const x = await exchange(
+      [
+        `GET http://ratelimit.example${checkPath('regular-abs')} HTTP/1.1\r\nHost: ratelimit.example\r\n\r\n`,
+        `POST HTTP://ratelimit.example/update_ratelimit_record HTTP/1.1\r\nHost: ratelimit.example\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(upd)}\r\n\r\n${upd}`,
+        'GET https://ratelimit.example?x=1 HTTP/1.1\r\nHost: x\r\n\r\n',
+        'GET http://ratelimit.example/healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+      ],
+      4,
+      20,
+    );
+    const [check, update, root, health] = replies(x.text);
+    expect(json(check)).toMatchObject({ allow: true, key: 'regular-abs', remaining: 200 });
+    expect(update.status).toBe(200);
+    expect(await balance('regular-abs')).toBe(170);
+    expect(root.status).toBe(404); // path "/" with a query
+    expect(json(health)).toEqual({ status: 'ok' });
+    x.socket.destroy();
   });
 });

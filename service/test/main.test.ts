@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startService } from '../src/start';
-import { ADMIN_TOKEN, adminFetch } from './support/admin';
+import { adminFetch } from './support/admin';
 import type { BucketStore } from '../src/store/types';
 import { builtMain } from './support/build';
 import { runMain, type Proc } from './support/proc';
@@ -20,10 +20,16 @@ const run = (env: Record<string, string>): Promise<Proc> => runMain(main, env);
 
 test('invalid config: exit non-zero, message names rule index, field and value', async () => {
   const bad = JSON.stringify([RULE, { ...RULE, tokens_per_fill: 0 }]);
-  const e = await run({ RATE_LIMIT_CONFIG: bad }).then(() => null, (x) => x);
+  const e = await run({ RATE_LIMIT_CONFIG: bad }).then(
+    () => null,
+    (x) => x,
+  );
   expect(e.code).not.toBe(0);
   expect(e.stderr).toMatch(/rule 1: field "tokens_per_fill" = 0: must be a positive integer/);
-  const e2 = await run({}).then(() => null, (x) => x);
+  const e2 = await run({}).then(
+    () => null,
+    (x) => x,
+  );
   expect(e2.code).not.toBe(0);
   expect(e2.stderr).toMatch(/RATE_LIMIT_CONFIG/);
 });
@@ -42,12 +48,16 @@ test('embedded store, config file reloaded on SIGHUP, JSON logs, graceful SIGTER
     p.child.kill('SIGHUP');
     const end = Date.now() + 3000;
     while (!p.lines().some((l) => l.msg === 'config reloaded' && l.reason === 'SIGHUP') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    expect(await (await adminFetch({ adminUrl: `http://127.0.0.1:${p.adminPort}` }, '/buckets/regular-user')).json()).toMatchObject({ rule: { max_tokens: 77 } });
+    expect(await (await adminFetch({ adminUrl: `http://127.0.0.1:${p.adminPort}` }, '/buckets/regular-user')).json()).toMatchObject({
+      rule: { max_tokens: 77 },
+    });
     writeFileSync(file, '[{"rate_limit_key_regex": "("}]');
     p.child.kill('SIGHUP');
     while (!p.lines().some((l) => l.msg.startsWith('config reload rejected')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     expect(p.lines().find((l) => l.msg.startsWith('config reload rejected'))).toMatchObject({ level: 'error' });
-    expect(await (await adminFetch({ adminUrl: `http://127.0.0.1:${p.adminPort}` }, '/buckets/regular-user')).json()).toMatchObject({ rule: { max_tokens: 77 } });
+    expect(await (await adminFetch({ adminUrl: `http://127.0.0.1:${p.adminPort}` }, '/buckets/regular-user')).json()).toMatchObject({
+      rule: { max_tokens: 77 },
+    });
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     expect(p.lines().map((l) => l.msg)).toContain('stopped');
@@ -103,7 +113,7 @@ test('graceful close: in-flight requests finish, new connections are refused, st
       events.push('store closed');
     },
   };
-  const svc = await startService({ rules: [ ...(await import('../src/config/rules')).parseRules(JSON.stringify([RULE])) ], store: slow });
+  const svc = await startService({ rules: [...(await import('../src/config/rules')).parseRules(JSON.stringify([RULE]))], store: slow });
   const inflight = fetch(`${svc.url}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`);
   await new Promise((r) => setTimeout(r, 50));
   const closed = svc.close();
@@ -120,7 +130,11 @@ test('tokens from SERVICE_TOKENS and SERVICE_TOKENS_FILE (a mounted Secret); bad
   const dir = mkdtempSync(join(tmpdir(), 'llmrl-tokens-'));
   const file = join(dir, 'token');
   writeFileSync(file, 'from-the-secret-file-0123456789\n');
-  const p = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), SERVICE_TOKENS: 'from-env-aaaaaaaaaaaaaaaa,from-env-bbbbbbbbbbbbbbbb', SERVICE_TOKENS_FILE: file });
+  const p = await run({
+    RATE_LIMIT_CONFIG: JSON.stringify([RULE]),
+    SERVICE_TOKENS: 'from-env-aaaaaaaaaaaaaaaa,from-env-bbbbbbbbbbbbbbbb',
+    SERVICE_TOKENS_FILE: file,
+  });
   try {
     const url = `http://127.0.0.1:${p.port}/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D`;
     expect(p.lines().find((l) => l.msg === 'listening')).toMatchObject({ auth: '3 token(s)' });
@@ -139,8 +153,12 @@ test('tokens from SERVICE_TOKENS and SERVICE_TOKENS_FILE (a mounted Secret); bad
     [{ SERVICE_TOKENS_FILE: join(dir, 'missing') }, /SERVICE_TOKENS_FILE=".*missing": cannot read/],
     [{ ADMIN_PORT: '70000' }, /ADMIN_PORT=70000: must be <= 65535/],
     [{ RESERVATION_TTL_SECONDS: '0' }, /RESERVATION_TTL_SECONDS="0": must be an integer >= 1/],
+    [{ MAX_UPDATE_TOKENS: 'a million' }, /MAX_UPDATE_TOKENS="a million": must be an integer >= 1/],
   ] as const) {
-    const e = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), ...env }).then(() => null, (x) => x);
+    const e = await run({ RATE_LIMIT_CONFIG: JSON.stringify([RULE]), ...env }).then(
+      () => null,
+      (x) => x,
+    );
     expect(e.code).toBe(2);
     expect(e.stderr).toMatch(msg);
     expect(e.stderr).not.toMatch(/short-secret|has a space/);
@@ -189,7 +207,10 @@ test('MEMORY_SNAPSHOT_FILE: balances, reservations and request ids survive a res
       p2.child.kill('SIGKILL');
     }
     writeFileSync(file, '{"not":"a snapshot"}');
-    const e = await run(env).then(() => null, (x) => x);
+    const e = await run(env).then(
+      () => null,
+      (x) => x,
+    );
     expect(e.code).toBe(2);
     expect(e.stderr).toMatch(/MEMORY_SNAPSHOT_FILE=".*snapshot.json": not a snapshot of this service/);
   } finally {

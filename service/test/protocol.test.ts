@@ -7,7 +7,14 @@ import { StoreError, type BucketStore } from '../src/store/types';
 
 const RULES = JSON.stringify([
   { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 },
-  { rate_limit_key_regex: '^subscriber', redis_expired_seconds: 600, fill_interval_second: 60, tokens_per_fill: 100, max_tokens: 1000, charge: 'completion_tokens' },
+  {
+    rate_limit_key_regex: '^subscriber',
+    redis_expired_seconds: 600,
+    fill_interval_second: 60,
+    tokens_per_fill: 100,
+    max_tokens: 1000,
+    charge: 'completion_tokens',
+  },
   { rate_limit_key_regex: 'prompt-only', redis_expired_seconds: 60, fill_interval_second: 60, tokens_per_fill: 10, max_tokens: 100, charge: 'prompt_tokens' },
 ]);
 
@@ -44,8 +51,7 @@ function raw(method: string, path: string, body?: string | Buffer, headers: Reco
   });
 }
 const check = (keys: unknown[]) => raw('GET', `/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(keys))}`);
-const update = (body: unknown) =>
-  raw('POST', '/update_ratelimit_record', JSON.stringify(body), { 'content-type': 'application/json' });
+const update = (body: unknown) => raw('POST', '/update_ratelimit_record', JSON.stringify(body), { 'content-type': 'application/json' });
 
 describe('reference shapes', () => {
   test('check reply: 200, application/json, allow + description, additive fields', async () => {
@@ -86,7 +92,11 @@ describe('reference shapes', () => {
   test('several keys: first limited key in order decides; else the lowest remaining', async () => {
     await update({ ratelimit_keys: ['subscriber-a'], completion_tokens: 900 });
     expect(JSON.parse((await check(['regular-user', 'subscriber-a', 'nobody'])).body)).toEqual({
-      allow: true, description: 'ok', key: 'subscriber-a', limit: 1000, remaining: 100,
+      allow: true,
+      description: 'ok',
+      key: 'subscriber-a',
+      limit: 1000,
+      remaining: 100,
     });
     await update({ ratelimit_keys: ['subscriber-a', 'regular-user'], completion_tokens: 200 });
     const r = JSON.parse((await check(['nobody', 'subscriber-a', 'regular-user'])).body);
@@ -211,7 +221,15 @@ describe('operations endpoints', () => {
     const v = await r.json();
     expect(v).toMatchObject({
       key: 'regular-user',
-      rule: { index: 0, rate_limit_key_regex: '^regular-user', max_tokens: 200, tokens_per_fill: 50, fill_interval_second: 30, redis_expired_seconds: 300, charge: 'total_tokens' },
+      rule: {
+        index: 0,
+        rate_limit_key_regex: '^regular-user',
+        max_tokens: 200,
+        tokens_per_fill: 50,
+        fill_interval_second: 30,
+        redis_expired_seconds: 300,
+        charge: 'total_tokens',
+      },
       balance: -50,
       retry_after_seconds: 60,
     });

@@ -47,9 +47,7 @@ test('200 parallel updates on one key lose nothing', async () => {
   await store.connect();
   const svc = await startService({ rules: RULES, store });
   try {
-    const replies = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => post(svc.url, { ratelimit_keys: ['big-one'], total_tokens: i + 1 })),
-    );
+    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => post(svc.url, { ratelimit_keys: ['big-one'], total_tokens: i + 1 })));
     expect(replies.every((r) => r.status === 200)).toBe(true);
     const c = await directClient(redis.url);
     const h = await c.hGetAll('llmrl:{big-one}');
@@ -133,8 +131,7 @@ test('Redis Cluster (3 masters): buckets work across slots', async () => {
       key: 'regular-user-3',
     });
     // Reserve across slots: refused on regular-user-3, the reservations on the other masters are returned.
-    const balances = async () =>
-      Promise.all(keys.map(async (k) => (await (await adminFetch(svc, `/buckets/${k}`)).json()).balance as number));
+    const balances = async () => Promise.all(keys.map(async (k) => (await (await adminFetch(svc, `/buckets/${k}`)).json()).balance as number));
     const before = await balances();
     const reserveUrl = `${svc.url}/ratelimit?ratelimit_keys=${encodeURIComponent(JSON.stringify(keys))}&reserve=20`;
     expect(await (await fetch(reserveUrl)).json()).toMatchObject({ allow: false, key: 'regular-user-3' });

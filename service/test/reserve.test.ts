@@ -6,7 +6,14 @@ import { StoreError, type BucketStore } from '../src/store/types';
 
 const RULES = JSON.stringify([
   { rate_limit_key_regex: '^regular-user', redis_expired_seconds: 300, fill_interval_second: 30, tokens_per_fill: 50, max_tokens: 200 },
-  { rate_limit_key_regex: '^subscriber', redis_expired_seconds: 600, fill_interval_second: 60, tokens_per_fill: 100, max_tokens: 1000, charge: 'completion_tokens' },
+  {
+    rate_limit_key_regex: '^subscriber',
+    redis_expired_seconds: 600,
+    fill_interval_second: 60,
+    tokens_per_fill: 100,
+    max_tokens: 1000,
+    charge: 'completion_tokens',
+  },
 ]);
 
 let now = 1_800_000_000_000_000;
@@ -95,7 +102,13 @@ describe('check with reserve=N', () => {
     expect(await metrics()).toContain('llmrl_tokens_refunded_total{rule="^subscriber",reason="rollback"} 200');
     // All admit: each ruled key reserves N; the lowest remaining is reported.
     expect((await check(['subscriber-a', 'regular-user'], 40)).body).toEqual({
-      allow: true, description: 'ok', reserved: 40, reservation_id: expect.any(String), key: 'regular-user', limit: 200, remaining: 10,
+      allow: true,
+      description: 'ok',
+      reserved: 40,
+      reservation_id: expect.any(String),
+      key: 'regular-user',
+      limit: 200,
+      remaining: 10,
     });
     expect(await balance('subscriber-a')).toBe(960);
   });
@@ -143,7 +156,9 @@ describe('check with reserve=N', () => {
     try {
       const r = await fetch(`${s2.url}/ratelimit?ratelimit_keys=${q(['regular-user', 'subscriber-bad'])}&reserve=100`);
       expect(r.status).toBe(503);
-      expect((await mem.run('regular-user', { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30e6, ttlSeconds: 300, maxDebt: 2000 }, 'check', 0)).balance).toBe(200);
+      expect(
+        (await mem.run('regular-user', { maxTokens: 200, tokensPerFill: 50, fillIntervalUs: 30e6, ttlSeconds: 300, maxDebt: 2000 }, 'check', 0)).balance,
+      ).toBe(200);
     } finally {
       await s2.close();
     }
@@ -153,7 +168,16 @@ describe('check with reserve=N', () => {
 describe('update with reserved_tokens', () => {
   test('charges actual − reserved: refund when the estimate was high, top-up when low', async () => {
     const id1 = (await check(['regular-user'], 150)).body.reservation_id; // 50
-    expect(await update({ ratelimit_keys: ['regular-user'], prompt_tokens: 10, completion_tokens: 90, total_tokens: 100, reserved_tokens: 150, reservation_id: id1 })).toBe(200);
+    expect(
+      await update({
+        ratelimit_keys: ['regular-user'],
+        prompt_tokens: 10,
+        completion_tokens: 90,
+        total_tokens: 100,
+        reserved_tokens: 150,
+        reservation_id: id1,
+      }),
+    ).toBe(200);
     expect(await balance('regular-user')).toBe(100);
     const id2 = (await check(['regular-user'], 50)).body.reservation_id; // 50
     expect(id2).not.toBe(id1);
@@ -177,15 +201,31 @@ describe('update with reserved_tokens', () => {
     expect(await balance('regular-user')).toBe(100); // 5 back, not 500
   });
 
-  test('the rule\'s charge field is what is corrected against the reservation', async () => {
+  test("the rule's charge field is what is corrected against the reservation", async () => {
     const id = (await check(['subscriber-x'], 300)).body.reservation_id; // 700
-    await update({ ratelimit_keys: ['subscriber-x'], prompt_tokens: 1000, completion_tokens: 100, total_tokens: 1100, reserved_tokens: 300, reservation_id: id });
+    await update({
+      ratelimit_keys: ['subscriber-x'],
+      prompt_tokens: 1000,
+      completion_tokens: 100,
+      total_tokens: 1100,
+      reserved_tokens: 300,
+      reservation_id: id,
+    });
     expect(await balance('subscriber-x')).toBe(900);
   });
 
   test('estimated: true is counted by rule and otherwise treated the same; unknown fields ignored', async () => {
     const id = (await check(['regular-user', 'nobody'], 100)).body.reservation_id;
-    expect(await update({ ratelimit_keys: ['regular-user', 'nobody'], total_tokens: 60, reserved_tokens: 100, reservation_id: id, estimated: true, something_new: [1] })).toBe(200);
+    expect(
+      await update({
+        ratelimit_keys: ['regular-user', 'nobody'],
+        total_tokens: 60,
+        reserved_tokens: 100,
+        reservation_id: id,
+        estimated: true,
+        something_new: [1],
+      }),
+    ).toBe(200);
     expect(await balance('regular-user')).toBe(140);
     expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 10, estimated: false })).toBe(200);
     expect(await balance('regular-user')).toBe(130);
@@ -219,7 +259,8 @@ describe('update with reserved_tokens', () => {
   ];
   test.each(bad)('%s: 400, nothing charged', async (_n, v) => {
     expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 5, reserved_tokens: v })).toBe(400);
-    expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 5, estimated: 'yes' })).toBe(400);
+    // A bad count is refused even beside bad metadata (which alone would be left out, the counts charged).
+    expect(await update({ ratelimit_keys: ['regular-user'], total_tokens: 5, reserved_tokens: v, estimated: 'yes' })).toBe(400);
     expect(store.size).toBe(0);
   });
 

@@ -62,7 +62,8 @@ test('fed by applied updates (the usage charged, as llmrl_tokens_charged_total),
     adminPort: null,
   });
   try {
-    const post = (b: unknown) => fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+    const post = (b: unknown) =>
+      fetch(`${svc.url}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
     const c = await (await fetch(`${svc.url}/ratelimit?ratelimit_keys=%5B%22u1%22%5D&reserve=100`)).json();
     await post({ ratelimit_keys: ['u1'], total_tokens: 30, reserved_tokens: 100, reservation_id: c.reservation_id, request_id: 'a' });
     await post({ ratelimit_keys: ['u2'], total_tokens: 50, request_id: 'b' });

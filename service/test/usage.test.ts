@@ -39,9 +39,16 @@ test('a reserved request: every field of its record, the charge after the refund
   expect(check).toMatchObject({ allow: true, reserved: 150 });
   const body = {
     ratelimit_keys: ['user-a', 'team-x', 'nobody'],
-    prompt_tokens: 40, completion_tokens: 65, total_tokens: 105,
-    cache_read_tokens: 12, reasoning_tokens: 30,
-    reserved_tokens: 150, reservation_id: check.reservation_id, request_id: 'req-1', model: 'qwen-plus', estimated: false,
+    prompt_tokens: 40,
+    completion_tokens: 65,
+    total_tokens: 105,
+    cache_read_tokens: 12,
+    reasoning_tokens: 30,
+    reserved_tokens: 150,
+    reservation_id: check.reservation_id,
+    request_id: 'req-1',
+    model: 'qwen-plus',
+    estimated: false,
   };
   const before = Date.now();
   expect((await update(body)).status).toBe(200);
@@ -49,14 +56,40 @@ test('a reserved request: every field of its record, the charge after the refund
   const recs = records();
   expect(recs).toHaveLength(1);
   const r = recs[0];
-  expect(Object.keys(r)).toEqual(['record', 'v', 'time', 'keys', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'cache_read_tokens', 'reasoning_tokens', 'charge', 'estimated', 'reserved_tokens', 'request_id', 'reservation_id', 'model']);
+  expect(Object.keys(r)).toEqual([
+    'record',
+    'v',
+    'time',
+    'keys',
+    'prompt_tokens',
+    'completion_tokens',
+    'total_tokens',
+    'cache_read_tokens',
+    'reasoning_tokens',
+    'charge',
+    'estimated',
+    'reserved_tokens',
+    'request_id',
+    'reservation_id',
+    'model',
+  ]);
   expect(r).toEqual({
-    record: 'usage', v: 1, time: r.time,
+    record: 'usage',
+    v: 1,
+    time: r.time,
     keys: ['user-a', 'team-x', 'nobody'],
-    prompt_tokens: 40, completion_tokens: 65, total_tokens: 105, cache_read_tokens: 12, reasoning_tokens: 30,
+    prompt_tokens: 40,
+    completion_tokens: 65,
+    total_tokens: 105,
+    cache_read_tokens: 12,
+    reasoning_tokens: 30,
     // 105 used, 150 reserved: each ruled key got 45 back; the key without a rule is not charged.
     charge: { 'user-a': -45, 'team-x': -45 },
-    estimated: false, reserved_tokens: 150, request_id: 'req-1', reservation_id: check.reservation_id, model: 'qwen-plus',
+    estimated: false,
+    reserved_tokens: 150,
+    request_id: 'req-1',
+    reservation_id: check.reservation_id,
+    model: 'qwen-plus',
   });
   expect(r.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   expect(Date.parse(r.time)).toBeGreaterThanOrEqual(before - 1000);
@@ -68,20 +101,56 @@ test('a reserved request: every field of its record, the charge after the refund
 test('an estimated report without ids: optional fields absent, full charge; no record for unruled keys or refused bodies', async () => {
   expect((await update({ ratelimit_keys: ['user-b'], prompt_tokens: 10, completion_tokens: 20, estimated: true, cache_write_tokens: 3 })).status).toBe(200);
   expect((await update({ ratelimit_keys: ['nobody'], total_tokens: 99 })).status).toBe(200);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, model: 42 })).status).toBe(400);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, model: 'm'.repeat(129) })).status).toBe(400);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, model: '' })).status).toBe(400);
+  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: -5, model: 'qwen' })).status).toBe(400);
+  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 5, cache_read_tokens: 1.5 })).status).toBe(400);
   const recs = records();
   expect(recs).toHaveLength(1);
   expect(recs[0]).toEqual({
-    record: 'usage', v: 1, time: recs[0].time, keys: ['user-b'],
-    prompt_tokens: 10, completion_tokens: 20, total_tokens: 30, cache_write_tokens: 3,
-    charge: { 'user-b': 30 }, estimated: true,
+    record: 'usage',
+    v: 1,
+    time: recs[0].time,
+    keys: ['user-b'],
+    prompt_tokens: 10,
+    completion_tokens: 20,
+    total_tokens: 30,
+    cache_write_tokens: 3,
+    charge: { 'user-b': 30 },
+    estimated: true,
   });
-  // A model of exactly 128 bytes is accepted (multi-byte characters counted in bytes).
+  // A model of exactly 128 bytes is kept (multi-byte characters counted in bytes); one more byte is left out.
   expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 1, model: 'é'.repeat(64) })).status).toBe(200);
-  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 1, model: 'é'.repeat(64) + 'x' })).status).toBe(400);
+  expect((await update({ ratelimit_keys: ['user-b'], total_tokens: 1, model: 'é'.repeat(64) + 'x' })).status).toBe(200);
   expect(records()[1].model).toBe('é'.repeat(64));
+  expect(records()[2].model).toBeUndefined();
+  expect(records()[2].metadata_errors).toEqual(['model: 129 bytes, more than 128']);
+});
+
+test('a bad field that is not a count: the update is charged, the field left out, and the record says why', async () => {
+  const body = { ratelimit_keys: ['user-c'], total_tokens: 5, model: '', request_id: 'r'.repeat(129), reservation_id: 7, reserved_tokens: 50, estimated: 'no' };
+  expect((await update(body)).status).toBe(200);
+  expect((await update(body)).status).toBe(200); // no usable request_id: each report is charged
+  const recs = records();
+  expect(recs).toHaveLength(2);
+  expect(recs[0]).toEqual({
+    record: 'usage',
+    v: 1,
+    time: recs[0].time,
+    keys: ['user-c'],
+    prompt_tokens: 0,
+    completion_tokens: 0,
+    total_tokens: 5,
+    // No usable reservation_id: nothing refunded.
+    charge: { 'user-c': 5 },
+    estimated: false,
+    reserved_tokens: 50,
+    metadata_errors: [
+      'estimated: must be a boolean, got "no"',
+      'reservation_id: must be a non-empty string, got 7',
+      'request_id: 129 bytes, more than 128',
+      'model: must be a non-empty string, got ""',
+    ],
+  });
+  expect((await (await fetch(`${svc.url}/ratelimit?ratelimit_keys=%5B%22user-c%22%5D`)).json()).remaining).toBe(990);
 });
 
 describe('the process', () => {
@@ -93,10 +162,21 @@ describe('the process', () => {
   test('USAGE_RECORDS=stdout: records between the log lines, told apart by "record":"usage"', async () => {
     const p = await runMain(main, { RATE_LIMIT_CONFIG: JSON.stringify(RULES), USAGE_RECORDS: 'stdout' });
     try {
-      const r = await fetch(`http://127.0.0.1:${p.port}/update_ratelimit_record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"ratelimit_keys":["user-c"],"total_tokens":7,"request_id":"r9","model":"gpt-x"}' });
+      const r = await fetch(`http://127.0.0.1:${p.port}/update_ratelimit_record`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"ratelimit_keys":["user-c"],"total_tokens":7,"request_id":"r9","model":"gpt-x"}',
+      });
       expect(r.status).toBe(200);
       expect(await until(() => p.lines().some((l) => l.record === 'usage'))).toBe(true);
-      expect(p.lines().find((l) => l.record === 'usage')).toMatchObject({ keys: ['user-c'], total_tokens: 7, charge: { 'user-c': 7 }, request_id: 'r9', model: 'gpt-x', estimated: false });
+      expect(p.lines().find((l) => l.record === 'usage')).toMatchObject({
+        keys: ['user-c'],
+        total_tokens: 7,
+        charge: { 'user-c': 7 },
+        request_id: 'r9',
+        model: 'gpt-x',
+        estimated: false,
+      });
     } finally {
       p.child.kill('SIGTERM');
       await p.exited;

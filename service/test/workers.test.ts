@@ -41,7 +41,14 @@ function alive(pid: number): boolean {
 }
 
 function workerPids(p: Proc): number[] {
-  return [...new Set(p.lines().filter((l) => l.worker !== undefined).map((l) => l.pid as number))];
+  return [
+    ...new Set(
+      p
+        .lines()
+        .filter((l) => l.worker !== undefined)
+        .map((l) => l.pid as number),
+    ),
+  ];
 }
 
 test('WORKERS=2 with Redis: both workers answer on one port, the admin port sums their metrics, SIGTERM stops them all', async () => {

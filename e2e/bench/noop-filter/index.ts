@@ -9,16 +9,36 @@ export { malloc } from "@solo-io/proxy-runtime/malloc";
 
 export function proxy_abi_version_0_2_0(): void {}
 export function proxy_on_context_create(id: u32, rootId: u32): void {}
-export function proxy_on_vm_start(rootId: u32, size: u32): u32 { return 1; }
-export function proxy_validate_configuration(rootId: u32, size: u32): u32 { return 1; }
-export function proxy_on_configure(rootId: u32, size: u32): u32 { return 1; }
+export function proxy_on_vm_start(rootId: u32, size: u32): u32 {
+  return 1;
+}
+export function proxy_validate_configuration(rootId: u32, size: u32): u32 {
+  return 1;
+}
+export function proxy_on_configure(rootId: u32, size: u32): u32 {
+  return 1;
+}
 export function proxy_on_tick(rootId: u32): void {}
 export function proxy_on_queue_ready(rootId: u32, token: u32): void {}
-export function proxy_on_request_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 { return 0; }
-export function proxy_on_request_body(id: u32, size: u32, endOfStream: u32): i32 { return 0; }
-export function proxy_on_request_trailers(id: u32, n: u32): i32 { return 0; }
-export function proxy_on_response_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 { return 0; }
-export function proxy_on_response_body(id: u32, size: u32, endOfStream: u32): i32 { return 0; }
-export function proxy_on_response_trailers(id: u32, n: u32): i32 { return 0; }
+export function proxy_on_request_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 {
+  return 0;
+}
+export function proxy_on_request_body(id: u32, size: u32, endOfStream: u32): i32 {
+  return 0;
+}
+export function proxy_on_request_trailers(id: u32, n: u32): i32 {
+  return 0;
+}
+export function proxy_on_response_headers(id: u32, nHeaders: u32, endOfStream: u32): i32 {
+  return 0;
+}
+export function proxy_on_response_body(id: u32, size: u32, endOfStream: u32): i32 {
+  return 0;
+}
+export function proxy_on_response_trailers(id: u32, n: u32): i32 {
+  return 0;
+}
 export function proxy_on_http_call_response(rootId: u32, token: u32, nHeaders: u32, bodySize: u32, nTrailers: u32): void {}
-export function proxy_on_done(id: u32): u32 { return 1; }
+export function proxy_on_done(id: u32): u32 {
+  return 1;
+}

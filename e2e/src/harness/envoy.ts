@@ -23,13 +23,17 @@ export type EnvoyOptions = Omit<EnvoyConfigOptions, 'listen' | 'admin'> & { conc
 /** The arguments every Envoy here runs with; Envoy writes its admin address to `adminAddressFile`. */
 export function envoyArgs(configFile: string, adminAddressFile: string, o: { concurrency?: number; logLevel?: string } = {}): string[] {
   return [
-    '-c', configFile,
+    '-c',
+    configFile,
     '--disable-hot-restart',
     ...(o.concurrency ? ['--concurrency', String(o.concurrency)] : []),
-    '-l', o.logLevel ?? 'warning',
+    '-l',
+    o.logLevel ?? 'warning',
     // The plugin's own log lines (configuration errors, call failures) come through this component.
-    '--component-log-level', 'wasm:info',
-    '--admin-address-path', adminAddressFile,
+    '--component-log-level',
+    'wasm:info',
+    '--admin-address-path',
+    adminAddressFile,
   ];
 }
 
@@ -39,15 +43,20 @@ export function envoyArgs(configFile: string, adminAddressFile: string, o: { con
  * `exited` tells, while waiting, whether the process has ended (then waiting stops at once).
  */
 export async function envoyPorts(adminAddressFile: string, exited: () => string | undefined, timeoutMs = 30000): Promise<{ port: number; adminPort: number }> {
-  return waitFor('Envoy to be ready', async () => {
-    const gone = exited();
-    if (gone !== undefined) throw new GiveUp(gone);
-    const adminPort = envoyAdminPort(adminAddressFile);
-    if (adminPort === undefined) return undefined;
-    if ((await request(adminPort, { path: '/ready', timeoutMs: 1000 })).status !== 200) return undefined;
-    const port = await envoyListenerPort(adminPort, LISTENER);
-    return port === undefined ? undefined : { port, adminPort };
-  }, timeoutMs, 50);
+  return waitFor(
+    'Envoy to be ready',
+    async () => {
+      const gone = exited();
+      if (gone !== undefined) throw new GiveUp(gone);
+      const adminPort = envoyAdminPort(adminAddressFile);
+      if (adminPort === undefined) return undefined;
+      if ((await request(adminPort, { path: '/ready', timeoutMs: 1000 })).status !== 200) return undefined;
+      const port = await envoyListenerPort(adminPort, LISTENER);
+      return port === undefined ? undefined : { port, adminPort };
+    },
+    timeoutMs,
+    50,
+  );
 }
 
 /** Writes the config (both ports 0: Envoy takes them) into a temp dir and starts Envoy on it; stop() also removes the dir. */
@@ -63,7 +72,13 @@ function launch(o: EnvoyOptions) {
     await proc.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { configFile, adminAddressFile, proc, stop, exited: () => (exitCode === undefined ? undefined : `Envoy exited (${exitCode}):\n${proc.output().slice(-4000)}`) };
+  return {
+    configFile,
+    adminAddressFile,
+    proc,
+    stop,
+    exited: () => (exitCode === undefined ? undefined : `Envoy exited (${exitCode}):\n${proc.output().slice(-4000)}`),
+  };
 }
 
 /** Starts a real Envoy on ports of its own and waits until it is ready. */

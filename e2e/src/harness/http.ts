@@ -10,17 +10,17 @@ export interface HttpResult {
  * Plain HTTP/1.1 request on 127.0.0.1. Unlike fetch, it lets a test set the Host header,
  * which is how requests reach Envoy "for" dashscope.aliyuncs.com.
  */
-export function request(port: number, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {}): Promise<HttpResult> {
+export function request(
+  port: number,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {},
+): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
+    const req = http.request({ host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
     req.setTimeout(opts.timeoutMs ?? 10000, () => req.destroy(new Error(`request to :${port}${opts.path ?? '/'} timed out`)));
     req.on('error', reject);
     if (opts.body !== undefined) req.write(opts.body);
@@ -53,11 +53,26 @@ export function chatStream(port: number, host: string, headers: Record<string, s
     const startedAt = Date.now();
     let firstChunkAt = 0;
     const req = http.request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/', agent: false, headers: { host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...headers } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/',
+        agent: false,
+        headers: { host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...headers },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let n = 0;
-        const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), startedAt, firstChunkAt, endAt: Date.now() });
+        const done = () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+            startedAt,
+            firstChunkAt,
+            endAt: Date.now(),
+          });
         res.on('data', (c: Buffer) => {
           firstChunkAt ||= Date.now();
           chunks.push(c);

@@ -39,12 +39,16 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   };
   const proc = startProcess('service', process.execPath, [SERVICE_MAIN], { env });
   try {
-    const { port, adminPort } = await waitFor('the service to listen', async () => {
-      const done = await Promise.race([proc.exited.then((c) => c), new Promise((r) => setImmediate(() => r(undefined)))]);
-      if (done !== undefined) throw new GiveUp(`service exited (${String(done)}):\n${proc.output().slice(-4000)}`);
-      const listening = listeningLine(proc.output());
-      return listening && { port: listening.port as number, adminPort: listening.admin_port as number };
-    }, 15000);
+    const { port, adminPort } = await waitFor(
+      'the service to listen',
+      async () => {
+        const done = await Promise.race([proc.exited.then((c) => c), new Promise((r) => setImmediate(() => r(undefined)))]);
+        if (done !== undefined) throw new GiveUp(`service exited (${String(done)}):\n${proc.output().slice(-4000)}`);
+        const listening = listeningLine(proc.output());
+        return listening && { port: listening.port as number, adminPort: listening.admin_port as number };
+      },
+      15000,
+    );
     adminPorts.set(port, adminPort);
     return {
       proc,
@@ -85,17 +89,26 @@ export async function bucketOf(servicePort: number, key: string): Promise<Bucket
 
 /** Waits until the key's balance differs from `before` (reports are asynchronous) and returns it. */
 export async function balanceChange(servicePort: number, key: string, before: number | null, timeoutMs = 5000): Promise<number | null> {
-  return waitFor(`a charge on ${key}`, async () => {
-    const b = (await bucketOf(servicePort, key)).balance;
-    return b !== before ? { b } : undefined;
-  }, timeoutMs).then((x) => x.b);
+  return waitFor(
+    `a charge on ${key}`,
+    async () => {
+      const b = (await bucketOf(servicePort, key)).balance;
+      return b !== before ? { b } : undefined;
+    },
+    timeoutMs,
+  ).then((x) => x.b);
 }
 
 /**
  * Runs `action` (a request through Envoy) and waits for the asynchronous charge on `key`.
  * `spent` is how far the balance dropped; an unseen key counts as a full bucket of `capacity`.
  */
-export async function withCharge<T>(servicePort: number, key: string, capacity: number, action: () => Promise<T>): Promise<{ result: T; spent: number; after: number }> {
+export async function withCharge<T>(
+  servicePort: number,
+  key: string,
+  capacity: number,
+  action: () => Promise<T>,
+): Promise<{ result: T; spent: number; after: number }> {
   const before = (await bucketOf(servicePort, key)).balance;
   const result = await action();
   const after = (await balanceChange(servicePort, key, before)) ?? capacity;

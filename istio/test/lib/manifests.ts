@@ -14,7 +14,10 @@ export interface Loaded {
 }
 
 export function manifestFiles(): string[] {
-  return fs.readdirSync(MANIFEST_DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+  return fs
+    .readdirSync(MANIFEST_DIR)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
 }
 
 /** Parses a file strictly: YAML errors and warnings (e.g. duplicate keys) throw. */

@@ -15,9 +15,10 @@ function dropIds(s: any): any {
   const out: Record<string, any> = {};
   for (const [k, v] of Object.entries(s)) {
     if ((k === 'id' && typeof v === 'string') || k === '$schema') continue;
-    out[k] = k === 'properties' || k === 'patternProperties' || k === 'definitions'
-      ? Object.fromEntries(Object.entries(v as object).map(([p, x]) => [p, dropIds(x)]))
-      : dropIds(v);
+    out[k] =
+      k === 'properties' || k === 'patternProperties' || k === 'definitions'
+        ? Object.fromEntries(Object.entries(v as object).map(([p, x]) => [p, dropIds(x)]))
+        : dropIds(v);
   }
   return out;
 }

@@ -116,9 +116,12 @@ export function createValidator(): Validator {
     const parts = gvk.split('/');
     const kind = parts.pop()!;
     const apiVersion = parts.join('/');
-    compiled.set(`${apiVersion} ${kind}`, ajv.compile({
-      allOf: [ref(name), { type: 'object', required: ['apiVersion', 'kind'], properties: identity(apiVersion, kind) }],
-    }));
+    compiled.set(
+      `${apiVersion} ${kind}`,
+      ajv.compile({
+        allOf: [ref(name), { type: 'object', required: ['apiVersion', 'kind'], properties: identity(apiVersion, kind) }],
+      }),
+    );
   }
   for (const [gvk, crd] of Object.entries<any>(istio.crds)) {
     const parts = gvk.split('/');
@@ -141,7 +144,9 @@ export function createValidator(): Validator {
       const fn = compiled.get(key);
       if (!fn) return { valid: false, errors: [`no schema for ${key}; known: ${[...compiled.keys()].join(', ')}`] };
       const valid = fn(obj) as boolean;
-      const errors = (fn.errors || []).map((e) => `${e.instancePath || '/'} ${e.message}${e.params && (e.params as any).additionalProperty ? ` (${(e.params as any).additionalProperty})` : ''}`);
+      const errors = (fn.errors || []).map(
+        (e) => `${e.instancePath || '/'} ${e.message}${e.params && (e.params as any).additionalProperty ? ` (${(e.params as any).additionalProperty})` : ''}`,
+      );
       return { valid, errors };
     },
   };

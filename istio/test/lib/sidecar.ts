@@ -52,27 +52,41 @@ export async function startSidecar(httpFilters: object[], upstreamPort: number):
   const envoy = await startEnvoy({
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } },
     static_resources: {
-      listeners: [{
-        name: LISTENER,
-        address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
-        filter_chains: [{
-          filters: [{
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              stat_prefix: LISTENER,
-              route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'upstream' } }] }] },
-              http_filters: [...httpFilters, { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+      listeners: [
+        {
+          name: LISTENER,
+          address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  typed_config: {
+                    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                    stat_prefix: LISTENER,
+                    route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'upstream' } }] }] },
+                    http_filters: [
+                      ...httpFilters,
+                      { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+                    ],
+                  },
+                },
+              ],
             },
-          }],
-        }],
-      }],
-      clusters: [{
-        name: 'upstream',
-        type: 'STATIC',
-        connect_timeout: '1s',
-        load_assignment: { cluster_name: 'upstream', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstreamPort } } } }] }] },
-      }],
+          ],
+        },
+      ],
+      clusters: [
+        {
+          name: 'upstream',
+          type: 'STATIC',
+          connect_timeout: '1s',
+          load_assignment: {
+            cluster_name: 'upstream',
+            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstreamPort } } } }] }],
+          },
+        },
+      ],
     },
   });
   return { ...envoy, port: envoy.ports[LISTENER] };

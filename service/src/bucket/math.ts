@@ -56,6 +56,11 @@ export interface BucketResult {
   duplicate?: boolean;
   /** Embedded store only: the key has no record and the store is full of records it may not drop. */
   storeFull?: boolean;
+  /**
+   * Embedded store only: to make room for this new key at the bound, a record with a positive
+   * balance below full was dropped; this is what its key gets back (max_tokens − its balance).
+   */
+  forgiven?: number;
 }
 
 export interface BucketApplied extends BucketResult {
@@ -74,13 +79,7 @@ function deduct(balance: number, cost: number, maxDebt: number): number {
   return balance - cost;
 }
 
-export function applyBucket(
-  state: BucketState | undefined,
-  p: BucketParams,
-  nowUs: number,
-  op: BucketOp,
-  cost: number,
-): BucketApplied {
+export function applyBucket(state: BucketState | undefined, p: BucketParams, nowUs: number, op: BucketOp, cost: number): BucketApplied {
   let balance: number;
   let last: number;
   if (state) {

@@ -7,6 +7,10 @@ import { defaultWorkers } from './cpus';
 export const DEFAULT_RESERVATION_TTL_MS = 3_600_000;
 /** REQUEST_ID_WINDOW_SECONDS unset: how long an update's request_id is remembered (the limiter's default too). */
 export const DEFAULT_REQUEST_WINDOW_MS = 600_000;
+/** MAX_UPDATE_TOKENS unset: the most one update charges a key, and one check reserves (the limiter's default too). */
+export const DEFAULT_MAX_UPDATE_TOKENS = 1_000_000;
+/** Bound on MAX_UPDATE_TOKENS: every balance stays exact in Lua and JS doubles (as the check's reserve bound). */
+const MAX_MAX_UPDATE_TOKENS = 1e15;
 
 export interface Settings {
   port: number;
@@ -32,6 +36,8 @@ export interface Settings {
   adminTokens: string[];
   reservationTtlMs: number;
   requestWindowMs: number;
+  /** MAX_UPDATE_TOKENS: the most one update charges a key, and one check reserves. */
+  maxUpdateTokens: number;
   /** Embedded store: keep balances across restarts in this file. */
   snapshotFile?: string;
   snapshotIntervalMs: number;
@@ -65,7 +71,10 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number
 function tokens(env: NodeJS.ProcessEnv, name: string): string[] {
   const out: string[] = [];
   const add = (text: string, from: string) => {
-    const parts = text.split(/[,\r\n]+/).map((t) => t.trim()).filter((t) => t !== '');
+    const parts = text
+      .split(/[,\r\n]+/)
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
     parts.forEach((t, i) => {
       if (t.length < 16) throw new EnvError(`${from}: token ${i + 1} is shorter than 16 characters`);
       if (/[^\x21-\x7e]/.test(t)) throw new EnvError(`${from}: token ${i + 1} has characters outside printable ASCII (no spaces)`);
@@ -115,7 +124,15 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () =
   const database = int(env, 'REDIS_DB_INDEX', 0);
   const password = env.REDIS_PASSWORD || undefined;
   if (env.REDIS_URL) {
-    redis = { urls: env.REDIS_URL.split(',').map((s) => s.trim()).filter(Boolean), cluster, password, database, commandTimeoutMs };
+    redis = {
+      urls: env.REDIS_URL.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      cluster,
+      password,
+      database,
+      commandTimeoutMs,
+    };
   } else if (env.REDIS_ADDRESS) {
     const urls = env.REDIS_ADDRESS.split(',').map((a) => `redis://${a.trim()}`);
     redis = { urls, cluster, password, database, commandTimeoutMs };
@@ -133,6 +150,10 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () =
   const topKeys = int(env, 'TOP_KEYS', 20, 0);
   if (topKeys > 100) throw new EnvError(`TOP_KEYS=${JSON.stringify(env.TOP_KEYS)}: must be an integer between 0 and 100`);
   const topKeysIntervalMs = int(env, 'TOP_KEYS_INTERVAL_SECONDS', 60, 1) * 1000;
+  const maxUpdateTokens = int(env, 'MAX_UPDATE_TOKENS', DEFAULT_MAX_UPDATE_TOKENS, 1);
+  if (maxUpdateTokens > MAX_MAX_UPDATE_TOKENS) {
+    throw new EnvError(`MAX_UPDATE_TOKENS=${JSON.stringify(env.MAX_UPDATE_TOKENS)}: must be an integer between 1 and ${MAX_MAX_UPDATE_TOKENS}`);
+  }
   return {
     port,
     workers,
@@ -147,6 +168,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: () =
     reservationTtlMs: int(env, 'RESERVATION_TTL_SECONDS', DEFAULT_RESERVATION_TTL_MS / 1000, 1) * 1000,
     requestWindowMs: int(env, 'REQUEST_ID_WINDOW_SECONDS', DEFAULT_REQUEST_WINDOW_MS / 1000, 1) * 1000,
     acceptRefundsWithoutReservationId: bool(env, 'ACCEPT_REFUNDS_WITHOUT_RESERVATION_ID'),
+    maxUpdateTokens,
     snapshotFile: env.MEMORY_SNAPSHOT_FILE || undefined,
     snapshotIntervalMs: int(env, 'MEMORY_SNAPSHOT_INTERVAL_SECONDS', 30, 0) * 1000,
     host: env.HOST || undefined,

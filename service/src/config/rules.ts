@@ -90,8 +90,7 @@ export function validateRules(raw: unknown, source = 'RATE_LIMIT_CONFIG'): Rule[
 }
 
 function validateRule(r: unknown, i: number, source: string): Rule {
-  const at = (field: string, value: unknown, why: string) =>
-    new ConfigError(`${source}: rule ${i}: field "${field}" = ${show(value)}: ${why}`);
+  const at = (field: string, value: unknown, why: string) => new ConfigError(`${source}: rule ${i}: field "${field}" = ${show(value)}: ${why}`);
   if (r === null || typeof r !== 'object' || Array.isArray(r)) {
     throw new ConfigError(`${source}: rule ${i}: expected an object, got ${show(r)}`);
   }

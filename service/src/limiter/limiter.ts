@@ -1,5 +1,6 @@
 import type { ChargeField } from '../config/rules';
-import { DEFAULT_REQUEST_WINDOW_MS, DEFAULT_RESERVATION_TTL_MS } from '../config/env';
+import { DEFAULT_MAX_UPDATE_TOKENS, DEFAULT_REQUEST_WINDOW_MS, DEFAULT_RESERVATION_TTL_MS } from '../config/env';
+import { silentLogger, type Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { randomUUID } from 'node:crypto';
 import { retryAfterSeconds, type BucketOp, type BucketResult } from '../bucket/math';
@@ -80,13 +81,26 @@ export interface LimiterOptions {
    * behaviour before reservation ids, for plugins that do not send the id yet). Reopens self-credit.
    */
   acceptRefundsWithoutReservationId?: boolean;
+  /**
+   * MAX_UPDATE_TOKENS: the most one update charges a key, and the most one check reserves
+   * (default DEFAULT_MAX_UPDATE_TOKENS). A forged report then costs a key no more than one request could.
+   */
+  maxUpdateTokens?: number;
+  /** Hears about capped charges (a warning at most every CAP_LOG_INTERVAL_MS). */
+  logger?: Logger;
 }
+
+/** At most one "charge capped" line per this period: a flood of forged reports must not flood the log. */
+const CAP_LOG_INTERVAL_MS = 10_000;
 
 /** Applies the rules to keys, on top of a store. Rules can be swapped at any time (reload). */
 export class Limiter {
   private readonly reservationTtlMs: number;
   private readonly requestWindowMs: number;
   private readonly legacyRefunds: boolean;
+  private readonly maxUpdateTokens: number;
+  private readonly logger: Logger;
+  private lastCapLog = 0;
 
   constructor(
     private ruleSet: RuleSet,
@@ -97,6 +111,28 @@ export class Limiter {
     this.reservationTtlMs = opts.reservationTtlMs ?? DEFAULT_RESERVATION_TTL_MS;
     this.requestWindowMs = opts.requestWindowMs ?? DEFAULT_REQUEST_WINDOW_MS;
     this.legacyRefunds = opts.acceptRefundsWithoutReservationId ?? false;
+    this.maxUpdateTokens = opts.maxUpdateTokens ?? DEFAULT_MAX_UPDATE_TOKENS;
+    this.logger = opts.logger ?? silentLogger;
+  }
+
+  /** A charge or reservation above MAX_UPDATE_TOKENS: counted, and logged by rule (keys may identify users). */
+  private capped(rule: string, op: 'update' | 'reserve', asked: number): void {
+    this.metrics.cappedCharges.inc({ rule, op });
+    const now = Date.now();
+    if (now - this.lastCapLog < CAP_LOG_INTERVAL_MS) return;
+    this.lastCapLog = now;
+    this.logger.warn('charge above MAX_UPDATE_TOKENS: the cap was charged instead (a forged or runaway report?)', {
+      rule,
+      op,
+      tokens: asked,
+      max_update_tokens: this.maxUpdateTokens,
+    });
+  }
+
+  /** What the embedded store says about a new key at its bound: refused, or made room by forgiving another. */
+  private storeNotes(res: BucketResult, op: 'check' | 'update'): void {
+    if (res.storeFull) this.metrics.storeFull.inc({ op });
+    if (res.forgiven) this.metrics.storeForgiven.inc(res.forgiven);
   }
 
   get rules(): RuleSet {
@@ -117,6 +153,7 @@ export class Limiter {
     const { rules, pending } = this.runPerKey(keys, 'check', 0);
     let results: (BucketResult | null)[];
     try {
+      // eslint-disable-next-line @typescript-eslint/await-thenable -- null for a key without a rule, a promise otherwise
       results = await Promise.all(pending);
     } catch (err) {
       this.metrics.storeErrors.inc({ op: 'check' });
@@ -129,7 +166,7 @@ export class Limiter {
         this.metrics.decisions.inc({ rule: '', result: 'unruled' });
         continue;
       }
-      if (res.storeFull) this.metrics.storeFull.inc({ op: 'check' });
+      this.storeNotes(res, 'check');
       if (res.balance <= 0) {
         // Count the remaining keys as not evaluated: the first limited key decides.
         return this.limited(keys[i], r, res, 1);
@@ -174,10 +211,12 @@ export class Limiter {
    * in different Redis Cluster slots): for a moment a concurrent request can see a balance
    * lowered by a reservation that is then rolled back.
    */
-  private async reserveCheck(keys: readonly string[], n: number): Promise<CheckResult> {
+  private async reserveCheck(keys: readonly string[], asked: number): Promise<CheckResult> {
     const count = keys.length;
+    const n = Math.min(asked, this.maxUpdateTokens);
     const extra: RunExtra = { reservationId: randomUUID(), reservationTtlMs: this.reservationTtlMs };
     const { rules, pending } = this.runPerKey(keys, 'reserve', n, extra);
+    // eslint-disable-next-line @typescript-eslint/await-thenable -- null for a key without a rule, a promise otherwise
     const settled = await Promise.allSettled(pending);
     let failure: unknown;
     let refused = -1;
@@ -187,7 +226,7 @@ export class Limiter {
       if (s.status === 'rejected') {
         failure ??= s.reason;
       } else if (s.value) {
-        if (s.value.storeFull) this.metrics.storeFull.inc({ op: 'check' });
+        this.storeNotes(s.value, 'check');
         if (s.value.admitted) admitted.push(i);
         else if (refused < 0) refused = i;
       }
@@ -210,6 +249,7 @@ export class Limiter {
       if (i === refused) return this.limited(keys[i], r, res, Math.min(n, r.maxTokens));
       this.metrics.decisions.inc({ rule: r.regexSource, result: 'allowed' });
       if (refused < 0) this.metrics.tokensReserved.inc({ rule: r.regexSource }, n);
+      if (refused < 0 && asked > n) this.capped(r.regexSource, 'reserve', asked);
     }
     return allowed(keys, rules, results, { reserved: n, reservation_id: extra.reservationId });
   }
@@ -262,7 +302,11 @@ export class Limiter {
     for (const key of keys) {
       const r = rs.match(key);
       if (!r) continue;
-      const cost = usage[r.charge];
+      let cost = usage[r.charge];
+      if (cost > this.maxUpdateTokens) {
+        this.capped(r.regexSource, 'update', cost);
+        cost = this.maxUpdateTokens;
+      }
       let x = extra;
       const n = seen?.get(key);
       const later = n === 0;
@@ -287,8 +331,8 @@ export class Limiter {
       const [r, cost, later, key] = charged[i];
       const res = results[i];
       const rule = r.regexSource;
+      this.storeNotes(res, 'update');
       if (res.storeFull) {
-        this.metrics.storeFull.inc({ op: 'update' });
         full = true;
         continue;
       }
@@ -308,7 +352,7 @@ export class Limiter {
       this.metrics.spend(key, rule, cost);
     }
     if (applied.length > 0 && opts.onApplied) opts.onApplied(applied);
-    if (full) throw new StoreError('embedded store full: no record can be dropped without forgetting a balance');
+    if (full) throw new StoreError('embedded store full: every record examined is at or below zero: none can be dropped without forgetting a debt');
     return charged.length;
   }
 
@@ -346,8 +390,12 @@ export class Limiter {
  * The allowed reply: for the ruled key closest to its limit (the lowest balance), its limit and
  * balance. No key with a rule: the bare reference reply (and nothing was reserved).
  */
-function allowed(keys: readonly string[], rules: (CompiledRule | null)[], results: (BucketResult | null)[],
-  reservation: { reserved?: number; reservation_id?: string }): CheckResult {
+function allowed(
+  keys: readonly string[],
+  rules: (CompiledRule | null)[],
+  results: (BucketResult | null)[],
+  reservation: { reserved?: number; reservation_id?: string },
+): CheckResult {
   let best = -1;
   for (let i = 0; i < keys.length; i++) {
     const res = results[i];

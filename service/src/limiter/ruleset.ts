@@ -5,7 +5,6 @@ export interface CompiledRule extends Rule {
   params: BucketParams;
 }
 
-
 /**
  * The active rules, with a bounded key → rule cache so a key already seen costs one
  * Map lookup (no regex scan). A new RuleSet (and cache) is built on every reload.
@@ -14,7 +13,10 @@ export class RuleSet {
   readonly rules: readonly CompiledRule[];
   private readonly cache = new Map<string, CompiledRule | null>();
 
-  constructor(rules: readonly Rule[], private readonly cacheSize = 10_000) {
+  constructor(
+    rules: readonly Rule[],
+    private readonly cacheSize = 10_000,
+  ) {
     this.rules = rules.map((r) => ({
       ...r,
       params: {

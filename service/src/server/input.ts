@@ -1,4 +1,8 @@
-/** Validation of protocol input. Each failure is a 400 with a JSON error. */
+/**
+ * Validation of protocol input. Each failure is a 400 with a JSON error, except a bad field of
+ * an update that is not a count (metadata): the counts are charged without it, and
+ * UpdateBody.metadataErrors says why (a report must never be lost to a field that is not a count).
+ */
 import type { Usage } from '../limiter/limiter';
 
 export const MAX_KEYS = 16;
@@ -74,6 +78,14 @@ export interface UpdateBody {
   model?: string;
   /** Usage parts present in the body (cache_read_tokens, cache_write_tokens, reasoning_tokens). */
   parts: Partial<Record<(typeof EXTRA_COUNTS)[number], number>>;
+  /** Metadata fields left out because they were bad, with why (empty: none). */
+  metadataErrors: MetadataError[];
+}
+
+/** A bad metadata field of an update: `estimated`, `reservation_id`, `request_id` or `model`. */
+export interface MetadataError {
+  field: string;
+  error: string;
 }
 
 /** Bound on `request_id`, `reservation_id` and `model` (UTF-8 bytes). */
@@ -82,17 +94,36 @@ export const MAX_ID_BYTES = 128;
 /** Usage parts accepted and validated like the other counts; they do not change the charge. */
 const EXTRA_COUNTS = ['cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens'] as const;
 
-function idField(o: Record<string, unknown>, f: string): string | undefined {
+/** A bad value, shown in an error: JSON, cut to a few dozen characters (a body may hold 64 KiB). */
+function shown(v: unknown): string {
+  const j = JSON.stringify(v) ?? String(v);
+  return j.length > 40 ? `${j.slice(0, 40)}…` : j;
+}
+
+/**
+ * An id or name: a non-empty string of at most MAX_ID_BYTES. Anything else is left out and
+ * noted in `errors` (the update is still charged): a bad request_id then means no
+ * deduplication (a retry is charged again, never a report charged zero), a bad reservation_id
+ * no refund (the reservation stays live until its TTL), a bad model no model in the record.
+ */
+function idField(o: Record<string, unknown>, f: string, errors: MetadataError[]): string | undefined {
   const v = o[f];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw new BadRequest(`${f} must be a non-empty string`);
-  if (v.length > MAX_ID_BYTES || Buffer.byteLength(v) > MAX_ID_BYTES) throw new BadRequest(`${f} is longer than ${MAX_ID_BYTES} bytes`);
+  if (typeof v !== 'string' || v.length === 0) {
+    errors.push({ field: f, error: `must be a non-empty string, got ${shown(v)}` });
+    return undefined;
+  }
+  if (v.length > MAX_ID_BYTES || Buffer.byteLength(v) > MAX_ID_BYTES) {
+    errors.push({ field: f, error: `${Buffer.byteLength(v)} bytes, more than ${MAX_ID_BYTES}` });
+    return undefined;
+  }
   return v;
 }
 
 /**
  * Parses the update body. Missing counts are 0; a missing total_tokens is prompt + completion;
  * reserved_tokens (default 0) and estimated (default false) are optional; other fields are ignored.
+ * Bad keys or counts throw BadRequest; bad metadata is left out (see idField) and listed.
  */
 export function parseUpdateBody(text: string): UpdateBody {
   let v: unknown;
@@ -113,20 +144,24 @@ export function parseUpdateBody(text: string): UpdateBody {
     const n = tokenCount(o, f);
     if (n !== undefined) parts[f] = n;
   }
+  const metadataErrors: MetadataError[] = [];
   const est = o.estimated;
-  if (est !== undefined && est !== null && typeof est !== 'boolean') throw new BadRequest('estimated must be a boolean');
+  if (est !== undefined && est !== null && typeof est !== 'boolean') {
+    metadataErrors.push({ field: 'estimated', error: `must be a boolean, got ${shown(est)}` });
+  }
   const body: UpdateBody = {
     keys,
     usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total },
     reserved,
     estimated: est === true,
     parts,
+    metadataErrors,
   };
-  const reservationId = idField(o, 'reservation_id');
+  const reservationId = idField(o, 'reservation_id', metadataErrors);
   if (reservationId !== undefined) body.reservationId = reservationId;
-  const requestId = idField(o, 'request_id');
+  const requestId = idField(o, 'request_id', metadataErrors);
   if (requestId !== undefined) body.requestId = requestId;
-  const model = idField(o, 'model');
+  const model = idField(o, 'model', metadataErrors);
   if (model !== undefined) body.model = model;
   return body;
 }

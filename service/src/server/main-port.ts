@@ -18,6 +18,18 @@ const UPDATE_PATH = '/update_ratelimit_record';
 const JSON_CT = /^application\/json\s*(;|$)/i;
 
 /** The query parameters (first occurrence wins in get(); `+` is a space, as Go's Query().Get). */
+/**
+ * A request target in origin form. RFC 9112 §3.2.2: a server must accept the absolute form
+ * (`GET http://host/ratelimit?…`), which is the same request as its path and query.
+ */
+function originForm(url: string): string {
+  if (url.charCodeAt(0) === 0x2f) return url; // "/": the usual case, no allocation
+  const authority = /^https?:\/\/[^/?#]*/i.exec(url);
+  if (!authority) return url;
+  const rest = url.slice(authority[0].length);
+  return rest === '' || rest[0] === '?' ? '/' + rest : rest;
+}
+
 function queryParams(url: string, q: number): URLSearchParams | undefined {
   return q < 0 ? undefined : new URLSearchParams(url.slice(q + 1));
 }
@@ -60,7 +72,10 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
         throw new BadRequest(`Content-Type must be application/json, got ${JSON.stringify(ct.slice(0, 100))}`);
       }
       const body = parseUpdateBody(await readBody(req, MAX_BODY_BYTES));
-      const { keys, usage, reserved, estimated, reservationId, requestId } = body;
+      const { keys, usage, reserved, estimated, reservationId, requestId, metadataErrors } = body;
+      for (const e of metadataErrors) deps.metrics.metadataErrors.inc({ field: e.field });
+      // Field names only: no body value or key in the log.
+      if (metadataErrors.length > 0) logger.debug('update charged without its bad metadata', { fields: metadataErrors.map((e) => e.field) });
       const recorder = deps.usage;
       const onApplied = recorder ? (charges: AppliedCharge[]) => recorder.record(body, charges) : undefined;
       const charged = await limiter.update(keys, usage, { reserved, estimated, reservationId, requestId, onApplied });
@@ -84,7 +99,7 @@ export function mainPortHandler(deps: HttpDeps, isReady: () => Promise<Readiness
   /** Exact paths only: `/ratelimit/` or `/RateLimit` are 404, as in the reference's Go mux. */
   return (req: IncomingMessage, res: ServerResponse): void => {
     const start = RequestTimer.start();
-    const url = req.url!;
+    const url = originForm(req.url!);
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const m = req.method;

@@ -17,8 +17,10 @@ export interface MemoryStoreOptions {
   nowUs?: () => number;
   /**
    * Bound on the number of records. At the bound, a new key takes the place of a record that
-   * carries no information (expired, or refilled to a full bucket); when there is none, the
-   * new key is refused (checks deny it, updates fail) rather than a debt forgotten.
+   * carries no information (expired, or refilled to a full bucket), else of the least spent one
+   * with a positive balance (its key gets back what it spent: no more than a new key gets);
+   * when every record examined is at or below zero, the new key is refused (checks deny it,
+   * updates fail) rather than a debt or an exhausted bucket forgotten.
    */
   maxKeys?: number;
   /** Period of the expiry sweep in ms (0 disables it). */
@@ -141,12 +143,16 @@ export class MemoryStore implements BucketStore {
       this.map.delete(key);
       e = undefined;
     }
-    if (!e && this.map.size >= this.maxKeys && !this.makeRoom(now)) {
-      // Full of records that still mean something: refuse the new key (nothing is written).
-      this.onFull?.();
-      const out: BucketResult = { balance: 0, lastFillUs: now, nowUs: now, storeFull: true };
-      if (op === 'reserve') out.admitted = false;
-      return out;
+    let forgiven = 0;
+    if (!e && this.map.size >= this.maxKeys) {
+      forgiven = this.makeRoom(now);
+      if (forgiven < 0) {
+        // Full of balances at or below zero: refuse the new key (nothing is written).
+        this.onFull?.();
+        const out: BucketResult = { balance: 0, lastFillUs: now, nowUs: now, storeFull: true };
+        if (op === 'reserve') out.admitted = false;
+        return out;
+      }
     }
     const records = this.records;
     records.key = key;
@@ -160,34 +166,48 @@ export class MemoryStore implements BucketStore {
     if (op === 'reserve') out.admitted = r.admitted;
     if (r.refunded !== undefined) out.refunded = r.refunded;
     if (r.duplicate) out.duplicate = true;
+    if (forgiven > 0) out.forgiven = forgiven;
     return out;
   }
 
   /**
-   * At the bound: drops one record that carries no information (expired, or refilled to a
-   * full bucket), looking at up to EVICTION_SCAN records from a cursor that goes round the
-   * map (least recently written first). False when none was found: every record examined
-   * holds a balance below full (a debt or a partly spent bucket) that must not be forgotten.
+   * At the bound: drops one record, looking at up to EVICTION_SCAN records from a cursor that
+   * goes round the map (least recently written first). The first one that carries no
+   * information (expired, or refilled to a full bucket) goes at once: returns 0. Else the one
+   * with a positive balance closest to full goes: returns what its key gets back. A flood of new
+   * keys that each spend a little then makes room for the next newcomer, and no key gets more
+   * than a new key would. -1 when every record examined is at or below zero: a debt, or an
+   * exhausted bucket that is refusing its key, must not be forgotten.
    */
-  private makeRoom(nowUs: number): boolean {
+  private makeRoom(nowUs: number): number {
     const nowMs = nowUs / 1000;
     let restarted = false;
+    let spent: string | undefined;
+    let leastShortfall = Infinity;
     for (let i = 0; i < EVICTION_SCAN; i++) {
       this.cursor ??= this.map.entries();
       const next = this.cursor.next();
       if (next.done) {
         this.cursor = undefined;
-        if (restarted) return false;
+        if (restarted) break;
         restarted = true;
         continue;
       }
       const [k, e] = next.value;
-      if (e.expiresAtMs <= nowMs || applyBucket(e, e.p, nowUs, 'check', 0).balance >= e.p.maxTokens) {
+      const balance = e.expiresAtMs <= nowMs ? e.p.maxTokens : applyBucket(e, e.p, nowUs, 'check', 0).balance;
+      const shortfall = e.p.maxTokens - balance;
+      if (shortfall <= 0) {
         this.map.delete(k);
-        return true;
+        return 0;
+      }
+      if (balance > 0 && shortfall < leastShortfall) {
+        spent = k;
+        leastShortfall = shortfall;
       }
     }
-    return false;
+    if (spent === undefined) return -1;
+    this.map.delete(spent);
+    return leastShortfall;
   }
 
   /** Remaining lifetime of a record in ms at `nowUs` (-2 when absent, as Redis PTTL). */

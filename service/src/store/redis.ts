@@ -168,8 +168,20 @@ export class RedisStore implements BucketStore {
       call = this.client.bucket(rec, [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, now, ruleArgs[4]]);
     } else {
       const keys = [rec, `${rec}:r:${resMode ? extra!.reservationId : ''}`, `${rec}:u:${window ? extra!.requestId : ''}`];
-      const args = [ruleArgs[0], ruleArgs[1], ruleArgs[2], ruleArgs[3], String(cost), op, now, ruleArgs[4], resMode,
-        String(extra?.claimed ?? 0), resMode === 'new' ? String(reservationTtlMs(extra!)) : '', window];
+      const args = [
+        ruleArgs[0],
+        ruleArgs[1],
+        ruleArgs[2],
+        ruleArgs[3],
+        String(cost),
+        op,
+        now,
+        ruleArgs[4],
+        resMode,
+        String(extra?.claimed ?? 0),
+        resMode === 'new' ? String(reservationTtlMs(extra!)) : '',
+        window,
+      ];
       call = this.client.bucket3(keys, args);
     }
     let reply: number[];
@@ -192,9 +204,7 @@ export class RedisStore implements BucketStore {
    * CONFIG is refused (managed Redis).
    */
   async evictionRisk(): Promise<{ policy: string; maxmemory: number; warning?: string } | undefined> {
-    const clients: any[] = this.kind === 'redis-cluster'
-      ? await Promise.all(this.client.masters.map((m: any) => this.client.nodeClient(m)))
-      : [this.client];
+    const clients: any[] = this.kind === 'redis-cluster' ? await Promise.all(this.client.masters.map((m: any) => this.client.nodeClient(m))) : [this.client];
     let worst: { policy: string; maxmemory: number; warning?: string } | undefined;
     for (const c of clients) {
       let cfg: Record<string, string>;
@@ -220,11 +230,7 @@ export class RedisStore implements BucketStore {
     try {
       if (this.kind === 'redis-cluster') {
         // Every master must answer.
-        await withTimeout(
-          Promise.all(this.client.masters.map(async (m: any) => (await this.client.nodeClient(m)).ping())),
-          this.timeoutMs,
-          'ping',
-        );
+        await withTimeout(Promise.all(this.client.masters.map(async (m: any) => (await this.client.nodeClient(m)).ping())), this.timeoutMs, 'ping');
       } else {
         await withTimeout(this.client.ping(), this.timeoutMs, 'ping');
       }

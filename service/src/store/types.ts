@@ -22,7 +22,10 @@ export interface BucketStore {
 
 /** A failure of the backing store (maps to 503). */
 export class StoreError extends Error {
-  constructor(message: string, readonly cause?: unknown) {
+  constructor(
+    message: string,
+    readonly cause?: unknown,
+  ) {
     super(message);
     this.name = 'StoreError';
   }

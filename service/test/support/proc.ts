@@ -13,19 +13,26 @@ export interface Proc {
 
 /** Starts main.js with PORT=0, ADMIN_PORT=0, ADMIN_TOKENS and `env`; resolves on its `listening` line, rejects if it exits first. */
 export function runMain(main: string, env: Record<string, string>): Promise<Proc> {
-  const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH!, PORT: '0', ADMIN_PORT: '0', ADMIN_TOKENS: ADMIN_TOKEN, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [main], {
+    env: { PATH: process.env.PATH!, PORT: '0', ADMIN_PORT: '0', ADMIN_TOKENS: ADMIN_TOKEN, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.stderr!.on('data', (d) => (err += d));
-  const lines = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = () =>
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d) => {
       out += d;
       const l = lines().find((x) => x.msg === 'listening');
       if (l) resolve({ child, port: l.port, adminPort: l.admin_port, lines, stderr: () => err, exited });
     });
-    exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
+    void exited.then((code) => reject(Object.assign(new Error(`exited ${code}: ${err}`), { code, stderr: err })));
   });
 }
 
