@@ -2,7 +2,7 @@
 // configuration fail with an error naming the field and the offending value.
 
 import { ByteBuf } from "./bytes";
-import { parseJson, JValue, J_OBJ, J_ARR, J_STR, J_NUM, J_BOOL } from "./json";
+import { parseJson, JValue, J_OBJ, J_ARR, J_STR, J_BOOL } from "./json";
 import { Template, parseTemplate, SEG_BODY } from "./template";
 import { ErrorCollector, knownFields, str, intIn, nonEmptyString, intField, boolField, ratioField } from "./config-fields";
 
@@ -137,9 +137,9 @@ function parseStrMatch(c: ErrorCollector, v: JValue, field: string, lowerCase: b
     c.fail(field, "expected exactly one of exact, prefix, suffix", v);
     return null;
   }
-  let k = v.keys[0];
-  let val = v.items[0];
-  let name = field + "." + k.display(20);
+  const k = v.keys[0];
+  const val = v.items[0];
+  const name = field + "." + k.display(20);
   if (k.eqStr("regex")) {
     c.fail(name, "regular expressions are not supported (see the plugin README); use exact, prefix or suffix", val);
     return null;
@@ -171,7 +171,7 @@ function parse(c: ErrorCollector, raw: ByteBuf): Config | null {
     c.fail("pluginConfig", "empty; rateLimitKeys and rateLimitService are required", null);
     return null;
   }
-  let root = parseJson(raw);
+  const root = parseJson(raw);
   if (root === null) {
     c.fail("pluginConfig", "not valid JSON: " + raw.display(120), null);
     return null;
@@ -381,7 +381,7 @@ function parseLimits(c: ErrorCollector, root: JValue, cfg: Config): bool {
   b = boolField(c, root, "allowCompressedRequests", "allowCompressedRequests", cfg.allowCompressedRequests);
   if (b < 0) return false;
   cfg.allowCompressedRequests = b == 1;
-  let up = root.get("upgrades");
+  const up = root.get("upgrades");
   if (up !== null) {
     if (up.kind == J_STR && (<ByteBuf>up.s).eqStr("refuse")) cfg.upgrades = UPGRADES_REFUSE;
     else if (up.kind == J_STR && (<ByteBuf>up.s).eqStr("unmetered")) cfg.upgrades = UPGRADES_UNMETERED;

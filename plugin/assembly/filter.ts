@@ -104,8 +104,8 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   // A compressed body cannot be read: its estimate would be its compressed length (a 200,000-
   // character prompt in 718 bytes) and include_usage could not be added. Envoy's decompressor
   // filter in front of the plugin removes the content-encoding (plugin/README.md).
-  let enc = requestHeader(CONTENT_ENCODING);
-  let compressedRequest = enc !== null && !isIdentity(<ByteBuf>enc);
+  const enc = requestHeader(CONTENT_ENCODING);
+  const compressedRequest = enc !== null && !isIdentity(<ByteBuf>enc);
   if (compressedRequest && !cfg.allowCompressedRequests) {
     req.reset();
     sendCompressedRefused(cfg, <ByteBuf>enc);
@@ -116,7 +116,7 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
   const deferKeys = cfg.keysNeedBody && !endOfStream;
   let keys: ByteBuf[] = [];
   if (!deferKeys) {
-    let rk = renderKeys(cfg, req);
+    const rk = renderKeys(cfg, req);
     if (rk.missing !== null) {
       denyMissingKey(cfg, <string>rk.missing);
       return STOP_ITERATION;
@@ -155,9 +155,9 @@ export function onRequestHeaders(id: u32, root: Root, endOfStream: bool): i32 {
 
 /** An upgrade (Upgrade: websocket; Envoy presents HTTP/2's extended CONNECT the same way) or a CONNECT. */
 function isUpgrade(req: RequestView): bool {
-  let u = requestHeader(UPGRADE);
+  const u = requestHeader(UPGRADE);
   if (u !== null && u.length > 0) return true;
-  let m = req.method();
+  const m = req.method();
   return m !== null && m.eqStr("CONNECT");
 }
 
@@ -230,7 +230,7 @@ export class MatchedStream {
     if (cl !== null) this.contentLength = parseDecimal(cl, 1e15 as i64);
     if (cfg.includeStreamUsage) {
       // Anthropic's Messages API streams usage anyway and rejects unknown fields.
-      let p = req.path();
+      const p = req.path();
       this.mayRewrite = !this.compressedRequest && (p === null || !endsWithStr(p, "/messages"));
       // The body may change length: let Envoy frame it (chunked / recomputed).
       if (this.mayRewrite) abi.removeHeader(abi.MAP_REQUEST_HEADERS, CONTENT_LENGTH);
@@ -417,8 +417,8 @@ export class MatchedStream {
    * reply is sent.
    */
   readBufferedBody(size: u32): bool {
-    let cfg = this.config;
-    let est = cfg.estimate;
+    const cfg = this.config;
+    const est = cfg.estimate;
     if (<i64>size > <i64>cfg.maxRequestBodyBytes) {
       this.estimateFromLength(size);
       return true;
@@ -434,9 +434,9 @@ export class MatchedStream {
       this.completionEst = est.defaultCompletionTokens;
       return true;
     }
-    let body = bodyChunk.toBuf();
-    let e = readRequestBody(body, est, this.mayRewrite, cfg.bodyPaths);
-    let amb = e.ambiguous;
+    const body = bodyChunk.toBuf();
+    const e = readRequestBody(body, est, this.mayRewrite, cfg.bodyPaths);
+    const amb = e.ambiguous;
     if (amb !== null) {
       this.bodyJson = null;
       this.phase = PH_REJECTED;
@@ -464,7 +464,7 @@ export class MatchedStream {
       this.compressed = true;
       inc(metrics.compressedSkipped);
     } else {
-      let cfg = this.config;
+      const cfg = this.config;
       this.scanner = UsageScanner.forContentType(responseHeader(CONTENT_TYPE), cfg.maxBufferBytes, cfg.estimateMissingUsage || this.reserveMode);
     }
     if (endOfStream) this.finish();

@@ -65,8 +65,8 @@ export function foldEq(a: ByteBuf, b: ByteBuf): bool {
   let i = 0,
     j = 0;
   while (i < a.length && j < b.length) {
-    let ca = foldedUnit(a, i);
-    let cb = foldedUnit(b, j);
+    const ca = foldedUnit(a, i);
+    const cb = foldedUnit(b, j);
     if ((ca & 0xff) != (cb & 0xff)) return false;
     i += ca >> 8;
     j += cb >> 8;
@@ -76,7 +76,7 @@ export function foldEq(a: ByteBuf, b: ByteBuf): bool {
 
 /** The folded unit at b[i]: its value (low byte) and its length in bytes (<< 8). */
 function foldedUnit(b: ByteBuf, i: i32): i32 {
-  let c = b.at(i);
+  const c = b.at(i);
   if (c >= 0x41 && c <= 0x5a) return (1 << 8) | (c + 0x20);
   if (c == 0xe2 && i + 2 < b.length && b.at(i + 1) == 0x84 && b.at(i + 2) == 0xaa) return (3 << 8) | 0x6b; // K
   if (c == 0xc5 && i + 1 < b.length && b.at(i + 1) == 0xbf) return (2 << 8) | 0x73; // ſ
@@ -102,7 +102,7 @@ class Parser {
 
   ws(): void {
     while (this.pos < this.end) {
-      let c = <i32>load<u8>(this.base + <usize>this.pos);
+      const c = <i32>load<u8>(this.base + <usize>this.pos);
       if (c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d) this.pos++;
       else break;
     }
@@ -117,7 +117,7 @@ class Parser {
     if (c == 0x7b) v = this.object(depth);
     else if (c == 0x5b) v = this.array(depth);
     else if (c == 0x22) {
-      let s = this.string();
+      const s = this.string();
       if (s !== null) {
         v = new JValue(J_STR);
         v.s = s;
@@ -204,7 +204,7 @@ class Parser {
     else if (exp10 < -400) val = 0;
     else if (exp10 > 0) val = mant * Math.pow(10, <f64>exp10);
     else if (exp10 < 0) val = mant / Math.pow(10, <f64>-exp10);
-    let v = new JValue(J_NUM);
+    const v = new JValue(J_NUM);
     v.n = neg ? -val : val;
     return v;
   }
@@ -215,7 +215,7 @@ class Parser {
     const out = new ByteBuf(16);
     while (true) {
       if (this.pos >= this.end) return null;
-      let c = <i32>load<u8>(this.base + <usize>this.pos);
+      const c = <i32>load<u8>(this.base + <usize>this.pos);
       if (c == 0x22) {
         this.pos++;
         return out;
@@ -237,7 +237,7 @@ class Parser {
           if (cp >= 0xd800 && cp <= 0xdbff) {
             // Surrogate pair, or a lone high surrogate (replaced).
             if (this.pos + 6 <= this.end && this.peek() == 0x5c && <i32>load<u8>(this.base + <usize>(this.pos + 1)) == 0x75) {
-              let save = this.pos;
+              const save = this.pos;
               this.pos += 2;
               const lo = this.hex4();
               if (lo >= 0xdc00 && lo <= 0xdfff) cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -256,7 +256,7 @@ class Parser {
         this.pos++;
         continue;
       }
-      let n = utf8SeqLen(this.base, this.pos, this.end);
+      const n = utf8SeqLen(this.base, this.pos, this.end);
       if (n <= 0) return null;
       out.appendRaw(this.base + <usize>this.pos, n);
       this.pos += n;

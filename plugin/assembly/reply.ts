@@ -30,7 +30,7 @@ function send(cfg: Config, status: u32, details: string, message: ByteBuf, type:
     sendLocalResponse(status, details, message, h);
     return;
   }
-  let b = ByteBuf.fromString('{"error":{"message":');
+  const b = ByteBuf.fromString('{"error":{"message":');
   appendJsonString(b, message);
   b.appendString(',"type":"');
   b.appendString(type);
@@ -120,7 +120,7 @@ export function sendMissingKey(cfg: Config, template: string): void {
  * it would be estimated from its compressed length and include_usage could not be added.
  */
 export function sendCompressedRefused(cfg: Config, encoding: ByteBuf): void {
-  let m = ByteBuf.fromString("compressed request bodies are not accepted on this route (content-encoding: ");
+  const m = ByteBuf.fromString("compressed request bodies are not accepted on this route (content-encoding: ");
   if (encoding.length > 64) m.appendBuf(encoding.slice(0, 64));
   else m.appendBuf(encoding);
   m.appendString("); send the body uncompressed");
@@ -142,7 +142,7 @@ export function sendUpgradeRefused(cfg: Config): void {
 
 /** A body field the plugin reads appears more than once, under any spelling (case folded). */
 export function sendAmbiguousBody(cfg: Config, field: ByteBuf): void {
-  let m = ByteBuf.fromString('request body field "');
+  const m = ByteBuf.fromString('request body field "');
   m.appendBuf(field);
   m.appendString('" appears more than once (names differing only in case count as the same)');
   send(cfg, 400, "llm_token_rate_limit_ambiguous_body", m, "invalid_request_error", "duplicate_body_field", new HeaderList());

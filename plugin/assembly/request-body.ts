@@ -59,8 +59,8 @@ export class RequestBody {
  * not for an API that rejects stream_options (see filter.ts).
  */
 export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bool, bodyPaths: ByteBuf[]): RequestBody {
-  let e = new RequestBody();
-  let root = parseJson(body);
+  const e = new RequestBody();
+  const root = parseJson(body);
   e.json = root;
   if (root === null || root.kind != J_OBJ) {
     e.prompt = lengthTokens(body.length, r);
@@ -69,7 +69,7 @@ export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bo
   }
   e.ambiguous = ambiguousField(root, bodyPaths);
   if (e.ambiguous !== null) return e;
-  let m = root.get("model");
+  const m = root.get("model");
   if (m !== null && m.kind == J_STR && m.s !== null && (<ByteBuf>m.s).length <= MAX_MODEL_BYTES) e.model = m.s;
   e.prompt = promptTokens(root, body.length, r);
   e.completion = completionBound(root, r.defaultCompletionTokens);
@@ -81,7 +81,7 @@ export function readRequestBody(body: ByteBuf, r: EstimateConfig, mayRewrite: bo
 function ambiguousName(obj: JValue, name: ByteBuf): bool {
   let n = 0;
   let exact = false;
-  let keys = obj.keys;
+  const keys = obj.keys;
   for (let i = 0; i < keys.length; i++) {
     if (keys[i].length > name.length * 3) continue; // too long to fold to it
     if (foldEq(keys[i], name)) {
@@ -97,16 +97,16 @@ function ambiguousField(root: JValue, bodyPaths: ByteBuf[]): ByteBuf | null {
   for (let i = 0; i < READ_NAMES.length; i++) {
     if (ambiguousName(root, READ_NAMES[i])) return READ_NAMES[i];
   }
-  let so = root.member(STREAM_OPTIONS);
+  const so = root.member(STREAM_OPTIONS);
   if (so !== null && so.kind == J_OBJ && ambiguousName(so, INCLUDE_USAGE)) return ByteBuf.fromString("stream_options.include_usage");
   // Key templates' body fields ("metadata\0user_id"): every level of the path.
   for (let p = 0; p < bodyPaths.length; p++) {
-    let path = bodyPaths[p];
+    const path = bodyPaths[p];
     let v: JValue | null = root;
     let start = 0;
     for (let i = 0; i <= path.length && v !== null && v.kind == J_OBJ; i++) {
       if (i < path.length && path.at(i) != 0) continue;
-      let seg = path.slice(start, i);
+      const seg = path.slice(start, i);
       if (ambiguousName(<JValue>v, seg)) return pathText(path);
       v = (<JValue>v).member(seg);
       start = i + 1;
@@ -117,7 +117,7 @@ function ambiguousField(root: JValue, bodyPaths: ByteBuf[]): ByteBuf | null {
 
 /** "a\0b" -> "a.b". */
 function pathText(path: ByteBuf): ByteBuf {
-  let out = new ByteBuf(path.length);
+  const out = new ByteBuf(path.length);
   for (let i = 0; i < path.length; i++) out.push(path.at(i) == 0 ? 0x2e : path.at(i));
   return out;
 }
