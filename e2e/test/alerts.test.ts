@@ -19,6 +19,7 @@ import { startStack, Stack } from '../src/harness/stack';
 import { Envoy, startEnvoy } from '../src/harness/envoy';
 import { chat, request } from '../src/harness/http';
 import { PLUGIN_CONFIG_FILE, PLUGIN_WASM, REPO, readJson } from '../src/harness/paths';
+import { exported, metricNames } from '../src/harness/prometheus';
 
 const RULES = path.join(REPO, 'deploy/grafana/alerts.yaml');
 const OPERATOR_RULES = path.join(REPO, 'deploy/grafana/prometheusrule.yaml');
@@ -32,30 +33,6 @@ interface Rule {
   annotations?: Record<string, string>;
 }
 const rules = (): Rule[] => parse(fs.readFileSync(RULES, 'utf8')).groups.flatMap((g: { rules: Rule[] }) => g.rules);
-
-// The two helpers below are the ones of dashboard.test.ts (same names, same rules).
-/** Metric names in a PromQL expression, outside label matchers and strings. */
-function metricNames(expr: string): string[] {
-  const bare = expr.replace(/\{[^}]*\}/g, '{}').replace(/"[^"]*"/g, '""');
-  return [...new Set(bare.match(/\b(?:llmrl|llm_ratelimit|envoy)_[a-zA-Z0-9_:]+/g) ?? [])];
-}
-
-/** Names exported in Prometheus text format: sample names (with their values), and families declared by # TYPE. */
-function exported(text: string): { samples: Map<string, number>; declared: Set<string> } {
-  const samples = new Map<string, number>();
-  const declared = new Set<string>();
-  for (const line of text.split('\n')) {
-    const t = /^# TYPE (\S+) (\S+)/.exec(line);
-    if (t) {
-      declared.add(t[1]);
-      if (t[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) declared.add(t[1] + s);
-      continue;
-    }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? (\S+)/.exec(line);
-    if (m) samples.set(m[1], Number(m[2]));
-  }
-  return { samples, declared };
-}
 
 const scrapeEnvoy = async (e: Envoy) => exported((await request(e.adminPort, { path: '/stats/prometheus' })).body);
 

@@ -9,6 +9,7 @@ import * as path from 'path';
 import { startStack, Stack } from '../src/harness/stack';
 import { chat, request } from '../src/harness/http';
 import { REPO } from '../src/harness/paths';
+import { exported, metricNames } from '../src/harness/prometheus';
 import { startRedis, type RedisHandle } from '../../test-support/redis';
 
 const DASHBOARD = path.join(REPO, 'deploy/grafana/llm-token-ratelimit.json');
@@ -26,35 +27,6 @@ function queries(d: any): string[] {
   };
   walk(d.panels);
   return out;
-}
-
-/**
- * Metric names in a PromQL expression, outside label matchers: the service's `llmrl_*`, and
- * Envoy's: the plugin's counters (Envoy's stat `wasmcustom.llm_ratelimit.X` is exported by
- * /stats/prometheus as `llm_ratelimit_X`: `wasmcustom` is a custom stat namespace, which Envoy
- * strips, without its `envoy_` prefix) and Envoy's own `envoy_*`.
- */
-function metricNames(expr: string): string[] {
-  const bare = expr.replace(/\{[^}]*\}/g, '{}').replace(/"[^"]*"/g, '""');
-  return [...new Set(bare.match(/\b(?:llmrl|llm_ratelimit|envoy)_[a-zA-Z0-9_:]+/g) ?? [])];
-}
-const fromEnvoy = (name: string) => !name.startsWith('llmrl_');
-
-/** Names exported in Prometheus text format: sample names, and families declared by # TYPE. */
-function exported(text: string): { samples: Set<string>; declared: Set<string> } {
-  const samples = new Set<string>();
-  const declared = new Set<string>();
-  for (const line of text.split('\n')) {
-    const t = /^# TYPE (\S+) (\S+)/.exec(line);
-    if (t) {
-      declared.add(t[1]);
-      if (t[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) declared.add(t[1] + s);
-      continue;
-    }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
-    if (m) samples.add(m[1]);
-  }
-  return { samples, declared };
 }
 
 let stack: Stack;
