@@ -12,6 +12,7 @@ import { REPO } from '../src/harness/paths';
 import { exported, metricNames } from '../src/harness/prometheus';
 import { startRedis, type RedisHandle } from '../../test-support/redis';
 
+const fromEnvoy = (name: string) => !name.startsWith('llmrl_');
 const DASHBOARD = path.join(REPO, 'deploy/grafana/llm-token-ratelimit.json');
 const HOST = 'dashscope.aliyuncs.com';
 const TOP_KEYS_SECONDS = 3;

@@ -246,7 +246,7 @@ describe('3. a large body trickled without content-length', () => {
   for (const [name, extra] of [
     ['default', {}],
     ['reserve.enabled', { reserve: { enabled: true } }],
-  ] as [string, object][]) {
+  ] as [string, Record<string, unknown>][]) {
     describe(name, () => {
       let stack: Stack;
       beforeAll(async () => {

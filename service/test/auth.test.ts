@@ -34,7 +34,13 @@ describe('with SERVICE_TOKENS', () => {
   });
 
   test('check and update without a valid bearer token: 401 with a JSON error, nothing charged', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }, { authorization: T1 }, { authorization: `Basic ${T1}` }]) {
+    const variants: Record<string, string>[] = [
+      {},
+      { authorization: 'Bearer wrong-token-0123456789' },
+      { authorization: T1 },
+      { authorization: `Basic ${T1}` },
+    ];
+    for (const headers of variants) {
       for (const r of [await fetch(`${svc.url}${CHECK}`, { headers }), await post(svc.url, headers)]) {
         expect(r.status).toBe(401);
         expect(r.headers.get('content-type')).toMatch(/^application\/json/);

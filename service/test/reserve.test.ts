@@ -145,9 +145,9 @@ describe('check with reserve=N', () => {
     const mem = new MemoryStore({ nowUs: () => now, sweepIntervalMs: 0 });
     const flaky: BucketStore = {
       kind: 'flaky',
-      run: async (key, p, op, cost, t, x) => {
+      run: async (key, p, op, cost, extra) => {
         if (key === 'subscriber-bad' && op === 'reserve') throw new StoreError('boom');
-        return mem.run(key, p, op, cost, t, x);
+        return mem.run(key, p, op, cost, extra);
       },
       ping: async () => {},
       close: () => mem.close(),
