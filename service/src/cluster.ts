@@ -40,7 +40,8 @@ export function workerReadiness(store: BucketStore): () => string | undefined {
     if (msg?.type === PEERS_STATE) notReady = msg.notReady;
   });
   const report = (up: boolean) => {
-    if (process.connected) process.send!({ type: WORKER_STORE, up });
+    // A callback: a channel closing meanwhile (shutdown) is no error worth an 'error' event.
+    if (process.connected) process.send!({ type: WORKER_STORE, up }, undefined, undefined, () => undefined);
   };
   if (store.onAvailability) store.onAvailability(report);
   else report(true); // a store without connection events: its own ping is its readiness
@@ -88,6 +89,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   // Workers whose store connection is up (per their last report), and the primary's own (for
   // /buckets): every probe answers 503 until all of them are.
   const storeUp = new Map<number, boolean>();
+  let stopping = false;
   let primaryUp = !store.onAvailability;
   const notReady = (): string[] => {
     const names = Object.values(cluster.workers ?? {})
@@ -96,8 +98,11 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     return primaryUp ? names : ['primary', ...names];
   };
   const tellWorkers = () => {
+    if (stopping) return; // the workers are on their way out (and their channels closing)
     const state = { type: PEERS_STATE, notReady: notReady() };
-    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(state);
+    // A callback: a channel that closes meanwhile (a worker dying) must not become an 'error' event,
+    // which would stop the primary (seen: EPIPE when the primary's store closed at SIGTERM).
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(state, undefined, undefined, () => undefined);
   };
   store.onAvailability?.((up) => {
     primaryUp = up;
@@ -118,7 +123,6 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     }),
   );
 
-  let stopping = false;
   let started = false;
   const startedAt = new Map<number, number>();
   const fork = (): Worker => {
